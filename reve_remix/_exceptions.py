@@ -1,0 +1,268 @@
+"""The exception hierarchy: one class per thing a caller may want to catch.
+
+::
+
+    ReveRemixError
+    ├── ValidationError (also a ValueError)      bad input, caught before anything is sent
+    └── APIError
+        ├── APIConnectionError                   no response: refused, reset, dropped
+        │   └── APITimeoutError
+        ├── APIResponseValidationError           a 2xx whose body does not match the spec
+        └── APIStatusError                       a non-2xx answer; one subclass per status
+            ├── BadRequestError                  400
+            ├── AuthenticationError              401
+            ├── PaymentRequiredError             402 (out of credits)
+            ├── PermissionDeniedError            403
+            │   └── ContentPolicyError           403 whose error type names moderation
+            ├── NotFoundError                    404
+            ├── RequestTimeoutError              408
+            ├── PayloadTooLargeError             413
+            ├── UnprocessableEntityError         422
+            ├── RateLimitError                   429
+            └── InternalServerError              5xx
+
+Every ``APIError`` carries the ``request_id`` the server returned (when it returned one) so that
+a support ticket can name the request. No message ever contains the API key: messages are built
+from the server's words, which never echo the ``Authorization`` header.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ContentPolicyError",
+    "InternalServerError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PaymentRequiredError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "ReveRemixError",
+    "UnprocessableEntityError",
+    "ValidationError",
+]
+
+REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-onerouter-request-id", "cf-ray")
+_CONTENT_POLICY = re.compile(r"moderation|content[_ -]?policy|flagged|safety|nsfw", re.IGNORECASE)
+_BODY_PREVIEW_CHARS = 500
+
+
+class ReveRemixError(Exception):
+    """Base class of every exception this library raises on purpose."""
+
+
+class ValidationError(ReveRemixError, ValueError):
+    """The arguments cannot make a valid request; nothing was sent and nothing was charged.
+
+    Example::
+
+        try:
+            client.remix("a cat", [])
+        except ValidationError as exc:
+            print(exc)  # images: give between 1 and 4 images, got 0
+    """
+
+
+class APIError(ReveRemixError):
+    """Something went wrong talking to the API. ``request`` is the request that was sent."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request: httpx.Request | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.request = request
+        self.request_id = request_id
+
+
+class APIConnectionError(APIError):
+    """No usable response arrived: the connection failed, was reset or was dropped."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The request took longer than the client's ``timeout``."""
+
+
+class _ResponseError(APIError):
+    """Shared by the errors that carry a response: status, body and request id."""
+
+    def __init__(self, message: str, *, response: httpx.Response, body: object) -> None:
+        super().__init__(
+            message, request=response.request, request_id=request_id_of(response.headers)
+        )
+        self.response = response
+        self.status_code = response.status_code
+        self.body = body
+
+    def __str__(self) -> str:
+        suffix = f" (request id {self.request_id})" if self.request_id else ""
+        return f"{self.message}{suffix}"
+
+
+class APIResponseValidationError(_ResponseError):
+    """A successful status whose body does not match the API's response schema.
+
+    The generation may have been charged: ``body`` holds whatever arrived, for inspection.
+    """
+
+
+class APIStatusError(_ResponseError):
+    """The API answered with a non-2xx status.
+
+    ``error_type``, ``error_code`` and ``param`` come from the provider's error envelope
+    ``{"error": {"message", "type", "param", "code"}}`` when the body has one.
+
+    Example::
+
+        try:
+            client.remix("a cat", ["https://example.com/cat.png"])
+        except RateLimitError as exc:
+            print(exc.status_code, exc.request_id, exc.body)
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        response: httpx.Response,
+        body: object,
+        error_type: str | None = None,
+        error_code: str | int | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message, response=response, body=body)
+        self.error_type = error_type
+        self.error_code = error_code
+        self.param = param
+
+
+class BadRequestError(APIStatusError):
+    """400: the API rejected the request's parameters."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing, invalid or disabled."""
+
+
+class PaymentRequiredError(APIStatusError):
+    """402: the account or API key is out of credits."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key may not do this."""
+
+
+class ContentPolicyError(PermissionDeniedError):
+    """403 with a moderation error type: the prompt or an image was flagged."""
+
+
+class NotFoundError(APIStatusError):
+    """404: wrong base URL or unknown model."""
+
+
+class RequestTimeoutError(APIStatusError):
+    """408: the server gave up waiting for the request."""
+
+
+class PayloadTooLargeError(APIStatusError):
+    """413: the request body (usually the images) is too large."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: the request is well-formed JSON but breaks the schema."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests; retried automatically, raised once retries are spent."""
+
+
+class InternalServerError(APIStatusError):
+    """5xx: the provider or the model failed."""
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: PaymentRequiredError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: RequestTimeoutError,
+    413: PayloadTooLargeError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def request_id_of(headers: httpx.Headers) -> str | None:
+    """The request id the server put in ``headers``, under any of the usual names."""
+    for name in REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value
+    return None
+
+
+def decode_body(response: httpx.Response) -> object:
+    """The response body as JSON when it is JSON, else as text (never raises)."""
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return response.content.decode("utf-8", errors="replace")
+
+
+def status_error(response: httpx.Response) -> APIStatusError:
+    """The ``APIStatusError`` subclass for a non-2xx ``response``, with the provider's words."""
+    body = decode_body(response)
+    envelope: dict[str, Any] = {}
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        envelope = body["error"]
+    message = envelope.get("message")
+    if not isinstance(message, str) or not message:
+        message = _preview(body) or response.reason_phrase or "no body"
+    error_type = _str_or_none(envelope.get("type"))
+    code = envelope.get("code")
+    error_code = code if isinstance(code, str | int) and not isinstance(code, bool) else None
+
+    status = response.status_code
+    cls = _BY_STATUS.get(status, InternalServerError if status >= 500 else APIStatusError)
+    if cls is PermissionDeniedError and _CONTENT_POLICY.search(f"{error_type} {error_code}"):
+        cls = ContentPolicyError
+    label = f"{status} {response.reason_phrase}".strip()
+    kind = f" [{error_type}]" if error_type else ""
+    return cls(
+        f"{label}{kind}: {message}",
+        response=response,
+        body=body,
+        error_type=error_type,
+        error_code=error_code,
+        param=_str_or_none(envelope.get("param")),
+    )
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _preview(body: object) -> str:
+    text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
+    text = " ".join(text.split())
+    if len(text) > _BODY_PREVIEW_CHARS:
+        text = text[:_BODY_PREVIEW_CHARS] + "…"
+    return text

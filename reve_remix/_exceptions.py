@@ -213,7 +213,7 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
 def request_id_of(headers: httpx.Headers) -> str | None:
     """The request id the server put in ``headers``, under any of the usual names."""
     for name in REQUEST_ID_HEADERS:
-        value = headers.get(name)
+        value: str | None = headers.get(name)
         if value:
             return value
     return None
@@ -266,3 +266,10 @@ def _preview(body: object) -> str:
     if len(text) > _BODY_PREVIEW_CHARS:
         text = text[:_BODY_PREVIEW_CHARS] + "…"
     return text
+
+
+def connection_error(error: httpx.TransportError, request: httpx.Request) -> APIConnectionError:
+    """The library's exception for an httpx transport failure (a timeout keeps its own class)."""
+    cls = APITimeoutError if isinstance(error, httpx.TimeoutException) else APIConnectionError
+    detail = str(error) or "connection failed"
+    return cls(f"{type(error).__name__}: {detail}", request=request)

@@ -1,0 +1,370 @@
+"""``ReveRemix`` and ``AsyncReveRemix``: configuration, one request, retries.
+
+Both clients share ``_BaseClient``, which validates arguments, builds the request, decides on
+retries and parses the response. The subclasses differ only where I/O happens: sending, sleeping
+and uploading local images.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import platform
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Literal, Self
+
+import httpx
+from reve_remix_api.api.reve_remix import remix as remix_endpoint
+
+from ._download import Downloader
+from ._exceptions import ValidationError, connection_error, status_error
+from ._images import LocalImage, Uploader, check_uploaded_url, data_url
+from ._request import Images, PreparedRemix, prepare_remix
+from ._results import RemixResult, parse_response
+from ._retry import Cooldown, RetryPolicy
+from ._version import __version__
+
+logger = logging.getLogger("reve_remix")
+
+API_KEY_ENV = "ONEROUTER_API_KEY"
+BASE_URL_ENV = "REVE_REMIX_BASE_URL"
+DEFAULT_BASE_URL = "https://image.onerouter.pro"
+DEFAULT_MODEL = "reve-remix-image-to-image"
+# A generation takes tens of seconds: the read timeout must outlast it.
+DEFAULT_TIMEOUT = httpx.Timeout(180.0, connect=10.0)
+DEFAULT_MAX_RETRIES = 2
+USER_AGENT = f"reve-remix-python/{__version__} python/{platform.python_version()}"
+
+AuthScheme = Literal["bearer", "bare"]
+
+
+class _BaseClient:
+    """Everything about a remix call that does not touch the network."""
+
+    _http: httpx.Client | httpx.AsyncClient
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        base_url: str | None,
+        model: str,
+        max_retries: int,
+        retry_on_ambiguous: bool,
+        auth_scheme: AuthScheme,
+        uploader: Uploader,
+    ) -> None:
+        if auth_scheme not in ("bearer", "bare"):
+            raise ValidationError(f"auth_scheme: {auth_scheme!r} is not 'bearer' or 'bare'")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValidationError(f"max_retries: expected an integer >= 0, got {max_retries!r}")
+        self._api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        self.base_url = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
+        self.model = model
+        self.auth_scheme = auth_scheme
+        self.uploader = uploader
+        self.retry_policy = RetryPolicy(max_retries, retry_on_ambiguous)
+        self._cooldown = Cooldown()
+
+    def __repr__(self) -> str:
+        key = "set" if self._api_key else "missing"
+        return (
+            f"{type(self).__name__}(base_url={self.base_url!r}, model={self.model!r}, "
+            f"api_key=<{key}>, max_retries={self.retry_policy.max_retries})"
+        )
+
+    def _prepare(
+        self,
+        prompt: str,
+        images: Images,
+        aspect_ratio: str | None,
+        output_format: str,
+        model: str | None,
+        fit: bool,
+    ) -> PreparedRemix:
+        self._authorization()  # fail on a missing key before reading any image
+        return prepare_remix(
+            prompt,
+            images,
+            model=self.model if model is None else model,
+            aspect_ratio=aspect_ratio,
+            output_format=output_format,
+            fit=fit,
+        )
+
+    def _build_request(self, prepared: PreparedRemix, image_urls: list[str]) -> httpx.Request:
+        """The HTTP request, from the generated endpoint's method and path."""
+        endpoint = remix_endpoint._get_kwargs(body=prepared.body(image_urls))
+        return self._http.build_request(
+            endpoint["method"].upper(),
+            self.base_url + endpoint["url"],
+            json=endpoint["json"],
+            headers={
+                **endpoint["headers"],
+                "Authorization": self._authorization(),
+                "User-Agent": USER_AGENT,
+            },
+        )
+
+    def _authorization(self) -> str:
+        """The ``Authorization`` header value; a clear error, naming the variable, if no key."""
+        if not self._api_key:
+            raise ValidationError(
+                f"no API key: pass api_key=... to {type(self).__name__} "
+                f"or set the {API_KEY_ENV} environment variable"
+            )
+        return self._api_key if self.auth_scheme == "bare" else f"Bearer {self._api_key}"
+
+    def _decide(
+        self, request: httpx.Request, outcome: httpx.Response | httpx.TransportError, retries: int
+    ) -> httpx.Response | float:
+        """The final response, or how many seconds to wait before sending ``request`` again.
+
+        Raises ``APIConnectionError`` when a transport error is final.
+        """
+        if isinstance(outcome, httpx.Response):
+            delay = self.retry_policy.delay_after_response(outcome, retries)
+            if delay is None:
+                return outcome
+            if outcome.status_code == 429:
+                self._cooldown.extend(delay)
+            reason = f"{outcome.status_code} {outcome.reason_phrase}"
+        else:
+            delay = self.retry_policy.delay_after_error(outcome, retries)
+            if delay is None:
+                raise connection_error(outcome, request) from outcome
+            reason = type(outcome).__name__
+        logger.info(
+            "%s; retrying in %.1f s (retry %d of %d)",
+            "rate limited" if reason.startswith("429") else reason,
+            delay,
+            retries + 1,
+            self.retry_policy.max_retries,
+            extra={"retry_in": delay, "reason": reason},
+        )
+        return delay
+
+    def _result(self, response: httpx.Response) -> RemixResult:
+        if not response.is_success:
+            raise status_error(response)
+        result = parse_response(response, Downloader(self._http))
+        logger.debug("remix done (request id %s)", result.request_id)
+        return result
+
+
+class ReveRemix(_BaseClient):
+    """The synchronous client.
+
+    Example::
+
+        from reve_remix import ReveRemix
+
+        with ReveRemix() as client:  # reads ONEROUTER_API_KEY
+            result = client.remix("<img>0</img> as a watercolour", ["cat.png"])
+            result.save("cat-watercolour.png")
+    """
+
+    _http: httpx.Client
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        model: str = DEFAULT_MODEL,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry_on_ambiguous: bool = False,
+        auth_scheme: AuthScheme = "bearer",
+        uploader: Callable[[bytes, str], str] = data_url,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        super().__init__(
+            api_key=api_key,
+            base_url=base_url,
+            model=model,
+            max_retries=max_retries,
+            retry_on_ambiguous=retry_on_ambiguous,
+            auth_scheme=auth_scheme,
+            uploader=uploader,
+        )
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.Client(timeout=timeout)
+
+    def remix(
+        self,
+        prompt: str,
+        images: Images,
+        *,
+        aspect_ratio: str | None = None,
+        output_format: str = "url",
+        model: str | None = None,
+        fit: bool = False,
+    ) -> RemixResult:
+        """Generate an image from a prompt and 1-4 reference images.
+
+        ``images`` is a list (refer to them as ``<img>0</img>`` …) or a mapping of names (refer to
+        them as ``{name}``). Each image is an http(s) or ``data:`` URL, a path, bytes, a binary
+        file or a PIL image; local ones are checked and turned into URLs by the uploader.
+        ``fit=True`` re-encodes local images that are too large or of an unsupported format
+        (needs Pillow). Raises ``ValidationError`` before sending anything if an argument is bad.
+
+        Example::
+
+            result = client.remix("Put {cat} on {sofa}", {"cat": "cat.jpg", "sofa": "sofa.png"},
+                                  aspect_ratio="16:9")
+            result.save("cat-on-sofa.png")
+        """
+        prepared = self._prepare(prompt, images, aspect_ratio, output_format, model, fit)
+        urls = [self._upload(item) for item in prepared.images]
+        return self._result(self._send(self._build_request(prepared, urls)))
+
+    def _upload(self, item: str | LocalImage) -> str:
+        if isinstance(item, str):
+            return item
+        url = self.uploader(item.data, item.mime)
+        if inspect.isawaitable(url):
+            _discard(url)
+            raise ValidationError("uploader: it is async; use AsyncReveRemix for async uploaders")
+        return check_uploaded_url(url, item.label)
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
+        retries = 0
+        while True:
+            time.sleep(self._cooldown.remaining())
+            logger.debug("%s %s (attempt %d)", request.method, request.url.path, retries + 1)
+            try:
+                outcome: httpx.Response | httpx.TransportError = self._http.send(request)
+            except httpx.TransportError as exc:
+                outcome = exc
+            decision = self._decide(request, outcome, retries)
+            if isinstance(decision, httpx.Response):
+                return decision
+            retries += 1
+            time.sleep(decision)
+
+    def close(self) -> None:
+        """Close the connection pool (only if this client created it)."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncReveRemix(_BaseClient):
+    """The asyncio client; the same options as :class:`ReveRemix`, and async uploaders too.
+
+    Example::
+
+        from reve_remix import AsyncReveRemix
+
+        async with AsyncReveRemix() as client:
+            result = await client.remix("<img>0</img> at night", ["city.jpg"])
+            await result.asave("city-night.png")
+    """
+
+    _http: httpx.AsyncClient
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        model: str = DEFAULT_MODEL,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry_on_ambiguous: bool = False,
+        auth_scheme: AuthScheme = "bearer",
+        uploader: Uploader = data_url,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        super().__init__(
+            api_key=api_key,
+            base_url=base_url,
+            model=model,
+            max_retries=max_retries,
+            retry_on_ambiguous=retry_on_ambiguous,
+            auth_scheme=auth_scheme,
+            uploader=uploader,
+        )
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(timeout=timeout)
+
+    async def remix(
+        self,
+        prompt: str,
+        images: Images,
+        *,
+        aspect_ratio: str | None = None,
+        output_format: str = "url",
+        model: str | None = None,
+        fit: bool = False,
+    ) -> RemixResult:
+        """Async twin of :meth:`ReveRemix.remix`; local images are uploaded concurrently.
+
+        Example::
+
+            result = await client.remix("<img>0</img> in autumn", ["park.jpg"])
+        """
+        prepared = self._prepare(prompt, images, aspect_ratio, output_format, model, fit)
+        urls = list(await asyncio.gather(*(self._upload(item) for item in prepared.images)))
+        return self._result(await self._send(self._build_request(prepared, urls)))
+
+    async def _upload(self, item: str | LocalImage) -> str:
+        if isinstance(item, str):
+            return item
+        url = self.uploader(item.data, item.mime)
+        if inspect.isawaitable(url):
+            url = await url
+        return check_uploaded_url(url, item.label)
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        retries = 0
+        while True:
+            await asyncio.sleep(self._cooldown.remaining())
+            logger.debug("%s %s (attempt %d)", request.method, request.url.path, retries + 1)
+            try:
+                outcome: httpx.Response | httpx.TransportError = await self._http.send(request)
+            except httpx.TransportError as exc:
+                outcome = exc
+            decision = self._decide(request, outcome, retries)
+            if isinstance(decision, httpx.Response):
+                return decision
+            retries += 1
+            await asyncio.sleep(decision)
+
+    async def aclose(self) -> None:
+        """Close the connection pool (only if this client created it)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _discard(awaitable: Awaitable[object]) -> None:
+    """Close an un-awaited coroutine so Python does not warn that it was never awaited."""
+    close = getattr(awaitable, "close", None)
+    if callable(close):
+        close()

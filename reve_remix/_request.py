@@ -1,0 +1,107 @@
+"""Turning a caller's arguments into a checked request, before anything goes on the wire.
+
+Everything here is pure: it raises ``ValidationError`` for any argument the API would reject, so a
+mistake costs neither a network round trip nor a paid generation. The allowed aspect ratios and
+output formats are the generated enums, so they follow the spec when it is regenerated.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import TypeAlias, TypeVar
+
+from reve_remix_api.models import AspectRatio, OutputFormat, RemixRequest
+
+from ._exceptions import ValidationError
+from ._images import ImageInput, LocalImage, prepare_image
+from ._tags import MAX_IMAGES, bind_images, check_prompt
+
+logger = logging.getLogger("reve_remix")
+
+Images: TypeAlias = Sequence[ImageInput] | Mapping[str, ImageInput] | ImageInput
+"""A list of images, a mapping of names used as ``{name}`` in the prompt, or a single image."""
+
+E = TypeVar("E", bound=Enum)
+
+ASPECT_RATIOS = tuple(ratio.value for ratio in AspectRatio)
+OUTPUT_FORMATS = tuple(fmt.value for fmt in OutputFormat)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRemix:
+    """A validated remix whose local images still have to become URLs (see ``LocalImage``)."""
+
+    model: str
+    prompt: str
+    images: list[str | LocalImage]
+    aspect_ratio: AspectRatio | None
+    output_format: OutputFormat
+
+    def body(self, image_urls: list[str]) -> RemixRequest:
+        """The request body as the generated ``RemixRequest`` model."""
+        request = RemixRequest(
+            model=self.model,
+            prompt=self.prompt,
+            image_urls=image_urls,
+            output_format=self.output_format,
+        )
+        if self.aspect_ratio is not None:
+            request.aspect_ratio = self.aspect_ratio
+        return request
+
+
+def prepare_remix(
+    prompt: object,
+    images: object,
+    *,
+    model: object,
+    aspect_ratio: object = None,
+    output_format: object = "url",
+    fit: bool = False,
+) -> PreparedRemix:
+    """Check every argument of a remix and load local images; raise ``ValidationError`` if any fail.
+
+    Example::
+
+        prepared = prepare_remix("<img>0</img> at dusk", ["https://example.com/a.png"],
+                                 model="reve-remix-image-to-image")
+    """
+    if not isinstance(prompt, str):
+        raise ValidationError(f"prompt: expected a string, got {type(prompt).__name__}")
+    if not isinstance(model, str) or not model.strip():
+        raise ValidationError("model: expected a non-empty string")
+    ratio = None if aspect_ratio is None else _member(AspectRatio, aspect_ratio, "aspect_ratio")
+    fmt = _member(OutputFormat, output_format, "output_format")
+    if isinstance(images, Mapping):
+        # Bind the names themselves: the order they come back in orders both images and labels.
+        prompt, names = bind_images(prompt, {name: name for name in images})
+        items = [images[name] for name in names]
+        labels = [f"image {name!r}" for name in names]
+    else:
+        items = list(images) if isinstance(images, list | tuple) else [images]
+        labels = [f"image {index}" for index in range(len(items))]
+    if not 1 <= len(items) <= MAX_IMAGES:
+        raise ValidationError(f"images: give between 1 and {MAX_IMAGES} images, got {len(items)}")
+    for warning in check_prompt(prompt, len(items)):
+        logger.warning("prompt: %s", warning.message)
+    return PreparedRemix(
+        model=model,
+        prompt=prompt,
+        images=[
+            prepare_image(item, label, fit=fit) for item, label in zip(items, labels, strict=True)
+        ],
+        aspect_ratio=ratio,
+        output_format=fmt,
+    )
+
+
+def _member(enum: type[E], value: object, name: str) -> E:
+    """``value`` as a member of the generated ``enum``, or a ``ValidationError`` listing them."""
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(str(member.value) for member in enum)
+        raise ValidationError(f"{name}: {value!r} is not one of {allowed}") from None

@@ -1,0 +1,145 @@
+"""When to send a generation again, and how long to wait first.
+
+Every generation costs money and the API takes no idempotency key, so a retry must not risk paying
+twice. By default only failures that cannot have produced an image are retried: the connection
+never carried the whole request, or the server said so (408, 429, 502, 503, 504). A 500, a read
+timeout, or a connection dropped after the request was sent may have produced (and billed) an
+image: those are *ambiguous* and retried only with ``retry_on_ambiguous=True``.
+
+This module decides; the clients wait and send. Both clients share it, so the policy has one home.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+
+RETRYABLE_STATUSES = frozenset({408, 429, 502, 503, 504})
+AMBIGUOUS_STATUSES = frozenset({500})
+# Transport errors raised before the whole request reached the server: nothing can have been made.
+SAFE_TRANSPORT_ERRORS: tuple[type[httpx.TransportError], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.WriteError,
+    httpx.WriteTimeout,
+)
+
+INITIAL_BACKOFF = 0.5  # seconds before the first retry, doubled each time
+MAX_BACKOFF = 8.0
+MAX_RETRY_AFTER = 60.0  # a server asking for longer is obeyed only this far
+
+Verdict = Literal["retry", "ambiguous", "final"]
+
+
+def classify_status(status_code: int) -> Verdict:
+    """Whether a response status may be retried: ``retry``, ``ambiguous`` or ``final``.
+
+    Example::
+
+        >>> classify_status(429), classify_status(500), classify_status(400)
+        ('retry', 'ambiguous', 'final')
+    """
+    if status_code in RETRYABLE_STATUSES:
+        return "retry"
+    if status_code in AMBIGUOUS_STATUSES:
+        return "ambiguous"
+    return "final"
+
+
+def classify_error(error: httpx.TransportError) -> Verdict:
+    """Whether a transport error may be retried: before the request was sent, or after.
+
+    Example::
+
+        >>> classify_error(httpx.ConnectError("refused")), classify_error(httpx.ReadTimeout("slow"))
+        ('retry', 'ambiguous')
+    """
+    return "retry" if isinstance(error, SAFE_TRANSPORT_ERRORS) else "ambiguous"
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), capped.
+
+    Returns ``None`` when the header is absent or unreadable, so the caller falls back to backoff.
+
+    Example::
+
+        >>> parse_retry_after("3"), parse_retry_after("soon"), parse_retry_after("9999")
+        (3.0, None, 60.0)
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def backoff(retry_number: int) -> float:
+    """Exponential backoff with "equal" jitter for the ``retry_number``-th retry (1-based).
+
+    Jitter spreads the retries of many clients so that they do not all return at once.
+    """
+    ceiling: float = min(INITIAL_BACKOFF * 2.0 ** (retry_number - 1), MAX_BACKOFF)
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - not cryptographic
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How many retries a call may make and whether ambiguous failures count as retryable."""
+
+    max_retries: int = 2
+    retry_on_ambiguous: bool = False
+
+    def _allows(self, verdict: Verdict, retries_done: int) -> bool:
+        if retries_done >= self.max_retries:
+            return False
+        return verdict == "retry" or (verdict == "ambiguous" and self.retry_on_ambiguous)
+
+    def delay_after_response(self, response: httpx.Response, retries_done: int) -> float | None:
+        """Seconds to wait before retrying after ``response``, or ``None`` to stop here."""
+        if not self._allows(classify_status(response.status_code), retries_done):
+            return None
+        hinted = parse_retry_after(response.headers.get("retry-after"))
+        return backoff(retries_done + 1) if hinted is None else hinted
+
+    def delay_after_error(self, error: httpx.TransportError, retries_done: int) -> float | None:
+        """Seconds to wait before retrying after a transport ``error``, or ``None`` to stop."""
+        if not self._allows(classify_error(error), retries_done):
+            return None
+        return backoff(retries_done + 1)
+
+
+class Cooldown:
+    """A moment before which no request is sent: one 429 slows every caller of the client.
+
+    A client shares one ``Cooldown`` across threads and tasks, so a batch of concurrent jobs backs
+    off together instead of every worker hammering a rate-limited API.
+    """
+
+    def __init__(self) -> None:
+        self._until = 0.0
+
+    def extend(self, seconds: float) -> None:
+        """Hold every request for at least ``seconds`` from now."""
+        self._until = max(self._until, time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        """Seconds left to wait before the next request may go out."""
+        return max(0.0, self._until - time.monotonic())

@@ -1,0 +1,199 @@
+"""The clients end to end against the mock server: results, configuration, pooling, async."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+
+import httpx
+import pytest
+
+from reve_remix import AsyncReveRemix, ReveRemix, ValidationError
+from reve_remix.testing import MockServer
+
+from .conftest import API_KEY, IMAGE_URL
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_url_result_downloads_and_saves_a_png(server, client, tmp_path):
+    result = client.remix("<img>0</img> as a watercolour", [IMAGE_URL], aspect_ratio="16:9")
+    assert result.image.url
+    assert result.image.url.startswith(server.base_url)
+    assert result.image.b64_json is None
+    assert result.created_at.tzinfo is not None
+    assert result.created_at.timestamp() == result.created
+    saved = result.save(tmp_path / "out" / "cat.png")
+    assert saved == tmp_path / "out" / "cat.png"
+    assert saved.read_bytes().startswith(PNG_SIGNATURE)
+    assert not [p for p in saved.parent.iterdir() if p.name != "cat.png"]  # no temp files left
+
+
+def test_b64_result_decodes_without_another_request(server, client, tmp_path):
+    result = client.remix("<img>0</img> at night", [IMAGE_URL], output_format="b64_json")
+    requests_before = len(server.requests)
+    data = result.read()
+    assert data == base64.b64decode(result.image.b64_json)
+    assert data.startswith(PNG_SIGNATURE)
+    assert len(server.requests) == requests_before
+    assert result.image.revised_prompt
+
+
+def test_request_carries_bearer_key_model_and_arguments(server, client):
+    client.remix("<img>0</img> and <img>1</img>", [IMAGE_URL, IMAGE_URL], aspect_ratio="1:1")
+    sent = server.requests[0]
+    assert sent.path == "/v1/images/edits"
+    assert sent.headers["authorization"] == f"Bearer {API_KEY}"
+    assert sent.headers["user-agent"].startswith("reve-remix-python/")
+    assert sent.json == {
+        "model": "reve-remix-image-to-image",
+        "prompt": "<img>0</img> and <img>1</img>",
+        "image_urls": [IMAGE_URL, IMAGE_URL],
+        "aspect_ratio": "1:1",
+        "output_format": "url",
+        "n": 1,
+    }
+
+
+def test_bare_auth_scheme_sends_the_key_alone(server):
+    with ReveRemix(API_KEY, base_url=server.base_url, auth_scheme="bare") as client:
+        client.remix("<img>0</img>", [IMAGE_URL])
+    assert server.requests[0].headers["authorization"] == API_KEY
+
+
+def test_model_is_overridable_per_client_and_per_call(server):
+    with ReveRemix(API_KEY, base_url=server.base_url, model="client-model") as client:
+        client.remix("<img>0</img>", [IMAGE_URL])
+        client.remix("<img>0</img>", [IMAGE_URL], model="call-model")
+    assert [r.json["model"] for r in server.requests if r.method == "POST"] == [
+        "client-model",
+        "call-model",
+    ]
+
+
+def test_key_and_base_url_come_from_the_environment(server, monkeypatch):
+    monkeypatch.setenv("ONEROUTER_API_KEY", API_KEY)
+    monkeypatch.setenv("REVE_REMIX_BASE_URL", server.base_url)
+    with ReveRemix() as client:
+        assert client.base_url == server.base_url
+        client.remix("<img>0</img>", [IMAGE_URL])
+    assert server.requests[0].headers["authorization"] == f"Bearer {API_KEY}"
+
+
+def test_default_base_url_is_the_spec_server(monkeypatch):
+    monkeypatch.delenv("REVE_REMIX_BASE_URL", raising=False)
+    assert ReveRemix(API_KEY).base_url == "https://image.onerouter.pro"
+
+
+def test_missing_key_is_a_validation_error_naming_the_variable(server, monkeypatch):
+    monkeypatch.delenv("ONEROUTER_API_KEY", raising=False)
+    with ReveRemix(base_url=server.base_url) as client:
+        with pytest.raises(ValidationError, match="ONEROUTER_API_KEY"):
+            client.remix("<img>0</img>", [IMAGE_URL])
+    assert server.requests == []
+
+
+def test_one_connection_is_reused_across_calls(server, client):
+    for _ in range(5):
+        client.remix("<img>0</img>", [IMAGE_URL])
+    assert server.connections == 1
+
+
+def test_download_of_the_result_never_carries_the_key(server):
+    headers = {"Authorization": f"Bearer {API_KEY}"}  # even a client with a default auth header
+    with (
+        httpx.Client(headers=headers) as http,
+        ReveRemix(API_KEY, base_url=server.base_url, http_client=http) as client,
+    ):
+        client.remix("<img>0</img>", [IMAGE_URL]).read()
+    download = [r for r in server.requests if r.method == "GET"]
+    assert len(download) == 1
+    assert "authorization" not in download[0].headers
+
+
+def test_injected_http_client_is_used_and_left_open(server):
+    with httpx.Client() as http:
+        client = ReveRemix(API_KEY, base_url=server.base_url, http_client=http)
+        client.remix("<img>0</img>", [IMAGE_URL])
+        client.close()
+        assert not http.is_closed
+
+
+def test_repr_shows_configuration_but_never_the_key(server):
+    client = ReveRemix(API_KEY, base_url=server.base_url)
+    text = repr(client)
+    assert API_KEY not in text
+    assert "api_key=<set>" in text
+    assert server.base_url in text
+
+
+def test_retries_and_warnings_are_logged_without_the_key(server, client, caplog, fast_backoff):
+    from reve_remix.testing import Fault
+
+    server.enqueue(Fault(status=503))
+    with caplog.at_level(logging.DEBUG, logger="reve_remix"):
+        client.remix("<img>0</img> <IMG>0</IMG>", [IMAGE_URL])
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(re.search(r"503 Service Unavailable; retrying in \d", m) for m in messages)
+    assert all(API_KEY not in m for m in messages)
+
+
+def test_result_from_the_sync_client_refuses_aread(server, client):
+    import asyncio
+
+    result = client.remix("<img>0</img>", [IMAGE_URL])
+    with pytest.raises(TypeError, match="read"):
+        asyncio.run(result.aread())
+
+
+@pytest.mark.anyio
+async def test_async_client_remixes_and_saves(server, aclient, tmp_path):
+    result = await aclient.remix("<img>0</img> in autumn", [IMAGE_URL])
+    saved = await result.asave(tmp_path / "autumn.png")
+    assert saved.read_bytes().startswith(PNG_SIGNATURE)
+    b64 = await aclient.remix("<img>0</img>", [IMAGE_URL], output_format="b64_json")
+    assert (await b64.aread()).startswith(PNG_SIGNATURE)
+    assert server.connections == 1
+
+
+@pytest.mark.anyio
+async def test_async_client_uploads_local_images_with_an_async_uploader(server, tmp_path):
+    png = _tiny_png(tmp_path)
+    uploaded: list[tuple[int, str]] = []
+
+    async def upload(data: bytes, mime: str) -> str:
+        uploaded.append((len(data), mime))
+        return f"https://bucket.example.com/{len(uploaded)}.png"
+
+    async with AsyncReveRemix(API_KEY, base_url=server.base_url, uploader=upload) as client:
+        await client.remix("<img>0</img> with <img>1</img>", [png, IMAGE_URL])
+    assert uploaded == [(png.stat().st_size, "image/png")]
+    assert server.requests[0].json["image_urls"] == ["https://bucket.example.com/1.png", IMAGE_URL]
+
+
+def test_sync_client_rejects_an_async_uploader_before_sending(server, tmp_path):
+    async def upload(data: bytes, mime: str) -> str:
+        return "https://bucket.example.com/x.png"
+
+    with ReveRemix(API_KEY, base_url=server.base_url, uploader=upload) as client:  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="async"):
+            client.remix("<img>0</img>", [_tiny_png(tmp_path)])
+    assert server.requests == []
+
+
+def test_local_image_becomes_a_data_url_by_default(server, client, tmp_path):
+    client.remix("<img>0</img>", [_tiny_png(tmp_path)])
+    assert server.requests[0].json["image_urls"][0].startswith("data:image/png;base64,")
+
+
+def _tiny_png(folder):
+    from PIL import Image
+
+    path = folder / "tiny.png"
+    Image.new("RGB", (4, 4), "red").save(path)
+    return path
+
+
+def test_mock_server_fixture_is_isolated_per_test(server: MockServer):
+    assert server.requests == []

@@ -1,0 +1,130 @@
+"""Contract tests: the facade against the vendor's spec, not against our reading of it.
+
+- every request the facade sends (a matrix of arguments) validates against the **vendor** spec's
+  request schema;
+- every spec-valid response body (generated from the response schema) parses;
+- the aspect ratios and output formats the facade accepts are exactly the spec's;
+- the defaults (server, model) are the spec's and the provider's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis_jsonschema import from_schema
+
+from reve_remix import APIResponseValidationError, ReveRemix
+from reve_remix._client import DEFAULT_BASE_URL, DEFAULT_MODEL
+from reve_remix._download import Downloader
+from reve_remix._request import ASPECT_RATIOS, OUTPUT_FORMATS
+from reve_remix._results import parse_response
+
+from .conftest import API_KEY
+
+ROOT = Path(__file__).resolve().parent.parent
+VENDOR = json.loads((ROOT / "openapi" / "vendor.openapi.json").read_bytes())
+OPERATION = VENDOR["paths"]["/v1/images/edits"]["post"]
+REQUEST_SCHEMA = OPERATION["requestBody"]["content"]["application/json"]["schema"]
+RESPONSE_SCHEMA = OPERATION["responses"]["200"]["content"]["application/json"]["schema"]
+VALID_RESPONSE = {"created": 1_700_000_000, "data": [{"url": "https://cdn.example.com/a.png"}]}
+
+
+def capture_client(sent: list[httpx.Request]) -> ReveRemix:
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json=VALID_RESPONSE)
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    return ReveRemix(API_KEY, base_url="https://api.test", http_client=http)
+
+
+def matrix():
+    image_sets = [["https://example.com/a.png"] * count for count in range(1, 5)]
+    yield from itertools.product((None, *ASPECT_RATIOS), OUTPUT_FORMATS, image_sets, (False, True))
+
+
+def test_every_request_in_the_matrix_validates_against_the_vendor_schema():
+    sent: list[httpx.Request] = []
+    client = capture_client(sent)
+    cases = list(matrix())
+    for ratio, fmt, urls, named in cases:
+        if named:
+            names = [f"ref{i}" for i in range(len(urls))]
+            prompt = "Blend " + " and ".join(f"{{{name}}}" for name in names)
+            client.remix(
+                prompt, dict(zip(names, urls, strict=True)), aspect_ratio=ratio, output_format=fmt
+            )
+        else:
+            prompt = "Blend " + " and ".join(f"<img>{i}</img>" for i in range(len(urls)))
+            client.remix(prompt, urls, aspect_ratio=ratio, output_format=fmt)
+    assert len(sent) == len(cases) == 8 * 2 * 4 * 2
+    validator = jsonschema.Draft202012Validator(REQUEST_SCHEMA)
+    for request in sent:
+        body = json.loads(request.content)
+        errors = [error.message for error in validator.iter_errors(body)]
+        assert errors == [], body
+        assert request.url.path == "/v1/images/edits"
+        assert request.method == "POST"
+        assert request.headers["content-type"] == "application/json"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=from_schema(RESPONSE_SCHEMA))
+def test_every_spec_valid_response_parses(body):
+    response = httpx.Response(
+        200,
+        content=json.dumps(body).encode(),
+        request=httpx.Request("POST", "https://api.test/v1/images/edits"),
+    )
+    try:
+        datetime.fromtimestamp(body["created"], tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        # An integer no clock can show: the one schema-valid body the SDK refuses, on purpose.
+        with pytest.raises(APIResponseValidationError):
+            parse_response(response, Downloader(httpx.Client()))
+        return
+    result = parse_response(response, Downloader(httpx.Client()))
+    assert result.created == body["created"]
+    assert [(i.url, i.b64_json, i.revised_prompt) for i in result.images] == [
+        (item.get("url"), item.get("b64_json"), item.get("revised_prompt")) for item in body["data"]
+    ]
+
+
+def test_aspect_ratios_are_exactly_the_vendor_prose_list():
+    description = REQUEST_SCHEMA["properties"]["aspect_ratio"]["description"]
+    prose = re.findall(r"`([^`]+)`", description.split("Possible enum values:")[1])
+    vendor_values = {value.strip(" ,") for value in prose}
+    assert set(ASPECT_RATIOS) == vendor_values
+    assert len(ASPECT_RATIOS) == 7
+
+
+def test_output_formats_are_exactly_the_vendor_enum():
+    assert set(OUTPUT_FORMATS) == set(REQUEST_SCHEMA["properties"]["output_format"]["enum"])
+
+
+@pytest.mark.parametrize("bad", ["21:9", "16/9", "", "1:1 ", 1.5])
+def test_values_outside_the_spec_are_refused(bad):
+    from reve_remix import ValidationError
+
+    sent: list[httpx.Request] = []
+    client = capture_client(sent)
+    with pytest.raises(ValidationError, match="aspect_ratio"):
+        client.remix("<img>0</img>", ["https://example.com/a.png"], aspect_ratio=bad)
+    with pytest.raises(ValidationError, match="output_format"):
+        client.remix("<img>0</img>", ["https://example.com/a.png"], output_format=str(bad))
+    assert sent == []
+
+
+def test_defaults_are_the_spec_server_and_the_provider_model():
+    assert VENDOR["servers"][0]["url"] == DEFAULT_BASE_URL
+    assert DEFAULT_MODEL == "reve-remix-image-to-image"
+    assert REQUEST_SCHEMA["properties"]["image_urls"]["maxItems"] == 4
+    assert REQUEST_SCHEMA["properties"]["image_urls"]["minItems"] == 1

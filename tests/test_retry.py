@@ -1,0 +1,115 @@
+"""The retry policy as pure decisions: the table in the README, row by row."""
+
+from __future__ import annotations
+
+import email.utils
+
+import httpx
+import pytest
+
+from reve_remix._retry import (
+    MAX_RETRY_AFTER,
+    Cooldown,
+    RetryPolicy,
+    backoff,
+    classify_error,
+    classify_status,
+    parse_retry_after,
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "verdict"),
+    [
+        (408, "retry"),
+        (429, "retry"),
+        (502, "retry"),
+        (503, "retry"),
+        (504, "retry"),
+        (500, "ambiguous"),
+        (400, "final"),
+        (401, "final"),
+        (402, "final"),
+        (403, "final"),
+        (404, "final"),
+        (413, "final"),
+        (422, "final"),
+        (501, "final"),
+        (200, "final"),
+    ],
+)
+def test_status_verdicts(status, verdict):
+    assert classify_status(status) == verdict
+
+
+@pytest.mark.parametrize(
+    ("error", "verdict"),
+    [
+        (httpx.ConnectError("refused"), "retry"),
+        (httpx.ConnectTimeout("slow connect"), "retry"),
+        (httpx.PoolTimeout("pool"), "retry"),
+        (httpx.WriteError("broken pipe"), "retry"),
+        (httpx.WriteTimeout("slow write"), "retry"),
+        (httpx.ReadTimeout("slow read"), "ambiguous"),
+        (httpx.ReadError("reset"), "ambiguous"),
+        (httpx.RemoteProtocolError("disconnected"), "ambiguous"),
+    ],
+)
+def test_transport_error_verdicts(error, verdict):
+    assert classify_error(error) == verdict
+
+
+def test_retry_after_forms():
+    now = 1_000_000.0
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after("0.5") == 0.5
+    assert parse_retry_after("-3") == 0.0
+    assert parse_retry_after("100000") == MAX_RETRY_AFTER
+    assert parse_retry_after(email.utils.formatdate(now + 7, usegmt=True), now=now) == 7.0
+    assert parse_retry_after(email.utils.formatdate(now - 7, usegmt=True), now=now) == 0.0
+    for junk in (None, "", "soon", "nan", "Mon, 99 Foo 2024"):
+        assert parse_retry_after(junk) is None
+
+
+def test_backoff_grows_and_is_jittered_within_bounds():
+    for retry in range(1, 8):
+        ceiling = min(0.5 * 2 ** (retry - 1), 8.0)
+        samples = [backoff(retry) for _ in range(50)]
+        assert all(ceiling / 2 <= s <= ceiling for s in samples)
+        assert len(set(samples)) > 1
+
+
+def _response(status: int, **headers: str) -> httpx.Response:
+    return httpx.Response(status, headers=headers)
+
+
+def test_policy_stops_after_max_retries_and_prefers_retry_after():
+    policy = RetryPolicy(max_retries=2)
+    assert policy.delay_after_response(_response(429, **{"Retry-After": "3"}), 0) == 3.0
+    assert policy.delay_after_response(_response(429), 1) is not None
+    assert policy.delay_after_response(_response(429), 2) is None
+    assert policy.delay_after_response(_response(400), 0) is None
+
+
+def test_policy_ambiguous_rows_depend_on_the_flag():
+    cautious, bold = RetryPolicy(2, retry_on_ambiguous=False), RetryPolicy(2, True)
+    assert cautious.delay_after_response(_response(500), 0) is None
+    assert bold.delay_after_response(_response(500), 0) is not None
+    timeout = httpx.ReadTimeout("slow")
+    assert cautious.delay_after_error(timeout, 0) is None
+    assert bold.delay_after_error(timeout, 0) is not None
+    assert cautious.delay_after_error(httpx.ConnectError("refused"), 0) is not None
+
+
+def test_zero_retries_never_retries():
+    policy = RetryPolicy(max_retries=0, retry_on_ambiguous=True)
+    assert policy.delay_after_response(_response(503), 0) is None
+    assert policy.delay_after_error(httpx.ConnectError("x"), 0) is None
+
+
+def test_cooldown_only_grows():
+    cooldown = Cooldown()
+    assert cooldown.remaining() == 0.0
+    cooldown.extend(5)
+    cooldown.extend(1)
+    assert 4.5 < cooldown.remaining() <= 5

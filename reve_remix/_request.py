@@ -86,7 +86,7 @@ def prepare_remix(
     if not 1 <= len(items) <= MAX_IMAGES:
         raise ValidationError(f"images: give between 1 and {MAX_IMAGES} images, got {len(items)}")
     for warning in check_prompt(prompt, len(items)):
-        logger.warning("prompt: %s", warning.message)
+        logger.warning("prompt: %s", warning)
     return PreparedRemix(
         model=model,
         prompt=prompt,

@@ -12,6 +12,7 @@ The offline mock server for tests lives in :mod:`reve_remix.testing`.
 
 from reve_remix_api.models import AspectRatio, OutputFormat
 
+from ._batch import BatchProgress, RemixJob
 from ._client import AsyncReveRemix, ReveRemix
 from ._exceptions import (
     APIConnectionError,
@@ -54,6 +55,7 @@ __all__ = [
     "AsyncReveRemix",
     "AuthenticationError",
     "BadRequestError",
+    "BatchProgress",
     "ContentPolicyError",
     "InternalServerError",
     "NotFoundError",
@@ -63,6 +65,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RemixImage",
+    "RemixJob",
     "RemixResult",
     "RequestTimeoutError",
     "ReveRemix",

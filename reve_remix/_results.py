@@ -8,11 +8,10 @@ never a KeyError or AttributeError deep inside the caller's code.
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import json
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -188,8 +187,9 @@ def parse_response(response: httpx.Response, downloader: Downloader) -> RemixRes
 
 
 def _decode_b64(text: str) -> bytes:
+    # binascii reads an ASCII str in place; base64.b64decode would first copy it to bytes.
     try:
-        return base64.b64decode(text, validate=True)
+        return binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise ReveRemixError(f"b64_json is not valid base64: {exc}") from None
 
@@ -197,11 +197,13 @@ def _decode_b64(text: str) -> bytes:
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
-    A crash or Ctrl-C mid-write leaves the old file (or none), never a truncated image.
+    A crash or Ctrl-C mid-write leaves the old file (or none), never a truncated image. The
+    file gets the permissions the umask gives a new file (``mkstemp`` would make it 0600).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    tmp_name = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
+    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(data)

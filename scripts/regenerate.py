@@ -4,12 +4,13 @@
     python scripts/regenerate.py          # rewrite generated/ and openapi/corrected.openapi.json
     python scripts/regenerate.py --check  # exit 1, with a diff, if either is stale or hand-edited
 
-Pipeline: ``openapi/vendor.openapi.json`` (byte-for-byte as published) → the RFC 6902 JSON Patch
-``openapi/corrections.json`` → ``openapi/corrected.openapi.json`` (committed, so a vendor change is a
-readable diff) → openapi-python-client, at the exact version pinned in pyproject.toml's ``dev``
-extra, configured by ``openapi/generator-config.yaml`` and formatted by the pinned ruff → a
-temporary folder, which then replaces ``generated/reve_remix_api`` whole (the generator's own
-``--overwrite`` leaves stray files behind). The same inputs always give the same bytes.
+Pipeline: ``openapi/vendor.openapi.json`` (byte-for-byte as published) → the RFC 6902 JSON
+Patch ``openapi/corrections.json`` → ``openapi/corrected.openapi.json`` (committed, so a vendor
+change is a readable diff) → openapi-python-client, at the exact version pinned in
+pyproject.toml's ``dev`` extra, configured by ``openapi/generator-config.yaml`` and formatted by
+the pinned ruff → a temporary folder, which then replaces ``generated/reve_remix_api`` whole
+(the generator's own ``--overwrite`` leaves stray files behind). The same inputs always give
+the same bytes.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def check_tool_versions(pins: dict[str, str]) -> None:
 
 
 def corrected_spec_text() -> str:
-    """Apply the declared corrections to the verbatim vendor spec; fail loudly if they no longer fit."""
+    """Apply the declared corrections to the vendor spec; fail loudly if they no longer fit."""
     import jsonpatch
 
     vendor = json.loads(VENDOR_SPEC.read_bytes())

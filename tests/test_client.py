@@ -197,3 +197,14 @@ def _tiny_png(folder):
 
 def test_mock_server_fixture_is_isolated_per_test(server: MockServer):
     assert server.requests == []
+
+
+def test_saved_files_follow_the_umask_like_any_new_file(server, client, tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        saved = client.remix("<img>0</img>", [IMAGE_URL]).save(tmp_path / "x.png")
+    finally:
+        os.umask(umask)
+    assert saved.stat().st_mode & 0o777 == 0o644

@@ -1,0 +1,821 @@
+"""The ``reve-remix`` command: ``remix`` one image, run a ``batch`` file, a ``demo`` and a ``mock``.
+
+Exit codes: 0 success, 1 an API or network error (or, for ``batch``, any job not done), 2 a usage
+or validation error (nothing was sent), 130 interrupted. Errors are one line on stderr with a
+hint; ``--debug`` adds the traceback and the library's debug log. The API key is read from the
+environment only (never from an option, which ``ps`` would show) and never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TextIO
+
+import httpx
+
+from ._batch import DEFAULT_CONCURRENCY, run_in_threads
+from ._batch_file import (
+    JobLine,
+    LineProblem,
+    Manifest,
+    ManifestRecord,
+    Target,
+    image_extension,
+    read_jobs,
+    run_job,
+    slugify,
+)
+from ._client import API_KEY_ENV, BASE_URL_ENV, DEFAULT_MAX_RETRIES, ReveRemix
+from ._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APITimeoutError,
+    AuthenticationError,
+    ContentPolicyError,
+    InternalServerError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    RateLimitError,
+    ReveRemixError,
+    ValidationError,
+)
+from ._images import max_image_bytes
+from ._progress import RetryNotices, StatusLine, bar_line, is_terminal, spinner_line
+from ._request import ASPECT_RATIOS, OUTPUT_FORMATS, Images
+from ._results import RemixResult, write_atomic
+from ._version import __version__
+
+PROG = "reve-remix"
+EXIT_OK, EXIT_API_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEMO_OUTPUT = "reve-remix-demo.png"
+DEMO_PROMPT = "Put {cat} on {sofa}, as a watercolour"
+_IMAGE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")  # the names bind_images accepts
+_MIN_SECRET_LENGTH = 8  # shorter "keys" are not redacted: that would garble every line
+
+
+class UsageError(Exception):
+    """A mistake on the command line or in its files: reported, exit code 2, nothing sent."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``reve-remix`` command with ``argv`` (default: ``sys.argv[1:]``); the exit code.
+
+    Example::
+
+        main(["remix", "<img>0</img> as a watercolour", "-i", "cat.png"])  # 0 on success
+    """
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error argparse has reported
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if not hasattr(args, "run"):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    console = Console(sys.stderr, debug=args.debug)
+    with console.library_logs():
+        try:
+            code: int = args.run(args, console)
+        except KeyboardInterrupt:
+            console.say(f"{PROG}: interrupted")
+            return EXIT_INTERRUPTED
+        except Exception as exc:  # the command line reports every error itself
+            return console.fail(exc, getattr(args, "images", None))
+        return code
+
+
+# --- output on stderr ------------------------------------------------------------------------
+
+
+class Console:
+    """stderr for one command: messages, the live status line, errors, and never the API key."""
+
+    def __init__(self, stream: TextIO, *, debug: bool) -> None:
+        self.stream = stream
+        self.debug = debug
+        self.live = is_terminal(stream)
+        """Whether stderr is a terminal, so that a status line is drawn."""
+        self.notices = RetryNotices()
+        self.printer = _LogPrinter(self)
+        self._status: StatusLine | None = None
+        self._secret = os.environ.get(API_KEY_ENV, "")
+        self._lock = threading.Lock()  # batch jobs log from worker threads
+
+    def say(self, text: str) -> None:
+        """Print ``text`` on stderr as a line of its own, with the API key redacted."""
+        if len(self._secret) >= _MIN_SECRET_LENGTH:
+            text = text.replace(self._secret, "<redacted>")
+        with self._lock:
+            if self._status is not None:
+                self._status.message(text)
+            else:
+                self.stream.write(text + "\n")
+                self.stream.flush()
+
+    @contextlib.contextmanager
+    def status(self, render: Callable[[float, str | None], str]) -> Iterator[StatusLine]:
+        """Show ``render(elapsed, retry_notice)`` as a live line (on a terminal) while in use."""
+        line = StatusLine(self.stream, lambda elapsed: render(elapsed, self.notices.describe()))
+        with line:
+            self._status = line
+            try:
+                yield line
+            finally:
+                self._status = None
+
+    @contextlib.contextmanager
+    def library_logs(self) -> Iterator[None]:
+        """Route the ``reve_remix`` logger here (INFO and up; DEBUG too with ``--debug``)."""
+        logger = logging.getLogger("reve_remix")
+        saved = logger.level, logger.propagate
+        logger.setLevel(logging.DEBUG if self.debug else logging.INFO)
+        logger.propagate = False
+        logger.addHandler(self.notices)
+        logger.addHandler(self.printer)
+        try:
+            yield
+        finally:
+            logger.removeHandler(self.printer)
+            logger.removeHandler(self.notices)
+            logger.setLevel(saved[0])
+            logger.propagate = saved[1]
+
+    def fail(self, exc: BaseException, images: object = None) -> int:
+        """Report ``exc`` as one line with a hint (and the traceback with ``--debug``)."""
+        if self.debug:
+            self.say("".join(traceback.format_exception(exc)).rstrip())
+        code, message, hint = _explain(exc, images)
+        self.say(f"{PROG}: error: {message}" + (f" — {hint}" if hint else ""))
+        return code
+
+
+class _LogPrinter(logging.Handler):
+    """Prints the library's log records on the console.
+
+    Retry records are drawn in the status line on a terminal and printed elsewhere. ``prefix``
+    goes before each message (a batch sets it to the line being checked); ``quiet`` drops all
+    but retries and errors (a batch sets it while running: warnings were shown while checking).
+    """
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(logging.DEBUG)
+        self.console = console
+        self.prefix = ""
+        self.quiet = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("reve_remix.testing"):
+            return  # the embedded mock server's access log
+        retry = hasattr(record, "retry_in")
+        if retry and self.console.live:
+            return  # RetryNotices shows it in the status line
+        if self.quiet and not retry and record.levelno < logging.ERROR and not self.console.debug:
+            return
+        level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+        self.console.say(f"{PROG}: {self.prefix}{level}{record.getMessage()}")
+
+
+def _explain(exc: BaseException, images: object) -> tuple[int, str, str | None]:
+    """Exit code, message and hint for an error."""
+    message = str(exc)
+    if isinstance(exc, UsageError | ImportError):  # ImportError: an optional extra is missing
+        return EXIT_USAGE, message, None
+    if isinstance(exc, ValidationError):
+        return EXIT_USAGE, message.replace("pass fit=True", "use --fit"), None
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return EXIT_API_ERROR, f"{exc.strerror or exc}{where}", None
+    if not isinstance(exc, ReveRemixError):
+        return EXIT_API_ERROR, f"unexpected {type(exc).__name__}: {message}", _DEBUG_HINT
+    return EXIT_API_ERROR, message, _api_hint(exc, images)
+
+
+_DEBUG_HINT = "run again with --debug for the traceback, and please report it"
+
+
+def _api_hint(exc: ReveRemixError, images: object) -> str | None:
+    if isinstance(exc, AuthenticationError):
+        return f"the key was refused: check that {API_KEY_ENV} holds a valid, active OneRouter key"
+    if isinstance(exc, PaymentRequiredError):
+        return "the account is out of credits: top it up on OneRouter, then run this again"
+    if isinstance(exc, PayloadTooLargeError):
+        return _size_hint(images)
+    if isinstance(exc, ContentPolicyError):
+        return "the prompt or an image was flagged by moderation: change it and try again"
+    if isinstance(exc, PermissionDeniedError):
+        return "this key may not do this: check its permissions and the --model"
+    if isinstance(exc, NotFoundError):
+        return f"check --base-url (or {BASE_URL_ENV}) and --model"
+    if isinstance(exc, RateLimitError):
+        return "still rate limited after retrying: wait a minute, or raise --max-retries"
+    if isinstance(exc, InternalServerError):
+        return "the service failed: try again in a moment"
+    if isinstance(exc, APITimeoutError):
+        return "no answer in time: raise --timeout, or try again"
+    if isinstance(exc, APIConnectionError):
+        return "could not talk to the API: check the network and --base-url"
+    if isinstance(exc, APIResponseValidationError):
+        return "the API's answer does not match its spec: please report it with the request id"
+    return None
+
+
+def _size_hint(images: object) -> str:
+    limit = max_image_bytes()
+    hint = f"each image must be less than {limit / 1e6:g} MB ({limit:,} bytes)"
+    sizes = [
+        (path.stat().st_size, path)
+        for path in (Path(value) for value in _image_values(images))
+        if path.is_file()
+    ]
+    if sizes:
+        size, path = max(sizes)
+        hint += f"; the largest here is {path} ({size:,} bytes)"
+    return hint + "; add --fit to shrink images (needs Pillow)"
+
+
+def _image_values(images: object) -> list[str]:
+    """The images of raw ``-i`` values, with or without a ``NAME=`` in front."""
+    if not isinstance(images, list):
+        return []
+    return [part for value in images for part in {value, value.partition("=")[2]} if part]
+
+
+# --- the parser ----------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Remix images with the Reve Remix API (POST /v1/images/edits).",
+        epilog=_TOP_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    connection = argparse.ArgumentParser(add_help=False)
+    group = connection.add_argument_group("connection")
+    group.add_argument(
+        "--base-url", metavar="URL", help=f"API base URL (default: ${BASE_URL_ENV} or OneRouter)"
+    )
+    group.add_argument(
+        "--timeout",
+        type=_number(float, 0.001),
+        metavar="SECONDS",
+        help="wait this long for a result",
+    )
+    group.add_argument(
+        "--max-retries",
+        type=_number(int, 0),
+        metavar="N",
+        default=DEFAULT_MAX_RETRIES,
+        help=f"retries of failures that cannot have been billed (default: {DEFAULT_MAX_RETRIES})",
+    )
+    generation = argparse.ArgumentParser(add_help=False)
+    group = generation.add_argument_group("generation")
+    group.add_argument("--aspect-ratio", choices=ASPECT_RATIOS, metavar="W:H", help=_RATIO_HELP)
+    group.add_argument(
+        "--format",
+        dest="output_format",
+        choices=OUTPUT_FORMATS,
+        metavar="|".join(sorted(OUTPUT_FORMATS, reverse=True)),
+        help=_FMT_HELP,
+    )
+    group.add_argument("--model", help="model name (default: reve-remix-image-to-image)")
+    group.add_argument(
+        "--fit",
+        action="store_true",
+        help="re-encode local images that are too large or in an unsupported format (needs Pillow)",
+    )
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", help="show tracebacks and the debug log")
+
+    def command(
+        name: str, summary: str, examples: str, *parents: argparse.ArgumentParser
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            epilog=examples,
+            parents=[*parents, debug],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        return sub
+
+    remix = command(
+        "remix",
+        "Remix 1-4 images with a prompt and save the result.",
+        _REMIX_EXAMPLES,
+        generation,
+        connection,
+    )
+    remix.add_argument("prompt", help="what to make; refer to images as <img>N</img> or {name}")
+    remix.add_argument(
+        "-i",
+        "--image",
+        dest="images",
+        action="append",
+        required=True,
+        metavar="IMAGE",
+        help="a path or http(s) URL; NAME=IMAGE names it for {NAME} in the prompt (repeat 1-4x)",
+    )
+    remix.add_argument(
+        "-o", "--output", help="file or folder to save to (default: ./<prompt>-<time>.<ext>)"
+    )
+    remix.add_argument("--force", action="store_true", help="overwrite an existing -o file")
+    remix.add_argument("--json", action="store_true", help="print a JSON object, not the path")
+    remix.set_defaults(run=_remix)
+
+    batch = command(
+        "batch",
+        "Run every job of a JSONL file; resumable, never paying twice.",
+        _BATCH_EXAMPLES,
+        generation,
+        connection,
+    )
+    batch.add_argument("jobs", metavar="JOBS.jsonl", help="one JSON job per line")
+    batch.add_argument("--out", required=True, metavar="DIR", help="folder for images and manifest")
+    batch.add_argument(
+        "--concurrency",
+        type=_number(int, 1),
+        metavar="N",
+        default=DEFAULT_CONCURRENCY,
+        help=f"jobs in flight at once (default: {DEFAULT_CONCURRENCY})",
+    )
+    batch.add_argument(
+        "--strict", action="store_true", help="stop before sending anything if any line is invalid"
+    )
+    batch.add_argument(
+        "--force", action="store_true", help="overwrite files in DIR that no finished job wrote"
+    )
+    batch.set_defaults(run=_batch)
+
+    demo = command(
+        "demo", "Remix the bundled sample images offline, through the mock server.", _DEMO_EXAMPLES
+    )
+    demo.add_argument("-o", "--output", default=DEMO_OUTPUT, help=f"default: ./{DEMO_OUTPUT}")
+    demo.set_defaults(run=_demo)
+
+    mock = command("mock", "Serve the offline mock API on 127.0.0.1 until Ctrl-C.", _MOCK_EXAMPLES)
+    mock.add_argument(
+        "--port", type=_number(int, 0, 65535), default=0, help="default 0: any free port"
+    )
+    mock.add_argument(
+        "--latency",
+        type=_number(float, 0),
+        default=0.0,
+        metavar="SECONDS",
+        help="delay each answer",
+    )
+    mock.set_defaults(run=_mock)
+    return parser
+
+
+def _number(
+    kind: type[int] | type[float], minimum: float, maximum: float | None = None
+) -> Callable[[str], int | float]:
+    """An argparse ``type`` that parses ``kind`` and checks its range."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            upper = f" and at most {maximum:g}" if maximum is not None else ""
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}{upper}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+_RATIO_HELP = f"one of {', '.join(ASPECT_RATIOS)}"
+_FMT_HELP = "url (download the result; default) or b64_json (inline); the image is the same"
+
+_TOP_EXAMPLES = """\
+Examples:
+  reve-remix demo                     # offline: no key, no network, writes reve-remix-demo.png
+  reve-remix remix "Put {cat} on {sofa}" -i cat=cat.jpg -i sofa=sofa.png
+  reve-remix batch jobs.jsonl --out results/
+
+The API key is read from ONEROUTER_API_KEY. Run 'reve-remix COMMAND --help' for details.
+Exit codes: 0 success, 1 API or network error, 2 usage or validation error, 130 interrupted.
+"""
+
+_REMIX_EXAMPLES = """\
+Examples:
+  export ONEROUTER_API_KEY=sk-...
+  reve-remix remix "<img>0</img> as a watercolour" -i cat.jpg
+  reve-remix remix "Put {cat} on {sofa}" -i cat=cat.jpg -i sofa=https://example.com/sofa.png \\
+      --aspect-ratio 16:9 -o out/cat-on-sofa.png
+  reve-remix remix "<img>0</img> at night" -i city.jpg --json
+
+The image is saved as ./<prompt>-<UTC time>.<ext> (or in/as -o); an existing -o file is kept
+unless --force. A value NAME=IMAGE names an image; write ./a=b.png for a file called a=b.png.
+"""
+
+_BATCH_EXAMPLES = """\
+Examples:
+  reve-remix batch jobs.jsonl --out results/ --concurrency 8
+
+jobs.jsonl holds one job per line; image paths are relative to the file's folder:
+  {"prompt": "<img>0</img> as a watercolour", "images": ["cat.jpg"], "id": "cat"}
+  {"prompt": "Put {cat} on {sofa}", "images": {"cat": "cat.jpg", "sofa": "sofa.png"}}
+  {"prompt": "<img>0</img> at dusk", "images": ["city.jpg"], "aspect_ratio": "16:9"}
+
+Each image is saved in DIR as it arrives and recorded in DIR/manifest.jsonl. Run the same
+command again after a failure or Ctrl-C: finished jobs are skipped, only the rest are sent.
+Exit code 0 when every job is done, 1 when some failed or some lines are invalid.
+"""
+
+_DEMO_EXAMPLES = """\
+Example:
+  pip install 'reve-remix[mock]'
+  reve-remix demo && open reve-remix-demo.png
+"""
+
+_MOCK_EXAMPLES = """\
+Example:
+  reve-remix mock --port 8080 --latency 2
+  export REVE_REMIX_BASE_URL=http://127.0.0.1:8080 ONEROUTER_API_KEY=sk-any-key
+  reve-remix remix "<img>0</img> at night" -i city.jpg
+"""
+
+
+# --- remix ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Output:
+    """Where ``remix`` saves: a ``Target``; ``unique`` names get ``-2``, ``-3``... on a clash."""
+
+    target: Target
+    unique: bool
+
+    def path_for(self, data: bytes) -> Path:
+        path = self.target.path_for(data)
+        number = 1
+        while self.unique and path.exists():
+            number += 1
+            path = self.target.path_for(data).with_stem(f"{self.target.path.name}-{number}")
+        return path
+
+
+def _remix(args: argparse.Namespace, console: Console) -> int:
+    images = _parse_images(args.images)
+    output = _remix_output(args.output, args.prompt, force=args.force)
+    with _client(args) as client:
+        result, data = _generate(
+            client,
+            console,
+            args.prompt,
+            images,
+            aspect_ratio=args.aspect_ratio,
+            output_format=args.output_format or "url",
+            fit=args.fit,
+        )
+    path = output.path_for(data)
+    write_atomic(path, data)
+    _warn_extension(console, path, data)
+    if args.json:
+        image = result.image
+        summary = {
+            "path": str(path),
+            "url": image.url,
+            "revised_prompt": image.revised_prompt,
+            "created": result.created,
+            "request_id": result.request_id,
+        }
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print(path)
+    return EXIT_OK
+
+
+def _parse_images(values: list[str]) -> list[str] | dict[str, str]:
+    """``-i`` values: all plain (a list), or all ``NAME=IMAGE`` (a mapping)."""
+    named: dict[str, str] = {}
+    plain: list[str] = []
+    for value in values:
+        name, equals, image = value.partition("=")
+        if equals and _IMAGE_NAME.fullmatch(name):
+            if name in named:
+                raise UsageError(f"-i {name}=...: the name {name!r} is used twice")
+            named[name] = image
+        else:
+            plain.append(value)
+    if named and plain:
+        raise UsageError(
+            f"-i: name every image (NAME=IMAGE) or none of them; unnamed: {', '.join(plain)}"
+        )
+    return named or plain
+
+
+def _remix_output(option: str | None, prompt: str, *, force: bool) -> _Output:
+    """The save location, refusing an existing ``-o`` file before anything is sent."""
+    stem = f"{slugify(prompt)}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    if option is None:
+        return _Output(Target(Path(stem), add_extension=True), unique=True)
+    path = Path(option)
+    if path.is_dir() or option.endswith(("/", os.sep)):
+        return _Output(Target(path / stem, add_extension=True), unique=True)
+    target = Target(path, add_extension=not path.suffix)
+    existing = target.existing()
+    if existing is not None and not force:
+        raise UsageError(f"{existing} already exists; pass --force to overwrite it")
+    return _Output(target, unique=False)
+
+
+def _warn_extension(console: Console, path: Path, data: bytes) -> None:
+    actual = image_extension(data)
+    suffix = path.suffix.lower().replace(".jpeg", ".jpg")
+    if suffix != actual:
+        console.say(f"{PROG}: warning: {path} holds {actual[1:].upper()} data")
+
+
+def _client(args: argparse.Namespace) -> ReveRemix:
+    """The client for the connection options, once the key is known to be set."""
+    if not os.environ.get(API_KEY_ENV):
+        raise UsageError(f"no API key: set the {API_KEY_ENV} environment variable")
+    options: dict[str, Any] = {"base_url": args.base_url, "max_retries": args.max_retries}
+    if args.model:
+        options["model"] = args.model
+    if args.timeout is not None:
+        options["timeout"] = httpx.Timeout(args.timeout, connect=min(args.timeout, 10.0))
+    return ReveRemix(**options)
+
+
+def _generate(
+    client: ReveRemix,
+    console: Console,
+    prompt: str,
+    images: Images,
+    *,
+    aspect_ratio: str | None = None,
+    output_format: str = "url",
+    fit: bool = False,
+) -> tuple[RemixResult, bytes]:
+    """One remix with a live indicator; the result and the image's bytes."""
+    with console.status(lambda elapsed, retry: spinner_line(elapsed, "remixing", retry)):
+        result = client.remix(
+            prompt, images, aspect_ratio=aspect_ratio, output_format=output_format, fit=fit
+        )
+        return result, result.read()
+
+
+# --- batch ---------------------------------------------------------------------------------------
+
+
+def _batch(args: argparse.Namespace, console: Console) -> int:
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir}: not a folder")
+    jobs_file = Path(args.jobs)
+    jobs, problems = read_jobs(jobs_file)
+    client = _client(args)
+    with client, Manifest(out_dir) as manifest:
+        latest, unreadable = manifest.latest()
+        for number in unreadable:
+            console.say(f"{PROG}: warning: {manifest.path}: line {number} is cut short; ignored")
+        jobs = [
+            job.with_defaults(
+                aspect_ratio=args.aspect_ratio, output_format=args.output_format, model=args.model
+            )
+            for job in jobs
+        ]
+        pending, done_before = manifest.split(jobs, latest)
+        pending = _checked_jobs(pending, problems, client.model, out_dir, args, console)
+        for problem in sorted(problems, key=lambda problem: problem.number):
+            console.say(f"{PROG}: {jobs_file}: {problem}")
+        if problems and args.strict:
+            console.say(f"{PROG}: --strict: {len(problems)} invalid line(s); nothing was sent")
+            return EXIT_USAGE
+        run = _BatchRun(console, out_dir, total=len(pending))
+        console.printer.quiet = True
+        interrupted = False
+        try:
+            with console.status(run.render), _graceful_interrupts(console) as on_interrupt:
+                run_in_threads(
+                    lambda job: run_job(client, job, out_dir, manifest, fit=args.fit),
+                    pending,
+                    concurrency=args.concurrency,
+                    on_outcome=run.finished,
+                    on_interrupt=on_interrupt,
+                )
+        except KeyboardInterrupt:
+            interrupted = True
+    print(run.summary(len(done_before), len(problems), interrupted, manifest.path))
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if run.failed == 0 and not problems else EXIT_API_ERROR
+
+
+def _checked_jobs(
+    jobs: list[JobLine],
+    problems: list[LineProblem],
+    model: str,
+    out_dir: Path,
+    args: argparse.Namespace,
+    console: Console,
+) -> list[JobLine]:
+    """The jobs that pass local validation; the others go to ``problems``. Sends nothing."""
+    valid: list[JobLine] = []
+    for job in jobs:
+        console.printer.prefix = f"{args.jobs}: line {job.number}: "
+        try:
+            job.check(model, fit=args.fit)
+            existing = job.target(out_dir).existing()
+            if existing is not None and not args.force:
+                raise UsageError(
+                    f"{existing} exists but no finished job of this batch wrote it; "
+                    'remove it, set another "output", or pass --force to overwrite it'
+                )
+        except (ValidationError, UsageError) as exc:
+            problems.append(LineProblem(job.number, str(exc)))
+        else:
+            valid.append(job)
+        finally:
+            console.printer.prefix = ""
+    return valid
+
+
+class _BatchRun:
+    """Counts a running batch, reports each finished job, draws the bar, writes the summary."""
+
+    def __init__(self, console: Console, out_dir: Path, *, total: int) -> None:
+        self.console = console
+        self.out_dir = out_dir
+        self.total = total
+        self.done = 0
+        self.failed = 0
+        self.started = time.monotonic()
+
+    def render(self, elapsed: float, retry: str | None) -> str:
+        return bar_line(self.done, self.failed, self.total, elapsed, retry)
+
+    def finished(self, _index: int, record: ManifestRecord | ReveRemixError) -> None:
+        if isinstance(record, ReveRemixError):  # run_job records failures itself
+            raise TypeError(f"run_job raised {record!r}")
+        counter = f"[{self.done + self.failed + 1}/{self.total}]"
+        where = f"{record.id} (line {record.line})"
+        if record.status == "done":
+            self.done += 1
+            if not self.console.live:
+                self.console.say(
+                    f"{PROG}: {counter} done {where} -> {self.out_dir / str(record.file)}"
+                )
+        else:
+            self.failed += 1
+            self.console.say(f"{PROG}: {counter} failed {where}: {record.error}")
+
+    def summary(self, before: int, invalid: int, interrupted: bool, manifest: Path) -> str:
+        parts = [f"{self.done + before} done" + (f" ({before} in earlier runs)" if before else "")]
+        parts.append(f"{self.failed} failed")
+        if invalid:
+            parts.append(f"{invalid} invalid line(s) skipped")
+        not_started = self.total - self.done - self.failed
+        if interrupted and not_started:
+            parts.append(f"{not_started} not started (interrupted; run again to resume)")
+        seconds = time.monotonic() - self.started
+        return f"{', '.join(parts)} in {seconds:.1f} s; manifest: {manifest}"
+
+
+@contextlib.contextmanager
+def _graceful_interrupts(console: Console) -> Iterator[Callable[[int], None]]:
+    """The callback for a batch's first Ctrl-C: say so, and make a second one quit at once.
+
+    Jobs already sent are paid for, so the first Ctrl-C lets them finish and be saved.
+    """
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def interrupted(running: int) -> None:
+        console.say(
+            f"{PROG}: interrupted; finishing {running} running job(s) so that they are saved "
+            "(Ctrl-C again to quit now: they would be sent again next run)"
+        )
+        if in_main_thread:
+            signal.signal(signal.SIGINT, _quit_now)
+
+    try:
+        yield interrupted
+    finally:
+        if in_main_thread and previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _quit_now(_signal: int, _frame: object) -> None:
+    sys.stderr.write(f"{PROG}: quit\n")
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
+# --- demo and mock -------------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace, console: Console) -> int:
+    testing = _import_testing()
+    output = Path(args.output)
+    if output.is_dir():
+        output /= DEMO_OUTPUT
+    samples = resources.files("reve_remix") / "_samples"
+    images = {
+        "cat": (samples / "cat.png").read_bytes(),
+        "sofa": (samples / "sofa.jpg").read_bytes(),
+    }
+    with (
+        testing.MockServer() as server,
+        ReveRemix("demo-key-for-the-mock", base_url=server.base_url) as client,
+    ):
+        print(f"Started the offline mock API at {server.base_url} (no key, no network, no cost).")
+        print("Remixing the bundled samples cat.png and sofa.jpg, named in the prompt:")
+        print(f"  {DEMO_PROMPT}")
+        result, data = _generate(client, console, DEMO_PROMPT, images)
+        sent = next(request.json for request in server.requests if request.method == "POST")
+    write_atomic(output, data)
+    print(f"Sent as: {sent['prompt']}  (images as data: URLs, in the order named)")
+    print(f"Revised prompt: {result.image.revised_prompt}")
+    print(f"Saved {output} ({len(data):,} bytes, request id {result.request_id}).")
+    print(
+        f"Next, with your own images and your key in {API_KEY_ENV}:\n"
+        f'  reve-remix remix "{DEMO_PROMPT}" -i cat=cat.png -i sofa=sofa.jpg'
+    )
+    return EXIT_OK
+
+
+def _mock(args: argparse.Namespace, console: Console) -> int:
+    testing = _import_testing()
+    server = testing.MockServer(port=args.port, latency=args.latency)
+    try:
+        server.start()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}; "
+            "pick another --port (0 picks a free one)"
+        ) from exc
+    access_log = logging.getLogger("reve_remix.testing")
+    handler = logging.StreamHandler(console.stream)
+    level = access_log.level
+    access_log.addHandler(handler)
+    access_log.setLevel(logging.INFO)
+    try:
+        url = server.base_url
+        print(
+            f"Mock Reve Remix API listening on {url} (Ctrl-C to stop); any non-empty key works.\n"
+            f"Try:\n"
+            f"  curl -s {url}/v1/images/edits -H 'Authorization: Bearer sk-placeholder' \\\n"
+            f"    -H 'Content-Type: application/json' -d '{_CURL_BODY}'\n"
+            f"or point the SDK and this command at it:\n"
+            f"  export {BASE_URL_ENV}={url} {API_KEY_ENV}=sk-placeholder",
+            flush=True,
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)
+    finally:
+        access_log.removeHandler(handler)
+        access_log.setLevel(level)
+        server.stop()
+    print("Mock server stopped.", flush=True)
+    return EXIT_OK
+
+
+_CURL_BODY = json.dumps(
+    {
+        "model": "reve-remix-image-to-image",
+        "prompt": "<img>0</img> as a watercolour",
+        "image_urls": ["https://example.com/cat.png"],
+    }
+)
+
+
+def _import_testing() -> ModuleType:
+    """``reve_remix.testing``, or a ``UsageError`` saying how to install its extra."""
+    try:
+        import reve_remix.testing as testing  # needs the optional jsonschema
+    except ImportError as exc:
+        raise UsageError(
+            "the mock server needs jsonschema, which is not installed: "
+            "pip install 'reve-remix[mock]'"
+        ) from exc
+    return testing

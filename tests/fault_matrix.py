@@ -1,0 +1,309 @@
+"""The fault matrix: every failure a remix must survive, as data, and one runner for all of it.
+
+Each :class:`Row` scripts the mock server (or leaves nothing listening), makes one remix over real
+loopback HTTP and states what must come of it: an exception class, or success, and the exact
+number of requests the server saw. That number is the point: every request the server saw is a
+generation that may have been billed, so a retry policy is judged by it.
+
+Shared by ``tests/test_fault_matrix.py`` (one test per row) and ``scripts/fault_matrix.py`` (the
+rows as a Markdown table for the README). :func:`run` shortens the retry backoff to milliseconds
+while a row runs, so the whole matrix takes a few seconds; ``Retry-After`` is obeyed as sent.
+
+Example::
+
+    for row in ROWS:
+        outcome = run(row)
+        assert outcome.matches, outcome.mismatch
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import reve_remix._retry as retry
+from reve_remix import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    InternalServerError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTimeoutError,
+    ReveRemix,
+    ReveRemixError,
+    UnprocessableEntityError,
+)
+from reve_remix.testing import Fault, MockServer
+
+from .conftest import API_KEY, IMAGE_URL
+
+MAX_RETRIES = 2
+FAST_BACKOFF = (0.01, 0.02)  # INITIAL_BACKOFF, MAX_BACKOFF while a row runs, in seconds
+SLOW_TIMEOUT = 0.2  # the client's timeout in the "slow response" rows
+SLOW_DELAY = 1.0  # how long the server sits on those requests
+REFUSED_FOR = 0.1  # seconds nothing listens in the "refused, then up" row
+RETRY_AFTER = 1  # seconds; delta-seconds are whole numbers in HTTP
+NEVER = float("inf")
+VALID_BODY = b'{"created": 1700000000, "data": [{"url": "http://127.0.0.1:9/out.png"}]}'
+
+
+@dataclass(frozen=True)
+class Row:
+    """One fault and its expected outcome under one retry policy.
+
+    ``faults`` are the scripted answers to the first requests, in order (later requests get
+    normal answers). ``refused_for`` leaves the port closed for that long (``None``: the server
+    is up from the start; ``NEVER``: it never comes up). ``retry_after_date`` gives the first
+    fault a ``Retry-After`` HTTP date that many seconds after the row starts. ``expected`` is the
+    exception class the call must raise, exactly, or ``None`` for success.
+    """
+
+    fault: str
+    faults: tuple[Fault, ...]
+    expected: type[ReveRemixError] | None
+    requests: int
+    retry_on_ambiguous: bool = False
+    max_retries: int = MAX_RETRIES
+    timeout: float = 5.0
+    refused_for: float | None = None
+    retry_after_date: float | None = None
+    min_elapsed: float = 0.0
+
+    @property
+    def policy(self) -> str:
+        return f"retry_on_ambiguous={self.retry_on_ambiguous}"
+
+    @property
+    def id(self) -> str:
+        return f"{self.fault} [{self.policy}]"
+
+    @property
+    def expected_name(self) -> str:
+        return "success" if self.expected is None else self.expected.__name__
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What :func:`run` observed for a row."""
+
+    row: Row
+    error: ReveRemixError | None
+    requests: int
+    elapsed: float
+
+    @property
+    def name(self) -> str:
+        return "success" if self.error is None else type(self.error).__name__
+
+    @property
+    def mismatch(self) -> str | None:
+        """How the outcome differs from the row's expectation; ``None`` when it matches."""
+        row = self.row
+        problems = []
+        if self.name != row.expected_name:
+            problems.append(f"raised {self.error!r}, expected {row.expected_name}")
+        elif isinstance(self.error, APIStatusError) and row.faults:
+            status = row.faults[-1].status
+            if self.error.status_code != status:
+                problems.append(f"status {self.error.status_code}, expected {status}")
+        if self.requests != row.requests:
+            problems.append(f"the server saw {self.requests} requests, expected {row.requests}")
+        if self.elapsed < row.min_elapsed:
+            problems.append(f"took {self.elapsed:.2f} s, expected at least {row.min_elapsed} s")
+        return "; ".join(problems) or None
+
+    @property
+    def matches(self) -> bool:
+        return self.mismatch is None
+
+
+def _both_policies(
+    fault: str, faults: tuple[Fault, ...], expected: type[ReveRemixError] | None, requests: int
+) -> list[Row]:
+    """The same row under both policies, for faults the ambiguity setting must not change."""
+    return [
+        Row(fault, faults, expected, requests, retry_on_ambiguous=flag) for flag in (False, True)
+    ]
+
+
+def _rows() -> list[Row]:
+    rows: list[Row] = []
+    final: list[tuple[int, type[ReveRemixError]]] = [
+        (400, BadRequestError),
+        (401, AuthenticationError),
+        (402, PaymentRequiredError),
+        (403, PermissionDeniedError),
+        (404, NotFoundError),
+        (413, PayloadTooLargeError),
+        (422, UnprocessableEntityError),
+    ]
+    for status, error in final:
+        rows += _both_policies(f"{status}", (Fault(status=status),), error, 1)
+    retryable: list[tuple[int, type[ReveRemixError]]] = [
+        (408, RequestTimeoutError),
+        (429, RateLimitError),
+        (502, InternalServerError),
+        (503, InternalServerError),
+        (504, InternalServerError),
+    ]
+    for status, error in retryable:
+        rows += _both_policies(f"{status} once", (Fault(status=status),), None, 2)
+        persistent = (Fault(status=status),) * (MAX_RETRIES + 1)
+        rows += _both_policies(f"{status} every time", persistent, error, MAX_RETRIES + 1)
+    rows += [
+        Row("500 once", (Fault(status=500),), InternalServerError, 1),
+        Row("500 once", (Fault(status=500),), None, 2, retry_on_ambiguous=True),
+        Row(
+            "500 every time",
+            (Fault(status=500),) * (MAX_RETRIES + 1),
+            InternalServerError,
+            MAX_RETRIES + 1,
+            retry_on_ambiguous=True,
+        ),
+        Row(
+            f"429 with Retry-After: {RETRY_AFTER} (seconds)",
+            (Fault(status=429, headers={"Retry-After": str(RETRY_AFTER)}),),
+            None,
+            2,
+            min_elapsed=RETRY_AFTER - 0.05,
+        ),
+        # An HTTP date has whole seconds: one 2 s ahead is between 1 and 2 s away when sent.
+        Row(
+            "503 with Retry-After: an HTTP date 2 s ahead",
+            (Fault(status=503),),
+            None,
+            2,
+            retry_after_date=2.0,
+            min_elapsed=0.9,
+        ),
+    ]
+    rows += [
+        Row(
+            "connection refused (nothing listening)",
+            (),
+            APIConnectionError,
+            0,
+            retry_on_ambiguous=flag,
+            refused_for=NEVER,
+        )
+        for flag in (False, True)
+    ]
+    rows += [
+        Row(
+            f"connection refused for {REFUSED_FOR} s, then up (max_retries=50)",
+            (),
+            None,
+            1,
+            retry_on_ambiguous=flag,
+            max_retries=50,
+            refused_for=REFUSED_FOR,
+        )
+        for flag in (False, True)
+    ]
+    drop = (Fault(drop=True),)
+    slow = (Fault(delay=SLOW_DELAY),)
+    truncated = (Fault(status=200, body=VALID_BODY, truncate=True),)
+    for fault, faults, error in [
+        ("connection dropped after the request was sent", drop, APIConnectionError),
+        (f"no response within the {SLOW_TIMEOUT} s timeout", slow, APITimeoutError),
+        ("200 with its body cut short", truncated, APIConnectionError),
+    ]:
+        timeout = SLOW_TIMEOUT if faults is slow else 5.0
+        rows += [
+            Row(fault, faults, error, 1, timeout=timeout),
+            Row(fault, faults, None, 2, retry_on_ambiguous=True, timeout=timeout),
+            Row(
+                f"{fault}, every time",
+                faults * (MAX_RETRIES + 1),
+                error,
+                MAX_RETRIES + 1,
+                retry_on_ambiguous=True,
+                timeout=timeout,
+            ),
+        ]
+    non_json = (Fault(status=200, body=b"<html>gateway</html>"),)
+    rows += _both_policies(
+        "200 with a body that is not JSON", non_json, APIResponseValidationError, 1
+    )
+    return rows
+
+
+ROWS: list[Row] = _rows()
+
+
+@contextlib.contextmanager
+def fast_backoff() -> Iterator[None]:
+    """Backoff in milliseconds while the block runs, so rows measure behaviour, not patience."""
+    saved = retry.INITIAL_BACKOFF, retry.MAX_BACKOFF
+    retry.INITIAL_BACKOFF, retry.MAX_BACKOFF = FAST_BACKOFF
+    try:
+        yield
+    finally:
+        retry.INITIAL_BACKOFF, retry.MAX_BACKOFF = saved
+
+
+def run(row: Row) -> Outcome:
+    """Play ``row`` against a fresh mock server over loopback and report what happened."""
+    port = 0 if row.refused_for is None else _free_port()
+    server = MockServer(port=port)
+    base_url = f"http://127.0.0.1:{port}"
+    late_start = None
+    if row.refused_for is None:
+        base_url = server.start().base_url
+    elif row.refused_for != NEVER:
+        late_start = threading.Timer(row.refused_for, server.start)
+        late_start.start()
+    server.enqueue(*_scripted(row))
+    error: ReveRemixError | None = None
+    try:
+        with (
+            fast_backoff(),
+            ReveRemix(
+                API_KEY,
+                base_url=base_url,
+                max_retries=row.max_retries,
+                retry_on_ambiguous=row.retry_on_ambiguous,
+                timeout=row.timeout,
+            ) as client,
+        ):
+            started = time.monotonic()
+            try:
+                client.remix("<img>0</img> in the rain", [IMAGE_URL])
+            except ReveRemixError as exc:
+                error = exc
+            elapsed = time.monotonic() - started
+    finally:
+        if late_start is not None:
+            late_start.join()
+        server.stop()
+    posts = sum(1 for request in server.requests if request.method == "POST")
+    return Outcome(row, error, posts, elapsed)
+
+
+def _scripted(row: Row) -> list[Fault]:
+    """The row's faults, the first one dated now if the row asks for a Retry-After date."""
+    faults = list(row.faults)
+    if row.retry_after_date is not None:
+        when = email.utils.formatdate(time.time() + row.retry_after_date, usegmt=True)
+        faults[0] = replace(faults[0], headers={"Retry-After": when})
+    return faults
+
+
+def _free_port() -> int:
+    """A port that nothing listens on right now (the OS picks it, then it is released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

@@ -1,0 +1,510 @@
+"""Batches: ``remix_many`` in the library, and ``reve-remix batch`` run as a user runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from reve_remix import (
+    AsyncReveRemix,
+    BadRequestError,
+    RemixResult,
+    ReveRemix,
+    ValidationError,
+)
+from reve_remix._batch import BatchProgress, RemixJob, run_in_tasks
+from reve_remix._batch_file import (
+    JobLine,
+    Manifest,
+    ManifestRecord,
+    read_jobs,
+    run_job,
+    slugify,
+)
+from reve_remix.testing import Fault, MockServer
+
+from .conftest import API_KEY, IMAGE_URL
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EDITS = "/v1/images/edits"
+
+
+def posts(server):
+    return [request for request in server.requests if request.method == "POST"]
+
+
+def job(n, **extra):
+    return RemixJob(f"<img>0</img> variation {n}", [IMAGE_URL], **extra)
+
+
+# --- remix_many ----------------------------------------------------------------------------------
+
+
+def test_remix_many_keeps_input_order_and_reports_progress(server, client):
+    # The first request to arrive is answered last, so completion order differs from input order.
+    server.enqueue(Fault(delay=0.3))
+    jobs = [job(n) for n in range(6)]
+    seen: list[BatchProgress] = []
+    outcomes = client.remix_many(jobs, concurrency=3, on_progress=seen.append)
+    assert [outcome.image.revised_prompt for outcome in outcomes] == [
+        f"image 0 variation {n}" for n in range(6)
+    ]
+    assert [progress.finished for progress in seen] == [1, 2, 3, 4, 5, 6]
+    assert seen[-1] == BatchProgress(done=6, failed=0, total=6)
+
+
+def test_remix_many_captures_each_failure_and_runs_the_rest(server, client):
+    server.enqueue(Fault(), Fault(status=400))  # the second request sent gets a 400
+    jobs = [
+        job(0),
+        job(1, aspect_ratio="5:4"),  # invalid: never sent
+        {"prompt": "<img>0</img> rejected", "images": [IMAGE_URL]},
+        {"prompt": "<img>0</img> typo", "imgs": [IMAGE_URL]},  # unknown key: never sent
+        42,  # not a job at all: never sent
+        {"prompt": "<img>0</img> last", "images": [IMAGE_URL], "output_format": "b64_json"},
+    ]
+    seen: list[BatchProgress] = []
+    outcomes = client.remix_many(jobs, concurrency=1, on_progress=seen.append)
+    assert isinstance(outcomes[0], RemixResult)
+    assert isinstance(outcomes[1], ValidationError)
+    assert "aspect_ratio" in str(outcomes[1])
+    assert isinstance(outcomes[2], BadRequestError)
+    assert isinstance(outcomes[3], ValidationError)
+    assert "'imgs'" in str(outcomes[3])
+    assert isinstance(outcomes[4], ValidationError)
+    assert isinstance(outcomes[5], RemixResult)
+    assert outcomes[5].image.b64_json
+    assert len(posts(server)) == 3
+    assert seen[-1] == BatchProgress(done=2, failed=4, total=6)
+
+
+def test_an_error_that_is_not_an_api_error_stops_the_batch(server, client):
+    def broken(progress):
+        raise RuntimeError("bug in the callback")
+
+    with pytest.raises(RuntimeError, match="bug in the callback"):
+        client.remix_many([job(n) for n in range(5)], concurrency=1, on_progress=broken)
+    assert len(posts(server)) == 1  # jobs not started when it happened are never sent
+
+
+@pytest.mark.parametrize("concurrency", [0, -1, 1.5, True, "4"])
+def test_concurrency_must_be_a_positive_integer(client, server, concurrency):
+    with pytest.raises(ValidationError, match="concurrency"):
+        client.remix_many([job(0)], concurrency=concurrency)
+    assert not server.requests
+
+
+def test_sync_jobs_run_in_parallel_up_to_the_limit():
+    with MockServer(latency=0.4) as server, ReveRemix(API_KEY, base_url=server.base_url) as client:
+        started = time.monotonic()
+        outcomes = client.remix_many([job(n) for n in range(8)], concurrency=4)
+        elapsed = time.monotonic() - started
+    assert all(isinstance(outcome, RemixResult) for outcome in outcomes)
+    # Two waves of four: not eight sequential answers (3.2 s), not one wave of eight (0.4 s).
+    assert 0.75 < elapsed < 2.4, elapsed
+
+
+@pytest.mark.anyio
+async def test_async_jobs_run_in_parallel_up_to_the_limit():
+    with MockServer(latency=0.4) as server:
+        async with AsyncReveRemix(API_KEY, base_url=server.base_url) as client:
+            started = time.monotonic()
+            outcomes = await client.remix_many([job(n) for n in range(8)], concurrency=4)
+            elapsed = time.monotonic() - started
+    assert [outcome.image.revised_prompt for outcome in outcomes] == [
+        f"image 0 variation {n}" for n in range(8)
+    ]
+    assert 0.75 < elapsed < 2.4, elapsed
+
+
+@pytest.mark.anyio
+async def test_async_remix_many_captures_failures(server, aclient):
+    server.enqueue(Fault(status=400))
+    seen: list[BatchProgress] = []
+    outcomes = await aclient.remix_many(
+        [job(0), {"prompt": 7, "images": [IMAGE_URL]}], concurrency=1, on_progress=seen.append
+    )
+    assert isinstance(outcomes[0], BadRequestError)
+    assert isinstance(outcomes[1], ValidationError)
+    assert seen[-1] == BatchProgress(done=0, failed=2, total=2)
+
+
+@pytest.mark.anyio
+async def test_async_error_in_the_callback_starts_nothing_more_and_cancels_the_rest():
+    started, cancelled = [], []
+
+    async def work(item):
+        started.append(item)
+        try:
+            await asyncio.sleep(0 if item == 0 else 5)
+        except asyncio.CancelledError:
+            cancelled.append(item)
+            raise
+        return item
+
+    def broken(index, outcome):
+        raise RuntimeError("bug in the callback")
+
+    with pytest.raises(RuntimeError, match="bug in the callback"):
+        await run_in_tasks(work, list(range(6)), concurrency=2, on_outcome=broken)
+    assert started == [0, 1]  # item 0's slot was not handed on
+    assert cancelled == [1]
+
+
+def test_a_429_slows_every_job_of_the_client(server, client):
+    # Two jobs start together; one gets a 429 asking for 1 s. The next job to start must wait
+    # out that second too, although its own requests were never rate limited.
+    server.enqueue(Fault(status=429, headers={"Retry-After": "1"}))
+    started = time.monotonic()
+    finished_at: list[float] = []
+    client.remix_many(
+        [job(n) for n in range(4)],
+        concurrency=2,
+        on_progress=lambda progress: finished_at.append(time.monotonic() - started),
+    )
+    assert len(posts(server)) == 5  # four jobs and one retry
+    early = [moment for moment in finished_at if moment < 0.5]
+    # Only jobs whose requests went out before the 429 was read get through early (1, or 2 when
+    # the other first job wins the race); without a shared cooldown three would.
+    assert 1 <= len(early) <= 2, finished_at
+    assert min(moment for moment in finished_at if moment >= 0.5) > 0.9, finished_at
+
+
+# --- the batch file and the manifest (pure logic) ------------------------------------------------
+
+
+def test_read_jobs_reports_bad_lines_with_their_numbers(tmp_path):
+    lines = [
+        '{"prompt": "<img>0</img> a", "images": ["a.png"], "id": "a"}',
+        "",
+        "{not json",
+        '["a list"]',
+        '{"images": ["a.png"]}',
+        '{"prompt": "p", "images": "a.png"}',
+        '{"prompt": "p", "images": ["a.png"], "colour": "red"}',
+        '{"prompt": "p", "images": ["a.png"], "id": "a"}',
+        '{"prompt": "p", "images": ["a.png"], "output": "../escape.png"}',
+        '{"prompt": "p", "images": ["a.png"], "id": "has space"}',
+        '{"prompt": "<img>0</img> b", "images": ["a.png"]}',
+        '{"images": ["a.png"],   "prompt": "<img>0</img> b"}',
+    ]
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    jobs, problems = read_jobs(path)
+    assert [job.number for job in jobs] == [1, 11]
+    assert jobs[0].id == "a"
+    assert jobs[0].job.images == [str(tmp_path / "a.png")]  # relative to the jobs file
+    assert len(jobs[1].id) == 16
+    messages = {problem.number: problem.message for problem in problems}
+    assert sorted(messages) == [3, 4, 5, 6, 7, 8, 9, 10, 12]
+    assert "not valid JSON" in messages[3]
+    assert "JSON object" in messages[4]
+    assert 'missing "prompt"' in messages[5]
+    assert '"images" must be a list' in messages[6]
+    assert '"colour"' in messages[7]
+    assert "duplicate id" in messages[8]
+    assert '"output"' in messages[9]
+    assert '"id"' in messages[10]
+    assert "identical line" in messages[12]  # same JSON, other spacing and key order
+    assert str(problems[0]).startswith("line 3: ")
+
+
+def test_job_ids_depend_on_the_line_content_only(tmp_path):
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text('{"prompt": "<img>0</img> x", "images": ["u.png"]}\n')
+    second.write_text('\n\n{"images":["u.png"],"prompt":"<img>0</img> x"}\n')
+    assert read_jobs(first)[0][0].id == read_jobs(second)[0][0].id
+    second.write_text('{"prompt": "<img>0</img> y", "images": ["u.png"]}\n')
+    assert read_jobs(first)[0][0].id != read_jobs(second)[0][0].id
+
+
+def test_manifest_survives_a_record_cut_short(tmp_path):
+    manifest = Manifest(tmp_path)
+    manifest.append(ManifestRecord(id="a", status="failed", error="boom", line=1))
+    manifest.append(ManifestRecord(id="a", status="done", file="a.png", line=1))
+    manifest.close()
+    with manifest.path.open("a", encoding="utf-8") as file:
+        file.write('{"id": "b", "status": "do')  # a crash in the middle of a write
+    (tmp_path / "a.png").write_bytes(PNG_SIGNATURE)
+    manifest.append(ManifestRecord(id="c", status="done", file="gone.png", line=3))
+    manifest.close()
+    latest, unreadable = manifest.latest()
+    assert set(latest) == {"a", "c"}
+    assert latest["a"].status == "done"
+    assert unreadable == [3]
+    jobs = [JobLine(n, job_id, RemixJob("p", ["u"])) for n, job_id in enumerate("abc", 1)]
+    pending, done = manifest.split(jobs, latest)
+    assert [job.id for job in done] == ["a"]
+    assert [job.id for job in pending] == ["b", "c"]  # c's file is missing: run it again
+
+
+def test_slugs_leave_out_image_tags():
+    assert slugify("Put <img>0</img> on <IMG>1</IMG>, at dusk!") == "put-on-at-dusk"
+    assert slugify("<img>0</img>") == "remix"
+    assert slugify("ünïcödé " + "word " * 20, max_length=20) == "unicode-word-word"
+
+
+# --- reve-remix batch, as a subprocess -----------------------------------------------------------
+
+
+def cli_env():
+    env = {name: value for name, value in os.environ.items() if name != "REVE_REMIX_BASE_URL"}
+    env["ONEROUTER_API_KEY"] = API_KEY
+    return env
+
+
+def batch_command(server, jobs_file, out_dir, *extra):
+    return [
+        *(sys.executable, "-m", "reve_remix", "batch", str(jobs_file)),
+        *("--out", str(out_dir), "--base-url", server.base_url, *extra),
+    ]
+
+
+def run_batch(server, jobs_file, out_dir, *extra):
+    command = batch_command(server, jobs_file, out_dir, *extra)
+    completed = subprocess.run(command, capture_output=True, text=True, env=cli_env(), timeout=60)
+    assert API_KEY not in completed.stdout + completed.stderr
+    return completed
+
+
+def write_jobs(path, count, image):
+    lines = [
+        json.dumps({"prompt": f"<img>0</img> job {n:02d}", "images": [str(image)]})
+        for n in range(count)
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [f"<img>0</img> job {n:02d}" for n in range(count)]
+
+
+@pytest.fixture
+def sample_png(tmp_path):
+    path = tmp_path / "in.png"
+    path.write_bytes(
+        (Path(__file__).parents[1] / "reve_remix" / "_samples" / "cat.png").read_bytes()
+    )
+    return path
+
+
+def manifest_records(out_dir):
+    lines = (out_dir / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
+    return [ManifestRecord.from_json(line) for line in lines if line.strip()]
+
+
+def latest_by_id(out_dir):
+    return {record.id: record for record in manifest_records(out_dir) if record is not None}
+
+
+def check_done_files(out_dir, records):
+    for record in records.values():
+        if record.status == "done":
+            assert (out_dir / record.file).read_bytes().startswith(PNG_SIGNATURE)
+    assert not list(out_dir.glob(".*.part"))  # no half-written image anywhere
+
+
+def test_batch_of_50_with_rate_limits_outages_and_drops_never_pays_twice(
+    server, tmp_path, sample_png, record_property
+):
+    prompts = write_jobs(tmp_path / "jobs.jsonl", 50, sample_png)
+    retry_now = {"Retry-After": "0"}
+    # Answers in arrival order; None is a normal 200. Drops are ambiguous (the request was sent),
+    # so they are not retried: those jobs fail, to be retried by the next run.
+    pattern = [
+        None,
+        Fault(status=429, headers=retry_now),
+        None,
+        Fault(status=503, headers=retry_now),
+        None,
+        Fault(drop=True),
+        None,
+        Fault(status=429, headers=retry_now),
+        Fault(status=429, headers=retry_now),
+        None,
+    ]
+    script = pattern * 8
+    server.enqueue(*(fault or Fault() for fault in script))
+    out_dir = tmp_path / "out"
+
+    first = run_batch(server, tmp_path / "jobs.jsonl", out_dir, "--concurrency", "4")
+    first_posts = posts(server)
+    answers = collections.defaultdict(list)  # prompt -> what each of its POSTs got
+    for index, request in enumerate(first_posts):
+        fault = script[index] if index < len(script) else None
+        kind = "ok" if fault is None else "drop" if fault.drop else str(fault.status)
+        answers[request.json["prompt"]].append(kind)
+
+    latest = latest_by_id(out_dir)
+    assert len(latest) == 50  # every job ended, done or failed, and was recorded
+    assert {record.status for record in latest.values()} <= {"done", "failed"}
+    check_done_files(out_dir, latest)
+    done = [record for record in latest.values() if record.status == "done"]
+    failed = [record for record in latest.values() if record.status == "failed"]
+    assert failed, "the script drops connections: some jobs must fail"
+    assert first.returncode == 1, first.stderr
+    for record in failed:
+        assert "Server disconnected" in record.error or record.error.startswith(("429", "503"))
+    assert set(answers) == set(prompts)
+    for kinds in answers.values():
+        assert kinds.count("ok") <= 1  # never requested again after a success
+        assert "ok" not in kinds[:-1]  # nothing is sent after a success...
+        assert "drop" not in kinds[:-1]  # ...or after an ambiguous failure
+        assert len(kinds) <= 3  # the first try and --max-retries (2) retries
+    assert len(done) == sum("ok" in kinds for kinds in answers.values())
+    assert f"{len(done)} done, {len(failed)} failed" in first.stdout
+
+    # Resume: only the failed jobs are sent again, once each, and now they all succeed.
+    # A fresh mock without faults (the first may have scripted answers left over).
+    with MockServer() as healthy:
+        second = run_batch(healthy, tmp_path / "jobs.jsonl", out_dir, "--concurrency", "4")
+        second_posts = posts(healthy)
+    assert second.returncode == 0, second.stderr
+    failed_prompts = sorted(prompt for prompt, kinds in answers.items() if "ok" not in kinds)
+    second_prompts = sorted(request.json["prompt"] for request in second_posts)
+    assert second_prompts == failed_prompts
+    latest = latest_by_id(out_dir)
+    assert all(record.status == "done" for record in latest.values())
+    check_done_files(out_dir, latest)
+    assert len(list(out_dir.glob("*.png"))) == 50
+
+    counts = {
+        "jobs": 50,
+        "posts_run_1": len(first_posts),
+        "done_run_1": len(done),
+        "failed_run_1": len(failed),
+        "failed_run_1_dropped": sum(kinds[-1] == "drop" for kinds in answers.values()),
+        "failed_run_1_out_of_retries": sum(
+            kinds[-1] in ("429", "503") for kinds in answers.values()
+        ),
+        "posts_run_2": len(second_posts),
+        "done_after_resume": 50,
+        "jobs_answered_ok_twice": sum(
+            answers[prompt].count("ok") + second_prompts.count(prompt) > 1 for prompt in prompts
+        ),
+    }
+    assert counts["jobs_answered_ok_twice"] == 0
+    assert counts["failed_run_1_dropped"] + counts["failed_run_1_out_of_retries"] == len(failed)
+    record_property("request_counts", json.dumps(counts))
+    print("batch request counts:", counts)
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+def test_a_batch_killed_half_way_resumes_without_paying_twice(tmp_path, sample_png, how):
+    prompts = write_jobs(tmp_path / "jobs.jsonl", 32, sample_png)
+    out_dir = tmp_path / "out"
+    with MockServer(latency=0.25) as server:
+        command = batch_command(server, tmp_path / "jobs.jsonl", out_dir, "--concurrency", "4")
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env()
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            manifest = out_dir / "manifest.jsonl"
+            if manifest.exists() and manifest.read_text().count("\n") >= 8:
+                break
+            time.sleep(0.02)
+        process.send_signal(how)
+        stdout, stderr = process.communicate(timeout=30)
+        assert API_KEY not in stdout + stderr
+        first_posts = len(posts(server))
+        finished_first = {
+            record.id: record for record in manifest_records(out_dir) if record is not None
+        }
+        assert 8 <= len(finished_first) < 32
+        if how == signal.SIGINT:
+            assert process.returncode == 130, stderr
+            assert "interrupted; finishing" in stderr
+            assert "not started (interrupted; run again to resume)" in stdout
+            assert stdout.startswith(f"{len(finished_first)} done, 0 failed, ")
+            # Ctrl-C lets running jobs finish: everything sent was also saved and recorded.
+            assert len(finished_first) == first_posts
+        else:
+            assert process.returncode == -signal.SIGKILL
+        done_first = {record.id for record in finished_first.values() if record.status == "done"}
+
+        resumed = run_batch(server, tmp_path / "jobs.jsonl", out_dir, "--concurrency", "4")
+        assert resumed.returncode == 0, resumed.stderr
+        all_posts = collections.Counter(request.json["prompt"] for request in posts(server))
+
+    jobs, _ = read_jobs(tmp_path / "jobs.jsonl")
+    prompt_of = {job.id: job.job.prompt for job in jobs}
+    done_prompts = {prompt_of[job_id] for job_id in done_first}
+    assert set(all_posts) == set(prompts)
+    assert all(all_posts[prompt] == 1 for prompt in done_prompts)  # finished jobs: never again
+    if how == signal.SIGINT:
+        assert set(all_posts.values()) == {1}  # not a single job was sent twice
+    latest = latest_by_id(out_dir)
+    assert len(latest) == 32
+    assert all(record.status == "done" for record in latest.values())
+    check_done_files(out_dir, latest)
+
+
+def test_invalid_lines_are_reported_and_strict_sends_nothing(server, tmp_path, sample_png):
+    jobs_file = tmp_path / "jobs.jsonl"
+    jobs_file.write_text(
+        "\n".join(
+            [
+                json.dumps({"prompt": "<img>0</img> fine", "images": ["in.png"], "id": "fine"}),
+                "{oops",
+                json.dumps({"prompt": "<img>1</img> bad tag", "images": ["in.png"]}),
+                json.dumps({"prompt": "<img>0</img> no file", "images": ["missing.png"]}),
+                json.dumps({"prompt": "<img>0</img> taken", "images": ["in.png"], "id": "taken"}),
+            ]
+        ),
+        encoding="utf-8",
+    )
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "taken.png").write_bytes(b"someone else's file")
+
+    strict = run_batch(server, jobs_file, out_dir, "--strict")
+    assert strict.returncode == 2
+    assert not server.requests
+    for number in (2, 3, 4, 5):
+        assert f"jobs.jsonl: line {number}: " in strict.stderr
+    assert "line 1:" not in strict.stderr
+    assert "nothing was sent" in strict.stderr
+    assert "taken.png exists" in strict.stderr
+
+    lenient = run_batch(server, jobs_file, out_dir)
+    assert lenient.returncode == 1  # the batch is not complete
+    assert [request.json["prompt"] for request in posts(server)] == ["<img>0</img> fine"]
+    assert (out_dir / "fine.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert (out_dir / "taken.png").read_bytes() == b"someone else's file"
+    assert "4 invalid line(s) skipped" in lenient.stdout
+
+    forced = run_batch(server, jobs_file, out_dir, "--force")
+    assert forced.returncode == 1
+    assert (out_dir / "taken.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert [request.json["prompt"] for request in posts(server)][1:] == ["<img>0</img> taken"]
+
+
+def test_batch_without_a_key_sends_nothing(server, tmp_path, sample_png):
+    write_jobs(tmp_path / "jobs.jsonl", 2, sample_png)
+    env = cli_env()
+    del env["ONEROUTER_API_KEY"]
+    command = batch_command(server, tmp_path / "jobs.jsonl", tmp_path / "out")
+    completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert completed.returncode == 2
+    assert "ONEROUTER_API_KEY" in completed.stderr
+    assert not server.requests
+
+
+def test_a_job_whose_download_fails_is_recorded_as_failed(tmp_path, sample_png):
+    jobs_file = tmp_path / "jobs.jsonl"
+    write_jobs(jobs_file, 1, sample_png)
+    with MockServer() as server, ReveRemix(API_KEY, base_url=server.base_url) as client:
+        server.enqueue(Fault(body={"created": 1, "data": [{"url": server.base_url + "/files/x"}]}))
+        manifest = Manifest(tmp_path / "out")
+        record = run_job(client, read_jobs(jobs_file)[0][0], tmp_path / "out", manifest)
+        manifest.close()
+    assert record.status == "failed"
+    assert "404" in record.error
+    assert manifest_records(tmp_path / "out") == [record]

@@ -1,0 +1,422 @@
+"""The ``reve-remix`` command line, run as a user runs it: a subprocess against the mock server."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from reve_remix._progress import RetryNotices, bar_line, format_duration, spinner_line
+from reve_remix.testing import Fault, MockServer
+
+from .conftest import API_KEY, IMAGE_URL
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SAMPLES = Path(__file__).parents[1] / "reve_remix" / "_samples"
+
+
+def cli_env(key=API_KEY, **extra):
+    env = {name: value for name, value in os.environ.items() if name != "REVE_REMIX_BASE_URL"}
+    env.pop("ONEROUTER_API_KEY", None)
+    if key is not None:
+        env["ONEROUTER_API_KEY"] = key
+    env.update(extra)
+    return env
+
+
+def cli_command(*args):
+    return [sys.executable, "-m", "reve_remix", *args]
+
+
+def run_cli(*args, cwd, server=None, key=API_KEY, env=None, **popen):
+    """Run ``python -m reve_remix ARGS`` and check that the key shows up nowhere in its output."""
+    command = cli_command(*args)
+    if server is not None:
+        command += ["--base-url", server.base_url]
+    completed = subprocess.run(
+        command,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env or cli_env(key),
+        timeout=60,
+        **popen,
+    )
+    assert API_KEY not in completed.stdout
+    assert API_KEY not in completed.stderr
+    return completed
+
+
+def remix(prompt, options, **kwargs):
+    """``reve-remix remix PROMPT OPTIONS``, the options written as on a command line."""
+    return run_cli("remix", prompt, *options.split(), **kwargs)
+
+
+def posts(server):
+    return [request for request in server.requests if request.method == "POST"]
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """A folder holding cat.png and sofa.jpg, as a user's folder of photos would."""
+    for name in ("cat.png", "sofa.jpg"):
+        shutil.copy(SAMPLES / name, tmp_path / name)
+    return tmp_path
+
+
+# --- remix ---------------------------------------------------------------------------------------
+
+
+def test_remix_saves_the_image_and_prints_its_path(server, workdir):
+    completed = remix("<img>0</img> as a watercolour", "-i cat.png", cwd=workdir, server=server)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr == ""  # not a terminal: nothing decorative
+    saved = completed.stdout.strip()
+    assert re.fullmatch(r"as-a-watercolour-\d{8}T\d{6}Z\.png", saved), saved
+    assert (workdir / saved).read_bytes().startswith(PNG_SIGNATURE)
+    [sent] = posts(server)
+    assert sent.headers["authorization"] == f"Bearer {API_KEY}"
+    assert sent.json["image_urls"][0].startswith("data:image/png;base64,")
+
+
+def test_remix_json_prints_one_object(server, workdir):
+    options = "-i cat.png -o out/ --json --aspect-ratio 16:9"
+    completed = remix("<img>0</img> at night", options, cwd=workdir, server=server)
+    assert completed.returncode == 0, completed.stderr
+    summary = json.loads(completed.stdout)
+    assert set(summary) == {"path", "url", "revised_prompt", "created", "request_id"}
+    assert summary["path"].startswith("out/")
+    assert summary["url"].startswith(server.base_url)
+    assert summary["revised_prompt"] == "image 0 at night"
+    assert isinstance(summary["created"], int)
+    assert summary["request_id"].startswith("req_")
+    with Image.open(workdir / summary["path"]) as image:
+        assert image.size == (160, 90)
+    assert posts(server)[0].json["aspect_ratio"] == "16:9"
+
+
+def test_remix_b64_json_needs_no_download_and_adds_the_extension(server, workdir):
+    options = "-i cat.png --format b64_json -o snow --json"
+    completed = remix("<img>0</img> in snow", options, cwd=workdir, server=server)
+    assert completed.returncode == 0, completed.stderr
+    summary = json.loads(completed.stdout)
+    assert summary["path"] == "snow.png"
+    assert summary["url"] is None
+    assert (workdir / "snow.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert [request.method for request in server.requests] == ["POST"]
+
+
+def test_named_images_become_numbered_tags(server, workdir):
+    options = f"-i sofa=sofa.jpg -i cat={IMAGE_URL}"
+    completed = remix("Put {cat} on {sofa}", options, cwd=workdir, server=server)
+    assert completed.returncode == 0, completed.stderr
+    sent = posts(server)[0].json
+    assert sent["prompt"] == "Put <img>0</img> on <img>1</img>"
+    assert sent["image_urls"][0] == IMAGE_URL
+    assert sent["image_urls"][1].startswith("data:image/jpeg;base64,")
+
+
+def test_a_url_with_an_equals_sign_is_not_a_name(server, workdir):
+    url = "https://example.com/render?id=42&size=large"
+    completed = remix("<img>0</img> again", f"-i {url}", cwd=workdir, server=server)
+    assert completed.returncode == 0, completed.stderr
+    assert posts(server)[0].json["image_urls"] == [url]
+
+
+def test_mixing_named_and_unnamed_images_is_a_usage_error(server, workdir):
+    options = "-i cat=cat.png -i sofa.jpg"
+    completed = remix("{cat} on <img>1</img>", options, cwd=workdir, server=server)
+    assert completed.returncode == 2
+    assert "name every image" in completed.stderr
+    assert not server.requests
+
+
+def test_an_existing_file_is_kept_unless_force(server, workdir):
+    (workdir / "out.png").write_bytes(b"precious")
+    refused = remix("<img>0</img> x", "-i cat.png -o out.png", cwd=workdir, server=server)
+    assert refused.returncode == 2
+    assert "out.png already exists; pass --force" in refused.stderr
+    assert not server.requests  # refused before anything was paid for
+    assert (workdir / "out.png").read_bytes() == b"precious"
+
+    forced = remix("<img>0</img> x", "-i cat.png -o out.png --force", cwd=workdir, server=server)
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stdout.strip() == "out.png"
+    assert (workdir / "out.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_missing_key_names_the_variable_and_sends_nothing(server, workdir):
+    completed = remix("<img>0</img> x", "-i cat.png", cwd=workdir, server=server, key=None)
+    assert completed.returncode == 2
+    assert "ONEROUTER_API_KEY" in completed.stderr
+    assert len(completed.stderr.splitlines()) == 1
+    assert not server.requests
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"),
+    [
+        (401, "check that ONEROUTER_API_KEY holds a valid"),
+        (402, "out of credits"),
+        (413, "each image must be less than 1.5 MB (1,500,000 bytes); the largest here is cat.png"),
+        (503, "try again in a moment"),
+    ],
+)
+def test_api_errors_are_one_line_with_a_hint(server, workdir, status, hint):
+    server.enqueue(Fault(status=status))
+    options = "-i cat.png --max-retries 0"
+    completed = remix("<img>0</img> x", options, cwd=workdir, server=server)
+    assert completed.returncode == 1
+    [line] = completed.stderr.splitlines()
+    assert line.startswith(f"reve-remix: error: {status} ")
+    assert hint in line
+    assert "(request id req_" in line
+    assert completed.stdout == ""
+
+
+def test_debug_shows_the_traceback_but_never_the_key(server, workdir):
+    server.enqueue(Fault(status=401))
+    completed = remix("<img>0</img> x", "-i cat.png --debug", cwd=workdir, server=server)
+    assert completed.returncode == 1
+    assert "Traceback (most recent call last)" in completed.stderr
+    assert "AuthenticationError" in completed.stderr
+    assert "POST /v1/images/edits (attempt 1)" in completed.stderr  # the debug log
+    # run_cli has checked that the key appears in neither stream.
+
+
+def test_validation_errors_exit_2_before_sending(server, workdir):
+    (workdir / "huge.png").write_bytes(PNG_SIGNATURE + bytes(1_600_000))
+    cases = [
+        ("<img>3</img> x", "-i cat.png", "there is no image 3"),
+        ("<img>0</img> x", "-i missing.png", "'missing.png' is neither"),
+        ("<img>0</img> x", "-i huge.png", "too large; each image must be less than 1.5 MB"),
+        ("<img>0</img> x", "-i cat.png --aspect-ratio 5:4", "invalid choice: '5:4'"),
+        ("<img>0</img> x", "-i cat.png --timeout -1", "must be at least"),
+    ]
+    for prompt, options, message in cases:
+        completed = remix(prompt, options, cwd=workdir, server=server)
+        assert completed.returncode == 2, options
+        assert message in completed.stderr, completed.stderr
+    huge = remix("<img>0</img> x", "-i huge.png", cwd=workdir, server=server)
+    assert "use --fit" in huge.stderr
+    assert not server.requests
+
+
+def test_a_network_error_exits_1_with_a_hint(workdir):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    options = f"-i cat.png --base-url http://127.0.0.1:{closed_port} --max-retries 0"
+    completed = remix("<img>0</img> x", options, cwd=workdir)
+    assert completed.returncode == 1
+    assert "could not talk to the API" in completed.stderr
+
+
+def test_retries_are_plain_lines_when_stderr_is_not_a_terminal(server, workdir):
+    server.enqueue(Fault(status=429, headers={"Retry-After": "0"}))
+    completed = remix("<img>0</img> x", "-i cat.png", cwd=workdir, server=server)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr == "reve-remix: rate limited; retrying in 0.0 s (retry 1 of 2)\n"
+
+
+def read_terminal(process, master):
+    """Everything the process writes to the terminal ``master`` until it exits."""
+    output = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 30)
+        if not ready:
+            process.kill()
+            raise AssertionError(f"no output for 30 s; so far: {output!r}")
+        try:
+            chunk = os.read(master, 4096)
+        except OSError as exc:  # EIO: the terminal's other end is closed
+            if exc.errno != errno.EIO:
+                raise
+            break
+        if not chunk:
+            break
+        output += chunk
+    process.wait(timeout=30)
+    return output.decode()
+
+
+def test_on_a_terminal_a_live_line_shows_elapsed_time_and_retry_waits(workdir):
+    pty = pytest.importorskip("pty", reason="needs a POSIX pseudo-terminal")
+    with MockServer(latency=0.4) as server:
+        server.enqueue(Fault(status=429, headers={"Retry-After": "1"}))
+        master, slave = pty.openpty()
+        options = f"-i cat.png --base-url {server.base_url}"
+        command = cli_command("remix", "<img>0</img> x", *options.split())
+        with subprocess.Popen(
+            command, cwd=workdir, env=cli_env(), stdout=subprocess.PIPE, stderr=slave
+        ) as process:
+            os.close(slave)
+            try:
+                terminal = read_terminal(process, master)
+            finally:
+                os.close(master)
+            stdout = process.stdout.read().decode()
+    assert process.returncode == 0, terminal
+    assert "remixing… " in terminal
+    assert "rate limited, retrying in 1 s" in terminal
+    assert "\r\x1b[2K" in terminal
+    assert terminal.endswith("\r\x1b[2K")  # the live line is cleared at the end
+    assert API_KEY not in terminal
+    assert stdout.strip().endswith(".png")
+
+
+def test_ctrl_c_during_a_remix_exits_130(workdir):
+    with MockServer(latency=10) as server:
+        options = f"-i cat.png --base-url {server.base_url}"
+        command = cli_command("remix", "<img>0</img> x", *options.split())
+        with subprocess.Popen(
+            command, cwd=workdir, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ) as process:
+            deadline = time.monotonic() + 20
+            while not server.requests and time.monotonic() < deadline:
+                time.sleep(0.02)
+            process.send_signal(signal.SIGINT)
+            stdout, stderr = process.communicate(timeout=20)
+    assert process.returncode == 130
+    assert stderr.decode() == "reve-remix: interrupted\n"
+    assert stdout == b""
+    assert {path.name for path in workdir.iterdir()} == {"cat.png", "sofa.jpg"}  # nothing saved
+
+
+# --- demo and mock -------------------------------------------------------------------------------
+
+
+def test_demo_runs_offline_without_a_key_and_can_run_again(tmp_path):
+    for _ in range(2):
+        completed = run_cli("demo", cwd=tmp_path, key=None)
+        assert completed.returncode == 0, completed.stderr
+    assert "Put <img>0</img> on <img>1</img>, as a watercolour" in completed.stdout
+    assert "Saved reve-remix-demo.png" in completed.stdout
+    with Image.open(tmp_path / "reve-remix-demo.png") as image:
+        assert image.format == "PNG"
+        image.load()
+
+
+def test_demo_without_jsonschema_says_what_to_install(tmp_path):
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "jsonschema.py").write_text("raise ImportError('No module named jsonschema')\n")
+    env = cli_env(key=None, PYTHONPATH=str(shim))
+    completed = run_cli("demo", cwd=tmp_path, env=env)
+    assert completed.returncode == 2
+    assert completed.stderr.splitlines() == [
+        "reve-remix: error: the mock server needs jsonschema, which is not installed: "
+        "pip install 'reve-remix[mock]'"
+    ]
+    assert not (tmp_path / "reve-remix-demo.png").exists()
+
+
+def test_mock_serves_until_ctrl_c(tmp_path):
+    command = cli_command("mock", "--port", "0")
+    with subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=cli_env(key=None),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        first_line = process.stdout.readline()
+        base_url = re.search(r"http://127\.0\.0\.1:\d+", first_line).group()
+        body = {"model": "m", "prompt": "<img>0</img> x", "image_urls": [IMAGE_URL]}
+        answer = httpx.post(
+            f"{base_url}/v1/images/edits", json=body, headers={"Authorization": "Bearer sk-any"}
+        )
+        assert answer.status_code == 200
+        assert httpx.get(answer.json()["data"][0]["url"]).content.startswith(PNG_SIGNATURE)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=20)
+        stdout = first_line + process.stdout.read()  # not communicate(): it skips what is buffered
+        stderr = process.stderr.read()
+    assert process.returncode == 0  # Ctrl-C is how the mock server is meant to stop
+    assert "curl -s " in stdout
+    assert "Bearer sk-placeholder" in stdout
+    assert "Mock server stopped." in stdout
+    assert '"POST /v1/images/edits HTTP/1.1" 200' in stderr
+
+
+def test_mock_on_a_busy_port_is_a_usage_error(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        completed = run_cli("mock", "--port", str(port), cwd=tmp_path, key=None)
+    assert completed.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in completed.stderr
+
+
+# --- help, version, usage ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [[], ["remix"], ["batch"], ["demo"], ["mock"]])
+def test_every_help_has_an_example(tmp_path, command):
+    completed = run_cli(*command, "--help", cwd=tmp_path)
+    assert completed.returncode == 0
+    assert "Example" in completed.stdout
+    assert "reve-remix " in completed.stdout
+
+
+def test_the_console_script_and_usage_errors(tmp_path):
+    script = Path(sys.executable).with_name("reve-remix")
+    if not script.exists():
+        pytest.skip("the console script is not installed next to this interpreter")
+    version = subprocess.run([script, "--version"], capture_output=True, text=True, check=False)
+    assert version.returncode == 0
+    assert version.stdout.startswith("reve-remix ")
+    no_command = run_cli(cwd=tmp_path)
+    assert no_command.returncode == 2
+    assert "usage: reve-remix" in no_command.stderr
+    unknown = run_cli("paint", cwd=tmp_path)
+    assert unknown.returncode == 2
+
+
+# --- the indicator's text (pure functions) -------------------------------------------------------
+
+
+def test_progress_texts():
+    assert spinner_line(3.0, "remixing", None) == "- remixing… 3.0 s"
+    assert spinner_line(0.0, "remixing", "rate limited, retrying in 4 s").endswith(
+        " · rate limited, retrying in 4 s"
+    )
+    assert bar_line(12, 2, 50, 10.0, None) == (
+        "[######------------------] 14/50 · 2 failed · 1.4/s · ETA 26 s"
+    )
+    assert bar_line(0, 0, 3, 0.5, None) == "[------------------------] 0/3"
+    assert format_duration(42) == "42 s"
+    assert format_duration(185) == "3 min 05 s"
+    assert format_duration(7800) == "2 h 10 min"
+
+
+def test_retry_notices_count_down_from_the_log_record():
+    notices = RetryNotices()
+    record = logging.LogRecord("reve_remix", logging.INFO, __file__, 1, "retry", (), None)
+    record.retry_in = 4.0
+    record.reason = "429 Too Many Requests"
+    notices.handle(record)
+    assert notices.describe() == "rate limited, retrying in 4 s"
+    record.retry_in = 0.0
+    record.reason = "503 Service Unavailable"
+    notices.handle(record)
+    assert notices.describe() is None
+    other = logging.LogRecord("reve_remix", logging.INFO, __file__, 1, "done", (), None)
+    notices.handle(other)  # not a retry record: ignored
+    assert notices.describe() is None

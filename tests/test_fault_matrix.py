@@ -1,0 +1,22 @@
+"""The fault matrix over loopback HTTP: one test per row of ``tests/fault_matrix.py``.
+
+Each row asserts the exception class (or success) and the exact number of requests the mock
+server saw; ``python scripts/fault_matrix.py`` prints the same rows as a table.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .fault_matrix import ROWS, Row, run
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
+def test_fault_matrix_row(row: Row):
+    outcome = run(row)
+    assert outcome.mismatch is None
+
+
+def test_the_matrix_covers_every_status_the_issue_names():
+    statuses = {fault.status for row in ROWS for fault in row.faults}
+    assert statuses >= {400, 401, 402, 403, 404, 408, 413, 422, 429, 500, 502, 503, 504}

@@ -1,0 +1,342 @@
+"""The API key never leaves the Authorization header of requests to the API.
+
+Every error path is driven with a recognisable key and DEBUG logging on everywhere (the library,
+httpx, httpcore, the root logger), and the key is looked for in every exception's text (``str``,
+``repr``, ``args``, attributes, the whole chain, the formatted traceback), in the ``repr`` of
+clients, results and images, in every log record, and in the command line's output, ``--debug``
+tracebacks included. A result URL on another host is fetched without the key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reve_remix import AsyncReveRemix, RemixResult, ReveRemix, ReveRemixError, ValidationError
+from reve_remix._images import prepare_image
+from reve_remix.testing import Fault, MockServer
+
+from .conftest import API_KEY, IMAGE_URL
+
+PROMPT = "<img>0</img> in the rain"
+STATUSES = [400, 401, 402, 403, 404, 408, 413, 422, 429, 500, 502, 503, 504]
+LOGGERS = ["", "reve_remix", "reve_remix.testing", "httpx", "httpcore"]
+REDACTED = "<redacted>"  # what the command line prints if the key ever reaches its output
+
+
+@pytest.fixture(autouse=True)
+def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """DEBUG on every logger that could see a request, and no record may hold the key."""
+    for name in LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+    yield caplog
+    for record in caplog.records:
+        assert API_KEY not in record.getMessage(), record
+        assert API_KEY not in repr(record.__dict__), record
+        if record.exc_info:
+            assert API_KEY not in "".join(traceback.format_exception(*record.exc_info))
+
+
+def exception_texts(exc: BaseException) -> Iterator[str]:
+    """Every text an exception shows: its own and that of each exception chained to it."""
+    yield "".join(traceback.format_exception(exc))
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield str(current)
+        yield repr(current)
+        yield repr(current.args)
+        yield repr(vars(current))
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+
+
+def assert_no_key_in(exc: BaseException) -> None:
+    for text in exception_texts(exc):
+        assert API_KEY not in text
+
+
+def raised_by(call: Callable[[], object]) -> ReveRemixError:
+    with pytest.raises(ReveRemixError) as info:
+        call()
+    assert_no_key_in(info.value)
+    return info.value
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+# --- the library's error paths ---------------------------------------------------------------
+
+
+def test_the_debug_logs_under_watch_are_captured(server: MockServer, debug_logs):
+    """So that ``debug_logs`` finding no key means something: httpx and httpcore log here."""
+    with ReveRemix(API_KEY, base_url=server.base_url) as client:
+        client.remix(PROMPT, [IMAGE_URL]).read()
+    names = {record.name.split(".")[0] for record in debug_logs.records}
+    assert {"reve_remix", "httpx", "httpcore"} <= names
+    assert any(record.levelno == logging.DEBUG for record in debug_logs.records)
+
+
+@pytest.mark.parametrize("status", STATUSES)
+def test_no_status_error_shows_the_key(server: MockServer, status: int):
+    server.enqueue(Fault(status=status, headers={"Retry-After": "0"}))
+    with ReveRemix(API_KEY, base_url=server.base_url, max_retries=0) as client:
+        raised_by(lambda: client.remix(PROMPT, [IMAGE_URL]))
+        assert API_KEY not in repr(client)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(drop=True),
+        Fault(status=200, body=b'{"created": 1, "data": []}', truncate=True),
+        Fault(status=200, body=b"<html>not json</html>"),
+        Fault(status=200, body={"created": "yesterday", "data": []}),
+        Fault(delay=1.0),
+    ],
+    ids=["dropped", "truncated", "not-json", "off-schema", "timeout"],
+)
+def test_no_connection_timeout_or_response_error_shows_the_key(server: MockServer, fault: Fault):
+    server.enqueue(fault)
+    with ReveRemix(API_KEY, base_url=server.base_url, timeout=0.3, max_retries=0) as client:
+        raised_by(lambda: client.remix(PROMPT, [IMAGE_URL]))
+
+
+def test_connection_refused_does_not_show_the_key():
+    with ReveRemix(API_KEY, base_url=f"http://127.0.0.1:{closed_port()}", max_retries=1) as client:
+        raised_by(lambda: client.remix(PROMPT, [IMAGE_URL]))
+
+
+@pytest.mark.parametrize(
+    ("prompt", "images", "options"),
+    [
+        ("<img>3</img> broken <img>x</img>", [IMAGE_URL], {}),
+        (PROMPT, [], {}),
+        (PROMPT, ["ftp://example.com/a.png"], {}),
+        (PROMPT, [b"GIF89a not supported"], {}),
+        (PROMPT, [IMAGE_URL], {"aspect_ratio": "21:9"}),
+        (PROMPT, [IMAGE_URL], {"output_format": "png"}),
+        (PROMPT, [IMAGE_URL], {"model": ""}),
+    ],
+)
+def test_no_validation_error_shows_the_key(
+    server: MockServer, prompt: str, images: list[object], options: dict[str, str]
+):
+    with ReveRemix(API_KEY, base_url=server.base_url) as client:
+        error = raised_by(lambda: client.remix(prompt, images, **options))  # type: ignore[arg-type]
+    assert isinstance(error, ValidationError)
+    assert server.requests == []
+
+
+def test_the_missing_key_error_names_the_variable_and_no_key(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("ONEROUTER_API_KEY", raising=False)
+    client = ReveRemix(base_url="http://127.0.0.1:9")
+    error = raised_by(lambda: client.remix(PROMPT, [IMAGE_URL]))
+    assert "ONEROUTER_API_KEY" in str(error)
+
+
+def test_a_key_from_the_environment_is_not_shown_either(
+    server: MockServer, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("ONEROUTER_API_KEY", API_KEY)
+    server.enqueue(Fault(status=401))
+    with ReveRemix(base_url=server.base_url) as client:
+        assert API_KEY not in repr(client)
+        raised_by(lambda: client.remix(PROMPT, [IMAGE_URL]))
+
+
+@pytest.mark.parametrize("path", ["/files/missing.png", "/elsewhere"])
+def test_no_download_error_shows_the_key(server: MockServer, path: str):
+    body = {"created": 1_700_000_000, "data": [{"url": server.base_url + path}]}
+    server.enqueue(Fault(status=200, body=body))
+    with ReveRemix(API_KEY, base_url=server.base_url) as client:
+        result = client.remix(PROMPT, [IMAGE_URL])
+        raised_by(result.read)
+
+
+def test_a_download_from_a_closed_port_does_not_show_the_key(server: MockServer):
+    url = f"http://127.0.0.1:{closed_port()}/out.png"
+    server.enqueue(Fault(status=200, body={"created": 1_700_000_000, "data": [{"url": url}]}))
+    with ReveRemix(API_KEY, base_url=server.base_url) as client:
+        raised_by(client.remix(PROMPT, [IMAGE_URL]).read)
+
+
+@pytest.mark.anyio
+async def test_the_async_client_shows_no_key_either(server: MockServer):
+    server.enqueue(Fault(status=500), Fault(drop=True))
+    async with AsyncReveRemix(API_KEY, base_url=server.base_url, max_retries=0) as client:
+        for _ in range(2):
+            with pytest.raises(ReveRemixError) as info:
+                await client.remix(PROMPT, [IMAGE_URL])
+            assert_no_key_in(info.value)
+        assert API_KEY not in repr(client)
+
+
+def test_results_and_images_do_not_show_the_key(server: MockServer, tmp_path: Path):
+    with ReveRemix(API_KEY, base_url=server.base_url) as client:
+        for output_format in ("url", "b64_json"):
+            result = client.remix(PROMPT, [IMAGE_URL], output_format=output_format)
+            assert isinstance(result, RemixResult)
+            result.save(tmp_path / f"{output_format}.png")
+            for shown in (result, result.image, *result.images):
+                assert API_KEY not in repr(shown)
+                assert API_KEY not in str(shown)
+    png = (tmp_path / "url.png").read_bytes()
+    assert API_KEY not in repr(prepare_image(png, "image 0"))
+
+
+# --- downloads go out without the key --------------------------------------------------------
+
+
+@pytest.fixture
+def cdn() -> Iterator[MockServer]:
+    """A second server on another port: another origin, as a CDN or bucket is."""
+    with MockServer() as other:
+        yield other
+
+
+def cdn_url(cdn: MockServer) -> str:
+    """The URL of an image the CDN serves (it serves only images it made itself)."""
+    body = {"model": "m", "prompt": "p", "image_urls": [IMAGE_URL]}
+    answer = httpx.post(
+        f"{cdn.base_url}/v1/images/edits", json=body, headers={"Authorization": "Bearer cdn"}
+    )
+    url: str = answer.json()["data"][0]["url"]
+    return url
+
+
+def downloads(server: MockServer) -> list[httpx.Headers]:
+    return [request.headers for request in server.requests if request.method == "GET"]
+
+
+@pytest.mark.parametrize("client_headers", [{}, {"Authorization": f"Bearer {API_KEY}"}])
+def test_a_result_on_another_host_is_fetched_without_the_key(
+    server: MockServer, cdn: MockServer, client_headers: dict[str, str]
+):
+    """Even when the injected httpx client carries the key as a default header."""
+    url = cdn_url(cdn)
+    server.enqueue(Fault(status=200, body={"created": 1_700_000_000, "data": [{"url": url}]}))
+    http = httpx.Client(headers=client_headers)
+    with ReveRemix(API_KEY, base_url=server.base_url, http_client=http) as client:
+        data = client.remix(PROMPT, [IMAGE_URL]).read()
+    http.close()
+    assert data.startswith(b"\x89PNG")
+    [headers] = downloads(cdn)
+    assert "authorization" not in headers
+    assert API_KEY not in repr(headers.multi_items())
+    [post] = [request for request in server.requests if request.method == "POST"]
+    assert post.headers["authorization"] == f"Bearer {API_KEY}"  # the API itself gets it
+
+
+@pytest.mark.anyio
+async def test_the_async_client_fetches_another_host_without_the_key(
+    server: MockServer, cdn: MockServer
+):
+    url = cdn_url(cdn)
+    server.enqueue(Fault(status=200, body={"created": 1_700_000_000, "data": [{"url": url}]}))
+    async with AsyncReveRemix(API_KEY, base_url=server.base_url) as client:
+        result = await client.remix(PROMPT, [IMAGE_URL])
+        assert (await result.aread()).startswith(b"\x89PNG")
+    [headers] = downloads(cdn)
+    assert "authorization" not in headers
+
+
+def test_a_result_on_the_api_host_is_fetched_without_the_key_too(server: MockServer):
+    with ReveRemix(API_KEY, base_url=server.base_url) as client:
+        client.remix(PROMPT, [IMAGE_URL]).read()
+    [headers] = downloads(server)
+    assert "authorization" not in headers
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("REVE_REMIX")}
+    env["ONEROUTER_API_KEY"] = API_KEY
+    completed = subprocess.run(
+        [sys.executable, "-m", "reve_remix", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    for output in (completed.stdout, completed.stderr):
+        assert API_KEY not in output
+        assert REDACTED not in output  # the last-resort redaction never had to step in
+    return completed
+
+
+@pytest.mark.parametrize(
+    ("faults", "code"),
+    [
+        ((), 0),
+        ((Fault(status=401),), 1),
+        ((Fault(status=200, body=b"not json"),), 1),
+        ((Fault(drop=True),), 1),
+        ((Fault(delay=2.0),), 1),
+    ],
+    ids=["success", "401", "not-json", "dropped", "timeout"],
+)
+def test_remix_on_the_command_line_never_prints_the_key(
+    server: MockServer, tmp_path: Path, faults: tuple[Fault, ...], code: int
+):
+    server.enqueue(*faults)
+    completed = run_cli(
+        "remix", PROMPT, "-i", IMAGE_URL, "-o", "out.png", "--debug", "--timeout", "0.5",
+        "--max-retries", "0", "--base-url", server.base_url,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert completed.returncode == code, completed.stderr
+    if code:
+        assert "Traceback" in completed.stderr  # --debug printed it, and it holds no key
+
+
+def test_a_validation_error_on_the_command_line_never_prints_the_key(
+    server: MockServer, tmp_path: Path
+):
+    completed = run_cli(
+        "remix", "<img>5</img>", "-i", IMAGE_URL, "--debug", "--base-url", server.base_url,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert completed.returncode == 2
+    assert server.requests == []
+
+
+def test_batch_on_the_command_line_never_prints_the_key(server: MockServer, tmp_path: Path):
+    jobs = [
+        {"prompt": PROMPT, "images": [IMAGE_URL], "id": "refused"},
+        {"prompt": PROMPT, "images": [IMAGE_URL], "id": "fine"},
+        {"prompt": "<img>7</img>", "images": [IMAGE_URL], "id": "invalid"},
+    ]
+    (tmp_path / "jobs.jsonl").write_text("".join(json.dumps(job) + "\n" for job in jobs))
+    server.enqueue(Fault(status=403))  # the first job sent (concurrency 1)
+    completed = run_cli(
+        "batch", "jobs.jsonl", "--out", "out", "--debug", "--concurrency", "1",
+        "--max-retries", "0", "--base-url", server.base_url,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert completed.returncode == 1
+    manifest = (tmp_path / "out" / "manifest.jsonl").read_text()
+    assert API_KEY not in manifest

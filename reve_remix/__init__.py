@@ -8,11 +8,13 @@ Example::
     client.remix("<img>0</img> as a watercolour", ["cat.png"]).save("watercolour.png")
 
 The offline mock server for tests lives in :mod:`reve_remix.testing`.
+
+``AspectRatio``, ``OutputFormat`` (from the generated package), ``RemixJob`` and
+``BatchProgress`` are loaded when first used, to keep ``import reve_remix`` fast.
 """
 
-from reve_remix_api.models import AspectRatio, OutputFormat
+from typing import TYPE_CHECKING
 
-from ._batch import BatchProgress, RemixJob
 from ._client import AsyncReveRemix, ReveRemix
 from ._exceptions import (
     APIConnectionError,
@@ -44,6 +46,30 @@ from ._tags import (
     reindex,
 )
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from reve_remix_api.models import AspectRatio, OutputFormat
+
+    from ._batch import BatchProgress, RemixJob
+
+_LAZY = {
+    "AspectRatio": "reve_remix_api.models",
+    "OutputFormat": "reve_remix_api.models",
+    "BatchProgress": "reve_remix._batch",
+    "RemixJob": "reve_remix._batch",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Load the names of ``_LAZY`` on first use (PEP 562)."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'reve_remix' has no attribute {name!r}")
+
 
 __all__ = [
     "APIConnectionError",

@@ -26,8 +26,6 @@ _R = TypeVar("_R")
 Outcome = RemixResult | ReveRemixError
 """What ``remix_many`` returns for one job: its result, or the error that ended it."""
 
-DEFAULT_CONCURRENCY = 4
-
 
 @dataclass(frozen=True, slots=True)
 class RemixJob:

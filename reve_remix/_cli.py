@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from ._batch import DEFAULT_CONCURRENCY, run_in_threads
+from ._batch import run_in_threads
 from ._batch_file import (
     JobLine,
     LineProblem,
@@ -41,7 +41,13 @@ from ._batch_file import (
     run_job,
     slugify,
 )
-from ._client import API_KEY_ENV, BASE_URL_ENV, DEFAULT_MAX_RETRIES, ReveRemix
+from ._client import (
+    API_KEY_ENV,
+    BASE_URL_ENV,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+    ReveRemix,
+)
 from ._exceptions import (
     APIConnectionError,
     APIResponseValidationError,
@@ -59,7 +65,7 @@ from ._exceptions import (
 )
 from ._images import max_image_bytes
 from ._progress import RetryNotices, StatusLine, bar_line, is_terminal, spinner_line
-from ._request import ASPECT_RATIOS, OUTPUT_FORMATS, Images
+from ._request import Images, aspect_ratios, output_formats
 from ._results import RemixResult, write_atomic
 from ._version import __version__
 
@@ -291,12 +297,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     generation = argparse.ArgumentParser(add_help=False)
     group = generation.add_argument_group("generation")
-    group.add_argument("--aspect-ratio", choices=ASPECT_RATIOS, metavar="W:H", help=_RATIO_HELP)
+    ratios = aspect_ratios()
+    ratio_help = f"one of {', '.join(ratios)}"
+    group.add_argument("--aspect-ratio", choices=ratios, metavar="W:H", help=ratio_help)
     group.add_argument(
         "--format",
         dest="output_format",
-        choices=OUTPUT_FORMATS,
-        metavar="|".join(sorted(OUTPUT_FORMATS, reverse=True)),
+        choices=output_formats(),
+        metavar="|".join(sorted(output_formats(), reverse=True)),
         help=_FMT_HELP,
     )
     group.add_argument("--model", help="model name (default: reve-remix-image-to-image)")
@@ -409,7 +417,6 @@ def _number(
     return parse
 
 
-_RATIO_HELP = f"one of {', '.join(ASPECT_RATIOS)}"
 _FMT_HELP = "url (download the result; default) or b64_json (inline); the image is the same"
 
 _TOP_EXAMPLES = """\

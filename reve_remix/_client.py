@@ -1,13 +1,16 @@
 """``ReveRemix`` and ``AsyncReveRemix``: configuration, one request, retries.
 
-Both clients share ``_BaseClient``, which validates arguments, builds the request, decides on
-retries and parses the response. The subclasses differ only where I/O happens: sending, sleeping
-and uploading local images.
+Both clients share ``_BaseClient``, which holds the configuration, validates arguments, builds
+the request, decides on retries and parses the response. The subclasses differ only where I/O
+happens: sending, sleeping and uploading local images.
+
+``asyncio``, the batch machinery and the generated package are imported on first use, not with
+``reve_remix``: together they are a third of the import time that every script, CLI run and cold
+start would otherwise pay (``scripts/bench.py`` measures it).
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
@@ -16,22 +19,10 @@ import platform
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
 
 import httpx
-from reve_remix_api.api.reve_remix import remix as remix_endpoint
-from reve_remix_api.models import RemixRequest
 
-from ._batch import (
-    DEFAULT_CONCURRENCY,
-    BatchProgress,
-    Outcome,
-    RemixJob,
-    check_concurrency,
-    progress_counter,
-    run_in_tasks,
-    run_in_threads,
-)
 from ._download import Downloader
 from ._exceptions import ValidationError, connection_error, status_error
 from ._images import LocalImage, Uploader, check_uploaded_url, data_url
@@ -39,6 +30,11 @@ from ._request import Images, PreparedRemix, encode_body, prepare_remix
 from ._results import RemixResult, parse_response
 from ._retry import Cooldown, RetryPolicy
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from reve_remix_api.models import RemixRequest
+
+    from ._batch import BatchProgress, Outcome, RemixJob
 
 logger = logging.getLogger("reve_remix")
 
@@ -49,26 +45,31 @@ DEFAULT_MODEL = "reve-remix-image-to-image"
 # A generation takes tens of seconds: the read timeout must outlast it.
 DEFAULT_TIMEOUT = httpx.Timeout(180.0, connect=10.0)
 DEFAULT_MAX_RETRIES = 2
+DEFAULT_CONCURRENCY = 4
 USER_AGENT = f"reve-remix-python/{__version__} python/{platform.python_version()}"
 
 AuthScheme = Literal["bearer", "bare"]
+HttpClient = TypeVar("HttpClient", httpx.Client, httpx.AsyncClient)
 
 
-class _BaseClient:
-    """Everything about a remix call that does not touch the network."""
+class _BaseClient(Generic[HttpClient]):
+    """Everything about a remix call that does not touch the network.
 
-    _http: httpx.Client | httpx.AsyncClient
+    The options are documented on :class:`ReveRemix`; both clients take the same ones.
+    """
 
     def __init__(
         self,
+        api_key: str | None = None,
         *,
-        api_key: str | None,
-        base_url: str | None,
-        model: str,
-        max_retries: int,
-        retry_on_ambiguous: bool,
-        auth_scheme: AuthScheme,
-        uploader: Uploader,
+        base_url: str | None = None,
+        model: str = DEFAULT_MODEL,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry_on_ambiguous: bool = False,
+        auth_scheme: AuthScheme = "bearer",
+        uploader: Uploader = data_url,
+        http_client: HttpClient | None = None,
     ) -> None:
         if auth_scheme not in ("bearer", "bare"):
             raise ValidationError(f"auth_scheme: {auth_scheme!r} is not 'bearer' or 'bare'")
@@ -81,6 +82,13 @@ class _BaseClient:
         self.uploader = uploader
         self.retry_policy = RetryPolicy(max_retries, retry_on_ambiguous)
         self._cooldown = Cooldown()
+        self._owns_http = http_client is None
+        self._http: HttpClient = http_client or self._new_http(timeout)
+
+    @staticmethod
+    def _new_http(timeout: float | httpx.Timeout) -> HttpClient:
+        """The connection pool a client makes for itself when none is injected."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "missing"
@@ -110,6 +118,8 @@ class _BaseClient:
 
     def _build_request(self, body: RemixRequest) -> httpx.Request:
         """The HTTP request, from the generated endpoint's method and path."""
+        from reve_remix_api.api.reve_remix import remix as remix_endpoint
+
         endpoint = remix_endpoint._get_kwargs(body=body)
         return self._http.build_request(
             endpoint["method"].upper(),
@@ -168,8 +178,21 @@ class _BaseClient:
         return result
 
 
-class ReveRemix(_BaseClient):
+class ReveRemix(_BaseClient[httpx.Client]):
     """The synchronous client.
+
+    Options (all keyword-only but ``api_key``):
+
+    - ``api_key``: defaults to ``$ONEROUTER_API_KEY``; a missing key is a ``ValidationError`` at
+      the first call, naming the variable;
+    - ``base_url``: defaults to ``$REVE_REMIX_BASE_URL``, else the spec's server;
+    - ``model``: defaults to ``reve-remix-image-to-image``; overridable per call;
+    - ``timeout``: seconds or an ``httpx.Timeout``; 180 s read by default, as a generation takes
+      tens of seconds;
+    - ``max_retries`` and ``retry_on_ambiguous``: see the retry table in the README;
+    - ``auth_scheme``: ``"bearer"`` sends ``Authorization: Bearer <key>``, ``"bare"`` the key alone;
+    - ``uploader``: ``(bytes, mime) -> url`` for local images; by default a ``data:`` URL;
+    - ``http_client``: an ``httpx.Client`` to use (and leave open) instead of a pool of its own.
 
     Example::
 
@@ -180,32 +203,9 @@ class ReveRemix(_BaseClient):
             result.save("cat-watercolour.png")
     """
 
-    _http: httpx.Client
-
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        base_url: str | None = None,
-        model: str = DEFAULT_MODEL,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        retry_on_ambiguous: bool = False,
-        auth_scheme: AuthScheme = "bearer",
-        uploader: Callable[[bytes, str], str] = data_url,
-        http_client: httpx.Client | None = None,
-    ) -> None:
-        super().__init__(
-            api_key=api_key,
-            base_url=base_url,
-            model=model,
-            max_retries=max_retries,
-            retry_on_ambiguous=retry_on_ambiguous,
-            auth_scheme=auth_scheme,
-            uploader=uploader,
-        )
-        self._owns_http = http_client is None
-        self._http = http_client or httpx.Client(timeout=timeout)
+    @staticmethod
+    def _new_http(timeout: float | httpx.Timeout) -> httpx.Client:
+        return httpx.Client(timeout=timeout)
 
     def remix(
         self,
@@ -263,9 +263,11 @@ class ReveRemix(_BaseClient):
                 else:
                     outcome.save(f"park-{job.id}.png")
         """
+        from ._batch import check_concurrency, progress_counter, run_in_threads
+
         items = list(jobs)
         return run_in_threads(
-            lambda job: self.remix(**RemixJob.coerce(job).arguments()),
+            lambda job: self.remix(**_coerce(job).arguments()),
             items,
             concurrency=check_concurrency(concurrency),
             on_outcome=progress_counter(len(items), on_progress),
@@ -313,8 +315,8 @@ class ReveRemix(_BaseClient):
         self.close()
 
 
-class AsyncReveRemix(_BaseClient):
-    """The asyncio client; the same options as :class:`ReveRemix`, and async uploaders too.
+class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
+    """The asyncio client: the options of :class:`ReveRemix`, and async uploaders too.
 
     Example::
 
@@ -325,32 +327,9 @@ class AsyncReveRemix(_BaseClient):
             await result.asave("city-night.png")
     """
 
-    _http: httpx.AsyncClient
-
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        base_url: str | None = None,
-        model: str = DEFAULT_MODEL,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        retry_on_ambiguous: bool = False,
-        auth_scheme: AuthScheme = "bearer",
-        uploader: Uploader = data_url,
-        http_client: httpx.AsyncClient | None = None,
-    ) -> None:
-        super().__init__(
-            api_key=api_key,
-            base_url=base_url,
-            model=model,
-            max_retries=max_retries,
-            retry_on_ambiguous=retry_on_ambiguous,
-            auth_scheme=auth_scheme,
-            uploader=uploader,
-        )
-        self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(timeout=timeout)
+    @staticmethod
+    def _new_http(timeout: float | httpx.Timeout) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=timeout)
 
     async def remix(
         self,
@@ -368,6 +347,8 @@ class AsyncReveRemix(_BaseClient):
 
             result = await client.remix("<img>0</img> in autumn", ["park.jpg"])
         """
+        import asyncio
+
         prepared = self._prepare(prompt, images, aspect_ratio, output_format, model, fit)
         urls = await asyncio.gather(*(self._upload(item) for item in prepared.images))
         body = prepared.body(urls)
@@ -391,9 +372,11 @@ class AsyncReveRemix(_BaseClient):
             outcomes = await client.remix_many(jobs, concurrency=8)
             results = [outcome for outcome in outcomes if isinstance(outcome, RemixResult)]
         """
+        from ._batch import check_concurrency, progress_counter, run_in_tasks
+
         items = list(jobs)
         return await run_in_tasks(
-            lambda job: self.remix(**RemixJob.coerce(job).arguments()),
+            lambda job: self.remix(**_coerce(job).arguments()),
             items,
             concurrency=check_concurrency(concurrency),
             on_outcome=progress_counter(len(items), on_progress),
@@ -408,6 +391,8 @@ class AsyncReveRemix(_BaseClient):
         return check_uploaded_url(url, item.label)
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
+        import asyncio
+
         retries = 0
         while True:
             if wait := self._cooldown.remaining():
@@ -451,3 +436,9 @@ def _discard(awaitable: Awaitable[object]) -> None:
 def _parsed_url(url: str) -> httpx.URL:
     """``url`` parsed once: httpx re-parses a ``str`` URL on every request, a tenth of a call."""
     return httpx.URL(url)
+
+
+def _coerce(job: RemixJob | Mapping[str, Any]) -> RemixJob:
+    from ._batch import RemixJob
+
+    return RemixJob.coerce(job)

@@ -7,7 +7,6 @@ never a KeyError or AttributeError deep inside the caller's code.
 
 from __future__ import annotations
 
-import asyncio
 import binascii
 import json
 import os
@@ -77,6 +76,8 @@ class RemixImage:
 
             saved = await result.image.asave("out/cat.png")
         """
+        import asyncio  # imported on first use, like everything async (see _client)
+
         data = await self.aread()
         return await asyncio.to_thread(write_atomic, path, data)
 

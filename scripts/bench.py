@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import httpx2  # the HTTP library the pinned OpenAI SDK is built on
 import openai
 from openai.types import ImagesResponse
 from reve_remix_api import AuthenticatedClient
@@ -114,10 +113,6 @@ def _canned(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, content=CANNED, headers=JSON_HEADERS)
 
 
-def _canned2(request: httpx2.Request) -> httpx2.Response:
-    return httpx2.Response(200, content=CANNED, headers=JSON_HEADERS)
-
-
 def overhead_contenders() -> dict[str, Callable[[], object]]:
     """One call of each contender; each sends the same request and gets the same body back."""
     facade = ReveRemix(
@@ -128,6 +123,7 @@ def overhead_contenders() -> dict[str, Callable[[], object]]:
         "model": DEFAULT_MODEL,
         "prompt": PROMPT,
         "image_urls": [IMAGE_URL],
+        "n": 1,
         "output_format": "url",
     }
     # The floor sends what the facade sends: the same JSON and the same headers.
@@ -140,7 +136,8 @@ def overhead_contenders() -> dict[str, Callable[[], object]]:
     oai = openai.OpenAI(
         api_key=API_KEY,
         base_url=f"{BASE_URL}/v1",
-        http_client=httpx2.Client(transport=httpx2.MockTransport(_canned2)),
+        # The pinned OpenAI SDK (2.54, its last release on httpx) runs on the same transport.
+        http_client=httpx.Client(transport=httpx.MockTransport(_canned)),
     )
 
     def generated_call() -> object:

@@ -232,8 +232,12 @@ def decode_body(response: httpx.Response) -> object:
 
 
 def status_error(response: httpx.Response) -> APIStatusError:
-    """The ``APIStatusError`` subclass for a non-2xx ``response``, with the provider's words."""
-    body = decode_body(response)
+    """The ``APIStatusError`` subclass for a non-2xx ``response``, with the provider's words.
+
+    A server that echoes the API key back (``"invalid key sk-…"``) does not get it into the
+    exception: the key is replaced by ``<redacted>`` in the body, and so in the message.
+    """
+    body = _redacted(decode_body(response), _api_key_sent(response))
     envelope: dict[str, Any] = {}
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         envelope = body["error"]
@@ -258,6 +262,30 @@ def status_error(response: httpx.Response) -> APIStatusError:
         error_code=error_code,
         param=_str_or_none(envelope.get("param")),
     )
+
+
+def _api_key_sent(response: httpx.Response) -> str | None:
+    """The key the request carried in ``Authorization`` (``Bearer <key>`` or the bare key)."""
+    try:
+        authorization = response.request.headers.get("authorization", "")
+    except RuntimeError:  # a response built without a request
+        return None
+    scheme, _, key = authorization.partition(" ")
+    secret = key.strip() if scheme.lower() == "bearer" else authorization.strip()
+    return secret or None
+
+
+def _redacted(value: object, secret: str | None) -> object:
+    """``value`` (decoded JSON or text) with every occurrence of ``secret`` replaced."""
+    if not secret:
+        return value
+    if isinstance(value, str):
+        return value.replace(secret, "<redacted>")
+    if isinstance(value, list):
+        return [_redacted(item, secret) for item in value]
+    if isinstance(value, dict):
+        return {key: _redacted(item, secret) for key, item in value.items()}
+    return value
 
 
 def _str_or_none(value: object) -> str | None:

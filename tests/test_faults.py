@@ -169,3 +169,16 @@ def test_invalid_request_reaching_the_mock_is_a_422_naming_the_violation(server)
         )
     assert response.status_code == 422
     assert "image_urls" in response.json()["error"]["message"]
+
+
+def test_a_server_echoing_the_key_does_not_get_it_into_the_exception(server, client):
+    server.enqueue(
+        Fault(status=401, body={"error": {"message": f"invalid key {API_KEY}", "type": API_KEY}})
+    )
+    with pytest.raises(AuthenticationError) as info:
+        remix(client)
+    exc = info.value
+    assert "invalid key <redacted>" in str(exc)
+    assert API_KEY not in str(exc)
+    assert API_KEY not in repr(exc.body)
+    assert API_KEY not in str(exc.error_type)

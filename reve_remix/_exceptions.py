@@ -212,14 +212,10 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
 
 def request_id_of(headers: httpx.Headers) -> str | None:
     """The request id the server put in ``headers``, under any of the usual names."""
-    found = {
-        name.lower(): value
-        for name, value in headers.multi_items()
-        if value and name.lower() in REQUEST_ID_HEADERS
-    }
-    for name in REQUEST_ID_HEADERS:  # in order of preference
-        if name in found:
-            return found[name]
+    for name in REQUEST_ID_HEADERS:  # in order of preference, the commonest first
+        value: str | None = headers.get(name)
+        if value:
+            return value
     return None
 
 

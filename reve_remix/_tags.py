@@ -84,6 +84,11 @@ MAX_IMAGES = 4
 _T = TypeVar("_T")
 
 _MARKER = re.compile(r"<(/?)(img|ref)>", re.IGNORECASE | re.ASCII)
+# A prompt whose only markers are canonical tags below ``count``: nothing for _scan to report.
+_ALL_TAGS_FINE = {
+    count: re.compile(rf"(?:[^<]++|<(?!/?(?i:img|ref)>)|<img>[0-{count - 1}]</img>)*+", re.ASCII)
+    for count in range(1, MAX_IMAGES + 1)
+}
 _NUMBER_BODY = re.compile(r"\s*+([0-9]++)\s*+", re.ASCII)
 _NUMBER_AFTER_UNCLOSED = re.compile(r"\s*+([0-9]++)", re.ASCII)
 # int() accepts this many digits under any interpreter setting; a longer "index" is no number.
@@ -227,6 +232,9 @@ image 2: 2 images given, so indices run from 0 to 1. Write <img>N</img> with N f
     text = _text(prompt, "prompt")
     if not text.strip():
         raise ValidationError("prompt: must not be empty or blank")
+    count = _image_count(image_count)
+    if count is not None and _ALL_TAGS_FINE[count].fullmatch(text):
+        return []  # the common case, in one pass: the client runs this on every call
     problems = find_tag_problems(text, image_count)
     errors = [f"at position {p.start}: {p.message}" for p in problems if p.severity == "error"]
     if errors:

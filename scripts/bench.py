@@ -64,7 +64,8 @@ CANNED = json.dumps(
         "data": [{"url": "https://cdn.example.com/out.png", "revised_prompt": "a watercolour"}],
     }
 ).encode()
-JSON_HEADERS = {"content-type": "application/json"}
+# What a real API sends back: the body type and a request id.
+JSON_HEADERS = {"content-type": "application/json", "x-request-id": "req_bench"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MB = 10**6
 

@@ -508,3 +508,39 @@ def test_docstring_examples_run():
     results = doctest.testmod(_tags)
     assert results.attempted >= 10
     assert results.failed == 0
+
+
+FRAGMENTS = st.sampled_from(
+    [
+        "<img>0</img>",
+        "<img>1</img>",
+        "<img>3</img>",
+        "<IMG>0</IMG>",
+        "<img> 1 </img>",
+        "<img>01</img>",
+        "<ref>0</ref>",
+        "<img>",
+        "</img>",
+        "<Img>",
+        "<",
+        ">",
+        "< img >",
+        "a",
+        " ",
+        "{x}",
+        "\n",
+    ]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(parts=st.lists(FRAGMENTS | st.text(max_size=3), max_size=8), count=st.integers(1, 4))
+def test_check_prompts_fast_path_agrees_with_the_full_scan(parts, count):
+    """check_prompt skips the scan for prompts whose tags are all canonical and in range."""
+    prompt = "x" + "".join(parts)
+    problems = find_tag_problems(prompt, count)
+    if any(p.severity == "error" for p in problems):
+        with pytest.raises(ValidationError):
+            check_prompt(prompt, count)
+    else:
+        assert check_prompt(prompt, count) == problems

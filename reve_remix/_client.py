@@ -287,7 +287,7 @@ class ReveRemix(_BaseClient[httpx.Client]):
         while True:
             if wait := self._cooldown.remaining():  # time.sleep(0) still costs a syscall
                 time.sleep(wait)
-            logger.debug("%s %s (attempt %d)", request.method, request.url.path, retries + 1)
+            logger.debug("%s %s (attempt %d)", request.method, request.url, retries + 1)
             try:
                 outcome: httpx.Response | httpx.TransportError = self._http.send(request)
             except httpx.TransportError as exc:
@@ -397,7 +397,7 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
         while True:
             if wait := self._cooldown.remaining():
                 await asyncio.sleep(wait)
-            logger.debug("%s %s (attempt %d)", request.method, request.url.path, retries + 1)
+            logger.debug("%s %s (attempt %d)", request.method, request.url, retries + 1)
             try:
                 outcome: httpx.Response | httpx.TransportError = await self._http.send(request)
             except httpx.TransportError as exc:

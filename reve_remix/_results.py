@@ -138,6 +138,9 @@ class RemixResult:
         return await self.image.asave(path)
 
 
+_IMAGE_FIELDS = ("url", "b64_json", "revised_prompt")  # RemixImage's fields, in order
+
+
 def parse_response(response: httpx.Response, downloader: Downloader) -> RemixResult:
     """Check a 2xx body against the spec's ``RemixResponse`` and build the result.
 
@@ -172,13 +175,12 @@ def parse_response(response: httpx.Response, downloader: Downloader) -> RemixRes
     for index, item in enumerate(data):
         if not isinstance(item, dict):
             raise invalid(f"data[{index}] must be an object", body)
-        fields = {}
-        for name in ("url", "b64_json", "revised_prompt"):
-            value = item.get(name)
+        fields = [item.get(name) for name in _IMAGE_FIELDS]
+        for name, value in zip(_IMAGE_FIELDS, fields, strict=True):
             if value is not None and not isinstance(value, str):
                 raise invalid(f"data[{index}].{name} must be a string", body)
-            fields[name] = value
-        images.append(RemixImage(**fields, _downloader=downloader))
+        url, b64_json, revised_prompt = fields
+        images.append(RemixImage(url, b64_json, revised_prompt, downloader))
     return RemixResult(
         created=created,
         images=images,

@@ -403,7 +403,9 @@ class _Handler(BaseHTTPRequestHandler):
         extra = fault.headers if fault is not None else {}
         self._send(response, extra, truncate=fault is not None and fault.truncate)
 
+    # Every standard method (QUERY included) gets a 404/405 envelope; others, 501 from http.server.
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
+    do_TRACE = do_QUERY = _dispatch
 
     def _read_body(self) -> bytes | None:
         """The request body; None after answering a request whose body cannot be delimited."""

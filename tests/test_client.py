@@ -208,3 +208,33 @@ def test_saved_files_follow_the_umask_like_any_new_file(server, client, tmp_path
     finally:
         os.umask(umask)
     assert saved.stat().st_mode & 0o777 == 0o644
+
+
+def test_local_png_local_jpeg_and_url_reach_the_mock_as_spec_valid_requests(server, tmp_path):
+    """List form and mapping form alike: the mock validates each body against the spec."""
+    import json
+    from pathlib import Path
+
+    import jsonschema
+    from PIL import Image
+
+    png, jpeg = tmp_path / "cat.png", tmp_path / "sofa.jpg"
+    Image.new("RGB", (8, 8), "orange").save(png)
+    Image.new("RGB", (8, 8), "blue").save(jpeg, format="JPEG")
+    vendor = json.loads((Path(__file__).parent.parent / "openapi/vendor.openapi.json").read_text())
+    operation = vendor["paths"]["/v1/images/edits"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+
+    with ReveRemix(API_KEY, base_url=server.base_url) as client:
+        client.remix("<img>0</img> on <img>1</img> in <img>2</img>", [png, jpeg, IMAGE_URL])
+        client.remix("{cat} on {sofa} in {room}", {"room": IMAGE_URL, "cat": png, "sofa": jpeg})
+
+    listed, named = (request.json for request in server.requests)
+    for body in (listed, named):
+        jsonschema.Draft202012Validator(schema).validate(body)
+        assert body["prompt"] == "<img>0</img> on <img>1</img> in <img>2</img>"
+        assert body["image_urls"][0].startswith("data:image/png;base64,")
+        assert body["image_urls"][1].startswith("data:image/jpeg;base64,")
+        assert body["image_urls"][2] == IMAGE_URL
+    assert listed == named
+    assert len(server.requests) == 2  # and neither call raised: the mock refused nothing

@@ -84,6 +84,7 @@ class _BaseClient(Generic[HttpClient]):
         self._cooldown = Cooldown()
         self._owns_http = http_client is None
         self._http: HttpClient = http_client or self._new_http(timeout)
+        self._downloader = Downloader(self._http)  # results fetch their URLs through the pool
 
     @staticmethod
     def _new_http(timeout: float | httpx.Timeout) -> HttpClient:
@@ -173,7 +174,7 @@ class _BaseClient(Generic[HttpClient]):
     def _result(self, response: httpx.Response) -> RemixResult:
         if not response.is_success:
             raise status_error(response)
-        result = parse_response(response, Downloader(self._http))
+        result = parse_response(response, self._downloader)
         logger.debug("remix done (request id %s)", result.request_id)
         return result
 

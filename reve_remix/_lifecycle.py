@@ -1,0 +1,87 @@
+"""The life of a paid job: one set of states and words for every place that runs jobs.
+
+Every generation costs money and the API takes no idempotency key, so ``remix``, ``remix_many``
+and its streaming form, the ``batch`` manifest and the Ray and Spark adapters all follow one small
+state machine (``shared/design/paid-lifecycle.md`` in the project's design notes)::
+
+                send                2xx parsed              bytes saved
+     pending ──────────▶ sent ─────────────────▶ paid ─────────────────▶ done
+                          │  │
+           provably unpaid│  │ outcome unknown
+                          ▼  ▼
+                     failed  ambiguous
+
+- ``pending``: not sent yet; sent on the next run.
+- ``sent``: claimed durably before the request left; a crash here leaves the job *ambiguous*.
+- ``paid``: a 2xx arrived; what is needed to get the image again (URL or inline bytes saved,
+  request id, revised prompt) is recorded before any download. Resuming downloads again and never
+  generates again.
+- ``done``: the image is saved and checked.
+- ``failed``: provably nothing was generated (a 4xx, a 5xx the retry table calls safe, an error
+  before the request left). Sent again on resume.
+- ``ambiguous``: the request may have been generated and billed (a read timeout, a dropped
+  connection after sending, a 500, a crash between claim and outcome). Never sent again unless the
+  user asks explicitly.
+
+This module is the one home of those names, of which states a resume sends again, and of the
+words messages use, so that a batch manifest, an exception and a Spark row say the same thing.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    """Where a paid job stands; the values are what manifests and outcome rows store.
+
+    Example::
+
+        >>> JobState.PAID.resend_on_resume, JobState.FAILED.resend_on_resume
+        (False, True)
+    """
+
+    PENDING = "pending"
+    SENT = "sent"
+    PAID = "paid"
+    DONE = "done"
+    FAILED = "failed"
+    AMBIGUOUS = "ambiguous"
+
+    @property
+    def resend_on_resume(self) -> bool:
+        """Whether a plain resume sends this job's generation again.
+
+        Only jobs that provably produced nothing are: ``pending`` and ``failed``. A ``paid`` job
+        is downloaded again, a ``done`` one skipped, and ``sent``/``ambiguous`` ones wait for the
+        user to ask (they may have been billed).
+        """
+        return self in (JobState.PENDING, JobState.FAILED)
+
+    @property
+    def may_have_been_billed(self) -> bool:
+        """Whether the provider may have charged for this job."""
+        return self in (JobState.SENT, JobState.PAID, JobState.DONE, JobState.AMBIGUOUS)
+
+
+# The words every message uses for the two states a user must act on.
+GENERATED_NOT_SAVED = "generated, not saved"
+"""A ``paid`` job: the image exists and was billed, but is not on disk yet."""
+
+MAY_HAVE_BEEN_GENERATED = "may have been generated"
+"""An ``ambiguous`` job: the request may have been billed; not sent again unless asked."""
+
+
+def paid_context(request_id: str | None, url: str | None) -> str:
+    """How a message names a paid image so the user can get it: request id and URL, if known.
+
+    Example::
+
+        >>> paid_context("req-1", "https://cdn.example.com/a.png")
+        'request id req-1, url https://cdn.example.com/a.png'
+        >>> paid_context(None, None)
+        'no request id, no url'
+    """
+    rid = f"request id {request_id}" if request_id else "no request id"
+    where = f"url {url}" if url else "no url"
+    return f"{rid}, {where}"

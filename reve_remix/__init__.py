@@ -37,6 +37,7 @@ from ._exceptions import (
     ValidationError,
 )
 from ._results import RemixImage, RemixResult
+from ._retry import RateLimiter, SteadyRate
 from ._tags import (
     TagProblem,
     bind_images,
@@ -90,12 +91,14 @@ __all__ = [
     "PaymentRequiredError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RateLimiter",
     "RemixImage",
     "RemixJob",
     "RemixResult",
     "RequestTimeoutError",
     "ReveRemix",
     "ReveRemixError",
+    "SteadyRate",
     "TagProblem",
     "UnprocessableEntityError",
     "ValidationError",

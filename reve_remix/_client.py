@@ -28,7 +28,7 @@ from ._exceptions import ValidationError, connection_error, status_error
 from ._images import LocalImage, Uploader, check_uploaded_url, data_url
 from ._request import Images, PreparedRemix, encode_body, prepare_remix
 from ._results import RemixResult, parse_response
-from ._retry import Cooldown, RetryPolicy
+from ._retry import Cooldown, RateLimiter, RetryPolicy
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -69,6 +69,7 @@ class _BaseClient(Generic[HttpClient]):
         retry_on_ambiguous: bool = False,
         auth_scheme: AuthScheme = "bearer",
         uploader: Uploader = data_url,
+        rate_limiter: RateLimiter | None = None,
         http_client: HttpClient | None = None,
     ) -> None:
         if auth_scheme not in ("bearer", "bare"):
@@ -81,7 +82,10 @@ class _BaseClient(Generic[HttpClient]):
         self.auth_scheme = auth_scheme
         self.uploader = uploader
         self.retry_policy = RetryPolicy(max_retries, retry_on_ambiguous)
-        self._cooldown = Cooldown()
+        # Every client backs off together after a 429; a caller's limiter paces it further.
+        self._limiters: tuple[RateLimiter, ...] = (
+            (Cooldown(),) if rate_limiter is None else (Cooldown(), rate_limiter)
+        )
         self._owns_http = http_client is None
         self._http: HttpClient = http_client or self._new_http(timeout)
         self._downloader = Downloader(self._http)  # results fetch their URLs through the pool
@@ -154,7 +158,8 @@ class _BaseClient(Generic[HttpClient]):
             if delay is None:
                 return outcome
             if outcome.status_code == 429:
-                self._cooldown.extend(delay)
+                for limiter in self._limiters:
+                    limiter.on_rate_limited(delay)
             reason = f"{outcome.status_code} {outcome.reason_phrase}"
         else:
             delay = self.retry_policy.delay_after_error(outcome, retries)
@@ -170,6 +175,10 @@ class _BaseClient(Generic[HttpClient]):
             extra={"retry_in": delay, "reason": reason},
         )
         return delay
+
+    def _wait_before_attempt(self) -> float:
+        """Seconds to wait before the next attempt: the longest any limiter asks for."""
+        return max(limiter.reserve() for limiter in self._limiters)
 
     def _result(self, response: httpx.Response) -> RemixResult:
         if not response.is_success:
@@ -193,6 +202,8 @@ class ReveRemix(_BaseClient[httpx.Client]):
     - ``max_retries`` and ``retry_on_ambiguous``: see the retry table in the README;
     - ``auth_scheme``: ``"bearer"`` sends ``Authorization: Bearer <key>``, ``"bare"`` the key alone;
     - ``uploader``: ``(bytes, mime) -> url`` for local images; by default a ``data:`` URL;
+    - ``rate_limiter``: a ``RateLimiter`` (e.g. ``SteadyRate(5)``) consulted before every attempt,
+      retries included, and told of every 429; share one to pace many clients together;
     - ``http_client``: an ``httpx.Client`` to use (and leave open) instead of a pool of its own.
 
     Example::
@@ -286,7 +297,7 @@ class ReveRemix(_BaseClient[httpx.Client]):
     def _send(self, request: httpx.Request) -> httpx.Response:
         retries = 0
         while True:
-            if wait := self._cooldown.remaining():  # time.sleep(0) still costs a syscall
+            if wait := self._wait_before_attempt():
                 time.sleep(wait)
             logger.debug("%s %s (attempt %d)", request.method, request.url, retries + 1)
             try:
@@ -396,7 +407,7 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
 
         retries = 0
         while True:
-            if wait := self._cooldown.remaining():
+            if wait := self._wait_before_attempt():
                 await asyncio.sleep(wait)
             logger.debug("%s %s (attempt %d)", request.method, request.url, retries + 1)
             try:

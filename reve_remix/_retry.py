@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import email.utils
 import random
+import threading
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import httpx
+
+from ._exceptions import ValidationError
 
 RETRYABLE_STATUSES = frozenset({408, 429, 502, 503, 504})
 AMBIGUOUS_STATUSES = frozenset({500})
@@ -126,20 +129,78 @@ class RetryPolicy:
         return backoff(retries_done + 1)
 
 
+class RateLimiter(Protocol):
+    """What a client consults before every attempt (retries included) and tells of every 429.
+
+    ``reserve()`` returns how many seconds to wait before the attempt may go out, and counts the
+    attempt as made at that moment; ``on_rate_limited(seconds)`` reports a 429 and the wait it
+    asked for. The client sleeps (``time.sleep`` or ``asyncio.sleep``), so one limiter serves the
+    sync and the async client, and one shared limiter (a process-wide object, or a proxy to a
+    Ray actor) can pace every worker of a job. Implementations must be thread-safe.
+
+    Example::
+
+        client = ReveRemix(rate_limiter=SteadyRate(requests_per_second=5))
+    """
+
+    def reserve(self) -> float: ...
+
+    def on_rate_limited(self, seconds: float) -> None: ...
+
+
 class Cooldown:
     """A moment before which no request is sent: one 429 slows every caller of the client.
 
-    A client shares one ``Cooldown`` across threads and tasks, so a batch of concurrent jobs backs
-    off together instead of every worker hammering a rate-limited API.
+    Every client has one, shared across its threads and tasks, so a batch of concurrent jobs backs
+    off together instead of every worker hammering a rate-limited API. It is a ``RateLimiter``
+    that only ever holds requests back after a 429.
     """
 
     def __init__(self) -> None:
         self._until = 0.0
 
-    def extend(self, seconds: float) -> None:
+    def on_rate_limited(self, seconds: float) -> None:
         """Hold every request for at least ``seconds`` from now."""
         self._until = max(self._until, time.monotonic() + seconds)
 
-    def remaining(self) -> float:
+    def reserve(self) -> float:
         """Seconds left to wait before the next request may go out."""
         return max(0.0, self._until - time.monotonic())
+
+
+class SteadyRate:
+    """A ``RateLimiter`` that spaces attempts ``1 / requests_per_second`` apart, and pauses on 429.
+
+    Share one instance between clients (or threads) to pace all of them together.
+
+    Example::
+
+        >>> limiter = SteadyRate(requests_per_second=2)
+        >>> limiter.reserve(), round(limiter.reserve(), 1)
+        (0.0, 0.5)
+    """
+
+    def __init__(self, requests_per_second: float) -> None:
+        number = isinstance(requests_per_second, int | float) and not isinstance(
+            requests_per_second, bool
+        )
+        if not (number and 0 < requests_per_second < 1e6):
+            raise ValidationError(
+                f"requests_per_second: expected a positive number, got {requests_per_second!r}"
+            )
+        self.interval = 1.0 / float(requests_per_second)
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def reserve(self) -> float:
+        """Seconds until this attempt's slot; the slot after it is reserved for the next one."""
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+            return slot - now
+
+    def on_rate_limited(self, seconds: float) -> None:
+        """No slot before ``seconds`` from now."""
+        with self._lock:
+            self._next = max(self._next, time.monotonic() + seconds)

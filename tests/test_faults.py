@@ -20,6 +20,7 @@ from reve_remix import (
     APIConnectionError,
     APIResponseValidationError,
     APIStatusError,
+    AsyncReveRemix,
     AuthenticationError,
     BadRequestError,
     ContentPolicyError,
@@ -31,6 +32,7 @@ from reve_remix import (
     ReveRemix,
     UnprocessableEntityError,
 )
+from reve_remix._retry import SteadyRate
 from reve_remix.testing import Fault, MockServer
 
 from .conftest import API_KEY, IMAGE_URL
@@ -182,3 +184,55 @@ def test_a_server_echoing_the_key_does_not_get_it_into_the_exception(server, cli
     assert API_KEY not in str(exc)
     assert API_KEY not in repr(exc.body)
     assert API_KEY not in str(exc.error_type)
+
+
+# --- a caller's rate limiter ----------------------------------------------------------------
+
+
+class RecordingLimiter:
+    """A ``RateLimiter`` that lets everything through and remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.reservations = 0
+        self.rate_limited: list[float] = []
+
+    def reserve(self) -> float:
+        self.reservations += 1
+        return 0.0
+
+    def on_rate_limited(self, seconds: float) -> None:
+        self.rate_limited.append(seconds)
+
+
+def test_a_rate_limiter_is_consulted_before_every_attempt_and_told_of_each_429(server):
+    server.enqueue(Fault(status=429, headers={"Retry-After": "0.05"}), Fault(status=503))
+    limiter = RecordingLimiter()
+    with ReveRemix(API_KEY, base_url=server.base_url, rate_limiter=limiter) as client:
+        assert remix(client)
+    assert posts(server) == 3
+    assert limiter.reservations == 3  # the first attempt and both retries
+    assert limiter.rate_limited == [0.05]  # the 503 is not a rate limit
+
+
+@pytest.mark.anyio
+async def test_the_async_client_consults_the_same_rate_limiter(server):
+    server.enqueue(Fault(status=429, headers={"Retry-After": "0.05"}))
+    limiter = RecordingLimiter()
+    async with AsyncReveRemix(API_KEY, base_url=server.base_url, rate_limiter=limiter) as client:
+        assert await client.remix("<img>0</img> in the rain", [IMAGE_URL])
+    assert posts(server) == 2
+    assert limiter.reservations == 2
+    assert limiter.rate_limited == [0.05]
+
+
+def test_a_shared_steady_rate_paces_two_clients_together(server):
+    limiter = SteadyRate(requests_per_second=20)
+    clients = [ReveRemix(API_KEY, base_url=server.base_url, rate_limiter=limiter) for _ in "ab"]
+    started = time.monotonic()
+    for client in clients * 2:
+        remix(client)
+    elapsed = time.monotonic() - started
+    for client in clients:
+        client.close()
+    assert posts(server) == 4
+    assert elapsed >= 3 * limiter.interval * 0.9  # four attempts, three gaps, across both clients

@@ -7,10 +7,12 @@ import email.utils
 import httpx
 import pytest
 
+from reve_remix import ValidationError
 from reve_remix._retry import (
     MAX_RETRY_AFTER,
     Cooldown,
     RetryPolicy,
+    SteadyRate,
     backoff,
     classify_error,
     classify_status,
@@ -109,7 +111,23 @@ def test_zero_retries_never_retries():
 
 def test_cooldown_only_grows():
     cooldown = Cooldown()
-    assert cooldown.remaining() == 0.0
-    cooldown.extend(5)
-    cooldown.extend(1)
-    assert 4.5 < cooldown.remaining() <= 5
+    assert cooldown.reserve() == 0.0
+    cooldown.on_rate_limited(5)
+    cooldown.on_rate_limited(1)
+    assert 4.5 < cooldown.reserve() <= 5
+
+
+def test_steady_rate_spaces_attempts_and_pauses_on_429():
+    limiter = SteadyRate(requests_per_second=10)
+    waits = [limiter.reserve() for _ in range(3)]
+    assert waits[0] == 0.0
+    assert waits[1] == pytest.approx(0.1, abs=0.01)
+    assert waits[2] == pytest.approx(0.2, abs=0.01)
+    limiter.on_rate_limited(2.0)
+    assert limiter.reserve() == pytest.approx(2.0, abs=0.05)
+
+
+@pytest.mark.parametrize("rate", [0, -1, float("nan"), float("inf"), "5", True, None])
+def test_steady_rate_refuses_a_rate_that_is_not_a_positive_number(rate):
+    with pytest.raises(ValidationError, match="requests_per_second"):
+        SteadyRate(requests_per_second=rate)

@@ -11,8 +11,12 @@ The offline mock server for tests lives in :mod:`reve_remix.testing`.
 
 ``AspectRatio``, ``OutputFormat`` (from the generated package), ``RemixJob`` and
 ``BatchProgress`` are loaded when first used, to keep ``import reve_remix`` fast.
+
+Every public name says it lives here (``reve_remix.ValidationError``, not
+``reve_remix._exceptions.ValidationError``): the private modules are free to move.
 """
 
+import types
 from typing import TYPE_CHECKING
 
 from ._client import AsyncReveRemix, ReveRemix
@@ -36,6 +40,7 @@ from ._exceptions import (
     UnprocessableEntityError,
     ValidationError,
 )
+from ._images import ImageInput, Uploader
 from ._results import RemixImage, RemixResult
 from ._retry import RateLimiter, SteadyRate
 from ._tags import (
@@ -61,12 +66,20 @@ _LAZY = {
 }
 
 
+def _claim(value: object) -> None:
+    """Make a public class or function name ``reve_remix`` as its module, as httpx does."""
+    if isinstance(value, type | types.FunctionType):
+        value.__module__ = __name__
+
+
 def __getattr__(name: str) -> object:
     """Load the names of ``_LAZY`` on first use (PEP 562)."""
     if name in _LAZY:
         import importlib
 
         value = getattr(importlib.import_module(_LAZY[name]), name)
+        if _LAZY[name].startswith(f"{__name__}."):  # not the generated enums: reve_remix_api's
+            _claim(value)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'reve_remix' has no attribute {name!r}")
@@ -84,6 +97,7 @@ __all__ = [
     "BadRequestError",
     "BatchProgress",
     "ContentPolicyError",
+    "ImageInput",
     "InternalServerError",
     "NotFoundError",
     "OutputFormat",
@@ -101,6 +115,7 @@ __all__ = [
     "SteadyRate",
     "TagProblem",
     "UnprocessableEntityError",
+    "Uploader",
     "ValidationError",
     "__version__",
     "bind_images",
@@ -109,3 +124,7 @@ __all__ = [
     "referenced_indices",
     "reindex",
 ]
+
+for _name in __all__:
+    _claim(globals().get(_name))
+del _name

@@ -170,7 +170,7 @@ def img(index: int) -> str:
     >>> img(4)
     Traceback (most recent call last):
       ...
-    reve_remix._exceptions.ValidationError: img: the index must be an int from 0 to 3, got 4
+    reve_remix.ValidationError: img: the index must be an int from 0 to 3, got 4
     """
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < MAX_IMAGES:
         raise ValidationError(
@@ -226,7 +226,7 @@ def check_prompt(prompt: str, image_count: int) -> list[TagProblem]:
     >>> check_prompt("Put <img>0</img> on <img>2</img>", image_count=2)
     Traceback (most recent call last):
       ...
-    reve_remix._exceptions.ValidationError: prompt: at position 20: `<img>2</img>`: there is no \
+    reve_remix.ValidationError: prompt: at position 20: `<img>2</img>`: there is no \
 image 2: 2 images given, so indices run from 0 to 1. Write <img>N</img> with N from 0 to 1.
     """
     text = _text(prompt, "prompt")
@@ -401,7 +401,6 @@ def _paired(text: str, opener: re.Match[str], closer: re.Match[str]) -> _Tag:
     if body is None or len(body.group(1)) > _MAX_DIGITS:
         return _Tag(start, end, opening, closing)
     padded = body.span(1) != (opener.end(), closer.start())
-    # Built in one go: this runs for every tag of every prompt (``replace`` costs 3x as much).
     return _Tag(start, end, opening, closing, int(body.group(1)), body.span(1), padded)
 
 

@@ -1,0 +1,43 @@
+"""A griffe extension: the package's reST-flavoured docstrings, read as Markdown by MkDocs.
+
+The docstrings are written for ``help()`` and a terminal, in the reST habits of the standard
+library: ``Example::`` before an indented block, ``:class:`Name``` roles, and ``>>>`` sessions.
+Markdown would show the ``::`` and the role names, and read ``>>>`` as nested quotes; this turns
+them into a colon, a code span and a ``pycon`` block. The docstrings themselves stay as they are.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import griffe
+
+_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj):`~?([^`]+)`")
+_LITERAL_BLOCK_MARKER = re.compile(r"::$", re.MULTILINE)
+
+
+def to_markdown(text: str) -> str:
+    """One docstring, reST habits turned into Markdown.
+
+    ``:class:`~reve_remix.ValidationError``` becomes ```ValidationError```, ``Example::`` becomes
+    ``Example:``, and a paragraph that starts with ``>>>`` is fenced as ``pycon``.
+    """
+    text = _ROLE.sub(lambda match: f"`{match[1].rsplit('.', 1)[-1]}`", text)
+    text = _LITERAL_BLOCK_MARKER.sub(":", text)
+    return "\n\n".join(_fence_doctest(block) for block in text.split("\n\n"))
+
+
+def _fence_doctest(block: str) -> str:
+    """A paragraph that is a ``>>>`` session (reST's doctest block) as a fenced block."""
+    if not block.lstrip("\n").startswith(">>>"):
+        return block
+    return f"```pycon\n{block.strip(chr(10))}\n```"
+
+
+class RestDocstrings(griffe.Extension):
+    """Rewrite every docstring once griffe has loaded the package."""
+
+    def on_object(self, *, obj: griffe.Object, **kwargs: Any) -> None:  # noqa: ANN401
+        if obj.docstring is not None:
+            obj.docstring.value = to_markdown(obj.docstring.value)

@@ -63,7 +63,7 @@ __all__ = [
 ImageInput: TypeAlias = Union[
     str, os.PathLike[str], bytes, bytearray, memoryview, BinaryIO, "PIL.Image.Image"
 ]
-"""One image, in any form :func:`prepare_image` accepts.
+"""One image, in any form ``remix`` accepts (:func:`prepare_image` checks it).
 
 * ``str``: an http(s) URL or a ``data:`` URL (sent as given), or the path of an existing file;
 * ``os.PathLike`` (e.g. ``pathlib.Path``): a file to read;

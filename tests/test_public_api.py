@@ -179,3 +179,9 @@ def test_every_docstring_example_is_found():
     )
     assert written > 20
     assert found == written
+
+
+def test_the_api_reference_renders_every_public_name():
+    reference = (PACKAGE.parent / "docs" / "reference.md").read_text(encoding="utf-8")
+    rendered = set(re.findall(r"^::: reve_remix\.(\w+)$", reference, re.MULTILINE))
+    assert sorted(rendered & set(PUBLIC_NAMES)) == PUBLIC_NAMES

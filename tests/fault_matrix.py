@@ -6,8 +6,9 @@ number of requests the server saw. That number is the point: every request the s
 generation that may have been billed, so a retry policy is judged by it.
 
 Shared by ``tests/test_fault_matrix.py`` (one test per row) and ``scripts/fault_matrix.py`` (the
-rows as a Markdown table for the README). :func:`run` shortens the retry backoff to milliseconds
-while a row runs, so the whole matrix takes a few seconds; ``Retry-After`` is obeyed as sent.
+rows as a Markdown table for ``docs/robustness.md``). :func:`run` shortens the retry backoff to
+milliseconds while a row runs, so the whole matrix takes a few seconds; ``Retry-After`` is obeyed
+as sent.
 
 Example::
 

@@ -1,4 +1,4 @@
-"""The retry policy as pure decisions: the table in the README, row by row."""
+"""The retry policy as pure decisions: the table in docs/errors-and-retries.md, row by row."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+MARKER = re.compile(r"^<!-- runnable -->$", re.MULTILINE)
 RUNNABLE = re.compile(r"^<!-- runnable -->\n```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 
 
@@ -45,8 +46,8 @@ def test_the_documents_have_examples():
         for path in DOCUMENTS
     )
     assert examples >= 20
-    markers = sum(path.read_text(encoding="utf-8").count("<!-- runnable -->") for path in DOCUMENTS)
-    assert len(BLOCKS) == markers >= 4  # every marker sits right above a ```python block
+    markers = sum(len(MARKER.findall(path.read_text(encoding="utf-8"))) for path in DOCUMENTS)
+    assert len(BLOCKS) == markers >= 3  # every marker sits right above a ```python block
 
 
 BLOCKS = _runnable_blocks()

@@ -13,7 +13,7 @@ from typing import Any
 
 import griffe
 
-_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj):`~?([^`]+)`")
+_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj):`(~?)([^`]+)`")
 _LITERAL_BLOCK_MARKER = re.compile(r"::$", re.MULTILINE)
 
 
@@ -23,16 +23,23 @@ def to_markdown(text: str) -> str:
     ``:class:`~reve_remix.ValidationError``` becomes ```ValidationError```, ``Example::`` becomes
     ``Example:``, and a paragraph that starts with ``>>>`` is fenced as ``pycon``.
     """
-    text = _ROLE.sub(lambda match: f"`{match[1].rsplit('.', 1)[-1]}`", text)
+    text = _ROLE.sub(_code_span, text)
     text = _LITERAL_BLOCK_MARKER.sub(":", text)
     return "\n\n".join(_fence_doctest(block) for block in text.split("\n\n"))
+
+
+def _code_span(role: re.Match[str]) -> str:
+    """As Sphinx shows a role: the target as written, or its last part after a ``~``."""
+    tilde, target = role.groups()
+    return f"`{target.rsplit('.', 1)[-1] if tilde else target}`"
 
 
 def _fence_doctest(block: str) -> str:
     """A paragraph that is a ``>>>`` session (reST's doctest block) as a fenced block."""
     if not block.lstrip("\n").startswith(">>>"):
         return block
-    return f"```pycon\n{block.strip(chr(10))}\n```"
+    fenced = block.strip("\n")
+    return f"```pycon\n{fenced}\n```"
 
 
 class RestDocstrings(griffe.Extension):

@@ -64,3 +64,15 @@ def test_the_mock_server_example_is_runnable():
     """The "testing your error handling" example scripts a fault: it must stay runnable."""
     examples = [block for _, _, block in BLOCKS if "server.enqueue(Fault(" in block]
     assert examples
+
+
+def test_the_readme_stays_short_and_ci_runs_its_test_command():
+    """The README is the pitch, two commands, a tour and links; guides go to ``docs/``."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.encode()) < 12 * 1024
+    command = (
+        "python3 -m venv .venv && .venv/bin/pip install -q -e '.[dev]' "
+        "&& .venv/bin/python -m pytest"
+    )
+    assert command in readme
+    assert f"\n{command}\n" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")

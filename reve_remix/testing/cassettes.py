@@ -79,6 +79,8 @@ def use_cassette(
 
     Inside it every httpx request, sync or async, is answered from the cassette; with
     ``record_mode="none"`` a request the cassette lacks raises instead of reaching the network.
+    vcrpy filters what it loads as well as what it records, so replay a cassette recorded with
+    ``keep_images=True`` with ``keep_images=True`` to get the full images back.
 
     Example::
 

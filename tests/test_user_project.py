@@ -149,3 +149,22 @@ def test_the_cassette_holds_no_key_and_no_image_data(project, outcomes):
     digest = hashlib.sha256(CAT.read_bytes()).hexdigest()
     assert f"sha256:{digest};size={CAT.stat().st_size};type=image/png" in text
     assert len(text) < 6000
+
+
+def test_without_the_extra_pytest_still_runs_and_the_fixture_names_the_install(tmp_path, clean_env):
+    shim = tmp_path / "shim"  # what a project without the `testing` extra lacks
+    shim.mkdir()
+    for module in ("jsonschema", "vcr"):
+        (shim / f"{module}.py").write_text(f"raise ImportError(name={module!r})\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "test_app.py").write_text(
+        "def test_unrelated():\n    pass\n\n\ndef test_mocked(reve_remix_mock):\n    pass\n"
+    )
+    # schemathesis, a dev tool of this project, needs jsonschema for its own plugin.
+    env = {**clean_env, "PYTHONPATH": str(shim)}
+    outcomes = run_pytest(project, "-p", "no:schemathesis", env=env)
+    assert outcomes["test_app::test_unrelated"] == ("passed", "")
+    outcome, text = outcomes["test_app::test_mocked"]
+    assert outcome == "error"
+    assert "needs jsonschema, which is not installed: pip install 'reve-remix[testing]'" in text

@@ -12,7 +12,6 @@ testing kit when a test asks for it, and says how to install it if it is missing
 from __future__ import annotations
 
 import importlib
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,8 +29,7 @@ __all__ = ["reve_remix_cassette", "reve_remix_mock"]
 
 _INSTALL_HINT = "pip install 'reve-remix[testing]'"
 _MOCK_OPTIONS = ("assert_all_responses_were_requested", "assert_all_requests_were_valid", "latency")
-_RECORD_MODES = ("none", "once", "new_episodes", "all")
-_REPLAY_KEY = "sk-test-cassette-replay"
+_RECORD_MODES = ("none", "once", "new_episodes", "all")  # vcrpy's, without importing it
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -103,16 +101,16 @@ def reve_remix_cassette(
     if not path.is_absolute():
         path = test_file.parent / path
     mode = request.config.getoption("reve_remix_record")
-    if mode == "none":
-        if not path.exists():
-            pytest.fail(
-                f"reve_remix_cassette: no recording at {path}; record it once with "
-                "`pytest --reve-remix-record=once` and a real ONEROUTER_API_KEY (at your cost)",
-                pytrace=False,
-            )
-        if not os.environ.get("ONEROUTER_API_KEY"):
-            monkeypatch.setenv("ONEROUTER_API_KEY", _REPLAY_KEY)
+    if mode == "none" and not path.exists():
+        pytest.fail(
+            f"reve_remix_cassette: no recording at {path}; record it once with "
+            "`pytest --reve-remix-record=once` and a real ONEROUTER_API_KEY (at your cost)",
+            pytrace=False,
+        )
     cassettes = _testing_module("reve_remix.testing.cassettes")
+    if mode == "none":
+        for name, value in cassettes.replay_environment().items():
+            monkeypatch.setenv(name, value)
     keep_images = bool(options.get("keep_images", False))
     with cassettes.use_cassette(path, record_mode=mode, keep_images=keep_images) as cassette:
         yield cassette

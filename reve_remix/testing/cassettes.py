@@ -33,22 +33,21 @@ from typing import Any
 
 try:
     import vcr  # type: ignore[import-untyped]
+    from vcr.record_mode import RecordMode  # type: ignore[import-untyped]
 except ImportError as exc:  # pragma: no cover - exercised by the plugin's install hint
     raise ImportError(
         "cassettes need vcrpy, which is not installed: pip install 'reve-remix[testing]'"
     ) from exc
 
+from reve_remix._client import API_KEY_ENV
 from reve_remix._images import sniff_format
 from reve_remix.testing._data_url import decode_data_url
 from reve_remix.testing._png import gradient_png
 
-__all__ = ["RECORD_MODES", "use_cassette", "vcr_config"]
-
-RECORD_MODES = ("none", "once", "new_episodes", "all")
-"""vcrpy's record modes: ``none`` only replays (use it in CI); ``once`` records a missing
-cassette; ``new_episodes`` records requests the cassette lacks; ``all`` records everything."""
+__all__ = ["replay_environment", "use_cassette", "vcr_config"]
 
 _PLACEHOLDER_SIDE = 8  # pixels: a placeholder image is about 100 bytes
+_REPLAY_KEY = "sk-test-cassette-replay"
 
 
 def vcr_config(*, keep_images: bool = False) -> dict[str, Any]:
@@ -77,6 +76,9 @@ def use_cassette(
 ) -> Any:  # noqa: ANN401 - vcrpy ships no types
     """A context manager that replays (and, by ``record_mode``, records) the exchanges at ``path``.
 
+    vcrpy's record modes: ``none`` only replays (use it in CI), ``once`` records a cassette that
+    does not exist yet, ``new_episodes`` adds requests the cassette lacks, ``all`` records anew.
+
     Inside it every httpx request, sync or async, is answered from the cassette; with
     ``record_mode="none"`` a request the cassette lacks raises instead of reaching the network.
     vcrpy filters what it loads as well as what it records, so replay a cassette recorded with
@@ -88,10 +90,19 @@ def use_cassette(
             client.remix("<img>0</img> as a watercolour", [CAT])
         assert cassette.all_played
     """
-    if record_mode not in RECORD_MODES:
-        raise ValueError(f"record_mode: {record_mode!r} is not one of {', '.join(RECORD_MODES)}")
+    modes = [mode.value for mode in RecordMode]
+    if record_mode not in modes:
+        raise ValueError(f"record_mode: {record_mode!r} is not one of {', '.join(modes)}")
     recorder = vcr.VCR(**vcr_config(keep_images=keep_images))
     return recorder.use_cassette(os.fspath(path), record_mode=record_mode)
+
+
+def replay_environment() -> dict[str, str]:
+    """What to set so clients can be created for a replay: a placeholder key if none is set.
+
+    A replay sends nothing anywhere, but a client refuses to start without a key; CI has none.
+    """
+    return {} if os.environ.get(API_KEY_ENV) else {API_KEY_ENV: _REPLAY_KEY}
 
 
 def _hash_data_urls(request: Any) -> Any:  # noqa: ANN401 - a vcrpy Request (a copy)

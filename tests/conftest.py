@@ -9,6 +9,9 @@ import pytest
 from reve_remix import AsyncReveRemix, ReveRemix
 from reve_remix.testing import MockServer
 
+# A user's project with its own pytest.ini, run in its own process by test_user_project.py.
+collect_ignore = ["user_project"]
+
 # Recognisable on purpose: the secrets tests grep every output for it.
 API_KEY = "sk-or-TEST-SECRET-7f3a9c2e51d84b60"
 IMAGE_URL = "https://example.com/cat.png"

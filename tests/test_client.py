@@ -62,23 +62,20 @@ def test_bare_auth_scheme_sends_the_key_alone(server):
     assert server.requests[0].headers["authorization"] == API_KEY
 
 
-def test_model_is_overridable_per_client_and_per_call(server):
-    with ReveRemix(API_KEY, base_url=server.base_url, model="client-model") as client:
+def test_model_is_overridable_per_client_and_per_call(reve_remix_mock):
+    with ReveRemix(model="client-model") as client:
         client.remix("<img>0</img>", [IMAGE_URL])
         client.remix("<img>0</img>", [IMAGE_URL], model="call-model")
-    assert [r.json["model"] for r in server.requests if r.method == "POST"] == [
-        "client-model",
-        "call-model",
-    ]
+    assert [r.model for r in reve_remix_mock.requests] == ["client-model", "call-model"]
 
 
-def test_key_and_base_url_come_from_the_environment(server, monkeypatch):
-    monkeypatch.setenv("ONEROUTER_API_KEY", API_KEY)
-    monkeypatch.setenv("REVE_REMIX_BASE_URL", server.base_url)
-    with ReveRemix() as client:
-        assert client.base_url == server.base_url
+def test_key_and_base_url_come_from_the_environment(reve_remix_mock):
+    with ReveRemix() as client:  # the fixture set ONEROUTER_API_KEY and REVE_REMIX_BASE_URL
+        assert client.base_url == reve_remix_mock.base_url
         client.remix("<img>0</img>", [IMAGE_URL])
-    assert server.requests[0].headers["authorization"] == f"Bearer {API_KEY}"
+    assert (
+        reve_remix_mock.requests[0].headers["authorization"] == f"Bearer {reve_remix_mock.api_key}"
+    )
 
 
 def test_default_base_url_is_the_spec_server(monkeypatch):
@@ -112,12 +109,13 @@ def test_download_of_the_result_never_carries_the_key(server):
     assert "authorization" not in download[0].headers
 
 
-def test_injected_http_client_is_used_and_left_open(server):
-    with httpx.Client() as http:
-        client = ReveRemix(API_KEY, base_url=server.base_url, http_client=http)
+def test_injected_http_client_is_used_and_left_open(reve_remix_mock):
+    with httpx.Client(transport=reve_remix_mock.transport) as http:
+        client = ReveRemix(http_client=http)
         client.remix("<img>0</img>", [IMAGE_URL])
         client.close()
         assert not http.is_closed
+    assert len(reve_remix_mock.requests) == 1  # through the injected client's transport
 
 
 def test_repr_shows_configuration_but_never_the_key(server):
@@ -128,15 +126,13 @@ def test_repr_shows_configuration_but_never_the_key(server):
     assert server.base_url in text
 
 
-def test_retries_and_warnings_are_logged_without_the_key(server, client, caplog, fast_backoff):
-    from reve_remix.testing import Fault
-
-    server.enqueue(Fault(status=503))
-    with caplog.at_level(logging.DEBUG, logger="reve_remix"):
+def test_retries_and_warnings_are_logged_without_the_key(reve_remix_mock, caplog):
+    reve_remix_mock.add_response(status_code=503)
+    with caplog.at_level(logging.DEBUG, logger="reve_remix"), ReveRemix() as client:
         client.remix("<img>0</img> <IMG>0</IMG>", [IMAGE_URL])
     messages = [record.getMessage() for record in caplog.records]
     assert any(re.search(r"503 Service Unavailable; retrying in \d", m) for m in messages)
-    assert all(API_KEY not in m for m in messages)
+    assert all(reve_remix_mock.api_key not in m for m in messages)
 
 
 def test_result_from_the_sync_client_refuses_aread(server, client):
@@ -158,7 +154,7 @@ async def test_async_client_remixes_and_saves(server, aclient, tmp_path):
 
 
 @pytest.mark.anyio
-async def test_async_client_uploads_local_images_with_an_async_uploader(server, tmp_path):
+async def test_async_client_uploads_local_images_with_an_async_uploader(reve_remix_mock, tmp_path):
     png = _tiny_png(tmp_path)
     uploaded: list[tuple[int, str]] = []
 
@@ -166,25 +162,28 @@ async def test_async_client_uploads_local_images_with_an_async_uploader(server, 
         uploaded.append((len(data), mime))
         return f"https://bucket.example.com/{len(uploaded)}.png"
 
-    async with AsyncReveRemix(API_KEY, base_url=server.base_url, uploader=upload) as client:
+    async with AsyncReveRemix(uploader=upload) as client:
         await client.remix("<img>0</img> with <img>1</img>", [png, IMAGE_URL])
     assert uploaded == [(png.stat().st_size, "image/png")]
-    assert server.requests[0].json["image_urls"] == ["https://bucket.example.com/1.png", IMAGE_URL]
+    assert reve_remix_mock.requests[0].images == ["https://bucket.example.com/1.png", IMAGE_URL]
 
 
-def test_sync_client_rejects_an_async_uploader_before_sending(server, tmp_path):
+def test_sync_client_rejects_an_async_uploader_before_sending(reve_remix_mock, tmp_path):
     async def upload(data: bytes, mime: str) -> str:
         return "https://bucket.example.com/x.png"
 
-    with ReveRemix(API_KEY, base_url=server.base_url, uploader=upload) as client:  # type: ignore[arg-type]
+    with ReveRemix(uploader=upload) as client:  # type: ignore[arg-type]
         with pytest.raises(ValidationError, match="async"):
             client.remix("<img>0</img>", [_tiny_png(tmp_path)])
-    assert server.requests == []
+    assert reve_remix_mock.server.requests == []
 
 
-def test_local_image_becomes_a_data_url_by_default(server, client, tmp_path):
-    client.remix("<img>0</img>", [_tiny_png(tmp_path)])
-    assert server.requests[0].json["image_urls"][0].startswith("data:image/png;base64,")
+def test_local_image_becomes_a_data_url_by_default(reve_remix_mock, tmp_path):
+    with ReveRemix() as client:
+        client.remix("<img>0</img>", [png := _tiny_png(tmp_path)])
+    [sent] = reve_remix_mock.requests
+    assert sent.json["image_urls"][0].startswith("data:image/png;base64,")
+    assert sent.images == [png.read_bytes()]
 
 
 def _tiny_png(folder):
@@ -210,31 +209,23 @@ def test_saved_files_follow_the_umask_like_any_new_file(server, client, tmp_path
     assert saved.stat().st_mode & 0o777 == 0o644
 
 
-def test_local_png_local_jpeg_and_url_reach_the_mock_as_spec_valid_requests(server, tmp_path):
-    """List form and mapping form alike: the mock validates each body against the spec."""
-    import json
-    from pathlib import Path
-
-    import jsonschema
+def test_local_png_local_jpeg_and_url_reach_the_mock_as_spec_valid_requests(
+    reve_remix_mock, tmp_path
+):
+    """List form and mapping form alike; the plugin checks each body against the spec."""
     from PIL import Image
 
     png, jpeg = tmp_path / "cat.png", tmp_path / "sofa.jpg"
     Image.new("RGB", (8, 8), "orange").save(png)
     Image.new("RGB", (8, 8), "blue").save(jpeg, format="JPEG")
-    vendor = json.loads((Path(__file__).parent.parent / "openapi/vendor.openapi.json").read_text())
-    operation = vendor["paths"]["/v1/images/edits"]["post"]
-    schema = operation["requestBody"]["content"]["application/json"]["schema"]
 
-    with ReveRemix(API_KEY, base_url=server.base_url) as client:
+    with ReveRemix() as client:
         client.remix("<img>0</img> on <img>1</img> in <img>2</img>", [png, jpeg, IMAGE_URL])
         client.remix("{cat} on {sofa} in {room}", {"room": IMAGE_URL, "cat": png, "sofa": jpeg})
 
-    listed, named = (request.json for request in server.requests)
-    for body in (listed, named):
-        jsonschema.Draft202012Validator(schema).validate(body)
-        assert body["prompt"] == "<img>0</img> on <img>1</img> in <img>2</img>"
-        assert body["image_urls"][0].startswith("data:image/png;base64,")
-        assert body["image_urls"][1].startswith("data:image/jpeg;base64,")
-        assert body["image_urls"][2] == IMAGE_URL
-    assert listed == named
-    assert len(server.requests) == 2  # and neither call raised: the mock refused nothing
+    listed, named = reve_remix_mock.requests  # and neither call raised: the mock refused nothing
+    assert listed.json == named.json
+    assert listed.prompt == "<img>0</img> on <img>1</img> in <img>2</img>"
+    assert listed.images == [png.read_bytes(), jpeg.read_bytes(), IMAGE_URL]
+    media_types = [url.split(",")[0] for url in listed.json["image_urls"][:2]]
+    assert media_types == ["data:image/png;base64", "data:image/jpeg;base64"]

@@ -34,16 +34,14 @@ VENDOR = json.loads((ROOT / "openapi" / "vendor.openapi.json").read_bytes())
 OPERATION = VENDOR["paths"]["/v1/images/edits"]["post"]
 REQUEST_SCHEMA = OPERATION["requestBody"]["content"]["application/json"]["schema"]
 RESPONSE_SCHEMA = OPERATION["responses"]["200"]["content"]["application/json"]["schema"]
-VALID_RESPONSE = {"created": 1_700_000_000, "data": [{"url": "https://cdn.example.com/a.png"}]}
 
 
-def capture_client(sent: list[httpx.Request]) -> ReveRemix:
-    def handler(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        return httpx.Response(200, json=VALID_RESPONSE)
-
-    http = httpx.Client(transport=httpx.MockTransport(handler))
-    return ReveRemix(API_KEY, base_url="https://api.test", http_client=http)
+@pytest.fixture
+def client(reve_remix_mock):
+    """A client of the plugin's mock through its transport: no sockets, every request kept."""
+    http = httpx.Client(transport=reve_remix_mock.transport)
+    with http, ReveRemix(API_KEY, base_url="https://api.test", http_client=http) as remix_client:
+        yield remix_client
 
 
 def matrix():
@@ -53,9 +51,7 @@ def matrix():
     )
 
 
-def test_every_request_in_the_matrix_validates_against_the_vendor_schema():
-    sent: list[httpx.Request] = []
-    client = capture_client(sent)
+def test_every_request_in_the_matrix_validates_against_the_vendor_schema(client, reve_remix_mock):
     cases = list(matrix())
     for ratio, fmt, urls, named in cases:
         if named:
@@ -67,14 +63,12 @@ def test_every_request_in_the_matrix_validates_against_the_vendor_schema():
         else:
             prompt = "Blend " + " and ".join(f"<img>{i}</img>" for i in range(len(urls)))
             client.remix(prompt, urls, aspect_ratio=ratio, output_format=fmt)
+    sent = reve_remix_mock.requests  # the remix requests: POST /v1/images/edits
     assert len(sent) == len(cases) == 8 * 2 * 4 * 2
     validator = jsonschema.Draft202012Validator(REQUEST_SCHEMA)
     for request in sent:
-        body = json.loads(request.content)
-        errors = [error.message for error in validator.iter_errors(body)]
-        assert errors == [], body
-        assert request.url.path == "/v1/images/edits"
-        assert request.method == "POST"
+        errors = [error.message for error in validator.iter_errors(request.json)]
+        assert errors == [], request.json
         assert request.headers["content-type"] == "application/json"
 
 
@@ -113,16 +107,14 @@ def test_output_formats_are_exactly_the_vendor_enum():
 
 
 @pytest.mark.parametrize("bad", ["21:9", "16/9", "", "1:1 ", 1.5])
-def test_values_outside_the_spec_are_refused(bad):
+def test_values_outside_the_spec_are_refused(bad, client, reve_remix_mock):
     from reve_remix import ValidationError
 
-    sent: list[httpx.Request] = []
-    client = capture_client(sent)
     with pytest.raises(ValidationError, match="aspect_ratio"):
         client.remix("<img>0</img>", ["https://example.com/a.png"], aspect_ratio=bad)
     with pytest.raises(ValidationError, match="output_format"):
         client.remix("<img>0</img>", ["https://example.com/a.png"], output_format=str(bad))
-    assert sent == []
+    assert reve_remix_mock.requests == []
 
 
 def test_defaults_are_the_spec_server_and_the_provider_model():

@@ -41,8 +41,19 @@ def server():
         yield mock
 
 
+@pytest.fixture(params=["socket", "transport"])
+def client(server, request):
+    """A client of the mock over HTTP, and of the same mock as a transport: same answers."""
+    transport = server.transport if request.param == "transport" else None
+    with httpx.Client(
+        base_url=server.base_url, headers=AUTH, timeout=5, transport=transport
+    ) as http:
+        yield http
+
+
 @pytest.fixture
-def client(server):
+def socket_client(server):
+    """For what only a socket has: connections, hang-ups, the access log."""
     with httpx.Client(base_url=server.base_url, headers=AUTH, timeout=5) as http:
         yield http
 
@@ -204,9 +215,9 @@ def test_requests_are_recorded(server, client):
     assert (third.method, third.path, third.body) == ("GET", "/files/x.png?size=small", b"")
 
 
-def test_one_client_reuses_one_connection(server, client):
+def test_one_client_reuses_one_connection(server, socket_client):
     for _ in range(20):
-        assert client.post(EDITS, json=remix_body()).status_code == 200
+        assert socket_client.post(EDITS, json=remix_body()).status_code == 200
     assert server.connections == 1
     assert len(server.requests) == 20
 
@@ -256,11 +267,11 @@ def test_a_fault_body_is_sent_as_given(server, client, fault, status, content_ty
     assert response.content == (content or fault.body.encode())
 
 
-def test_a_dropped_request_gets_no_response(server, client):
+def test_a_dropped_request_gets_no_response(server, socket_client):
     server.enqueue(Fault(drop=True))
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
-        client.post(EDITS, json=remix_body())
-    assert_remix_response(client.post(EDITS, json=remix_body()))
+        socket_client.post(EDITS, json=remix_body())
+    assert_remix_response(socket_client.post(EDITS, json=remix_body()))
     assert server.connections == 2
     assert [request.json for request in server.requests] == [remix_body(), remix_body()]
 
@@ -412,9 +423,9 @@ def test_unframeable_requests_get_an_envelope_and_a_closed_connection(server, re
     assert httpx.Response(status, content=body).json()["error"]["code"] == status
 
 
-def test_nothing_is_written_to_stderr_and_requests_are_logged(server, client, capfd, caplog):
+def test_nothing_is_written_to_stderr_and_requests_are_logged(server, socket_client, capfd, caplog):
     caplog.set_level("INFO", logger="reve_remix.testing")
-    client.post(EDITS, json={})
-    client.get("/nowhere")
+    socket_client.post(EDITS, json={})
+    socket_client.get("/nowhere")
     assert capfd.readouterr().err == ""
     assert any("/nowhere" in record.getMessage() for record in caplog.records)

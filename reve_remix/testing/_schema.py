@@ -22,7 +22,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
         "which is not installed; install it with: pip install 'reve-remix[mock]'"
     ) from exc
 
-__all__ = ["Violation", "spec", "violations"]
+__all__ = ["Violation", "spec", "validate_request", "validate_response", "violations"]
 
 _SPEC_URI = "urn:reve-remix:openapi"
 
@@ -71,6 +71,45 @@ def violations(component: str, instance: object) -> list[Violation]:
         for error in _validator(component).iter_errors(instance)
     ]
     return sorted(found, key=lambda violation: (violation.location, violation.message))
+
+
+def validate_request(body: object) -> list[Violation]:
+    """Every way a request body breaks the spec's ``RemixRequest``; empty when it is valid.
+
+    ``body`` is the parsed JSON, or the JSON text or bytes as sent. For contract tests of code
+    that builds requests itself (an adapter, a queue worker), with no copy of the spec.
+
+    Example::
+
+        >>> from reve_remix.testing import validate_request
+        >>> validate_request({"model": "m", "prompt": "<img>0</img>", "image_urls": []})
+        [Violation(field='image_urls', location='$.image_urls', message='[] should be non-empty')]
+    """
+    return _validate("RemixRequest", body)
+
+
+def validate_response(body: object) -> list[Violation]:
+    """Every way a response body breaks the spec's ``RemixResponse``; empty when it is valid.
+
+    ``body`` is the parsed JSON, or the JSON text or bytes as received. For checking a canned
+    answer before a test relies on it.
+
+    Example::
+
+        >>> from reve_remix.testing import validate_response
+        >>> validate_response({"created": 1700000000, "data": [{"url": "https://cdn.test/a.png"}]})
+        []
+    """
+    return _validate("RemixResponse", body)
+
+
+def _validate(component: str, body: object) -> list[Violation]:
+    if isinstance(body, bytes | bytearray | str):
+        try:
+            body = json.loads(body)
+        except ValueError as exc:
+            return [Violation(field=None, location="$", message=f"not valid JSON: {exc}")]
+    return violations(component, body)
 
 
 @functools.cache

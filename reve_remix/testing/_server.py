@@ -25,14 +25,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from reve_remix._exceptions import ValidationError
+from reve_remix.testing._data_url import decode_data_url
 from reve_remix.testing._png import gradient_png
 from reve_remix.testing._schema import violations
+
+if TYPE_CHECKING:
+    from reve_remix.testing._transport import MockTransport
 
 __all__ = ["Fault", "MockServer", "RecordedRequest"]
 
@@ -118,12 +122,61 @@ class RecordedRequest:
         except ValueError:
             return None
 
+    @property
+    def is_remix(self) -> bool:
+        """Whether this is a generation (``POST /v1/images/edits``), not a download or a stray."""
+        return self.method == "POST" and urlsplit(self.path).path == _EDITS_PATH
+
+    @property
+    def prompt(self) -> str | None:
+        """The remix request's ``prompt``, or None when the body has none."""
+        return _text(self.json, "prompt")
+
+    @property
+    def aspect_ratio(self) -> str | None:
+        """The remix request's ``aspect_ratio``, or None when it was not sent."""
+        return _text(self.json, "aspect_ratio")
+
+    @property
+    def output_format(self) -> str | None:
+        """The remix request's ``output_format``, or None when it was not sent."""
+        return _text(self.json, "output_format")
+
+    @property
+    def model(self) -> str | None:
+        """The remix request's ``model``, or None when the body has none."""
+        return _text(self.json, "model")
+
+    @property
+    def images(self) -> list[bytes | str]:
+        """The reference images in order: the bytes of each ``data:`` URL, other URLs as sent.
+
+        Example::
+
+            assert reve_remix_mock.requests[0].images == [Path("cat.png").read_bytes()]
+        """
+        payload = self.json
+        urls = payload.get("image_urls") if isinstance(payload, dict) else None
+        if not isinstance(urls, list):
+            return []
+        return [_image(url) for url in urls]
+
 
 @dataclass(frozen=True)
 class _Response:
     status: int
     body: bytes
     headers: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What happens to one request: a pause, then ``response`` (None: hang up without one)."""
+
+    pause: float
+    response: _Response | None
+    truncate: bool = False
+    """Send half the body, then hang up."""
 
 
 class MockServer:
@@ -266,12 +319,45 @@ class MockServer:
         with self._lock:
             self._connections += 1
 
+    @property
+    def queued(self) -> int:
+        """How many enqueued faults are still waiting for a request."""
+        with self._lock:
+            return len(self._faults)
+
     def _admit(self, request: RecordedRequest) -> Fault | None:
         """Record ``request`` and take the fault scripted for it, if any."""
-        scripted = request.method == "POST" and urlsplit(request.path).path == _EDITS_PATH
         with self._lock:
             self._requests.append(request)
-            return self._faults.popleft() if scripted and self._faults else None
+            return self._faults.popleft() if request.is_remix and self._faults else None
+
+    @property
+    def transport(self) -> MockTransport:
+        """This mock as an httpx transport, for tests without sockets (no need to ``start()``).
+
+        The same scripted faults, validation and recorded requests as over HTTP; a ``drop`` or
+        ``truncate`` raises the ``httpx.RemoteProtocolError`` a real hang-up would.
+
+        Example::
+
+            http = httpx.Client(transport=server.transport)
+            client = ReveRemix("sk-test", base_url="http://mock.test", http_client=http)
+        """
+        from reve_remix.testing._transport import MockTransport
+
+        return MockTransport(self)
+
+    def _plan(self, request: RecordedRequest, base_url: str) -> Plan:
+        """Record ``request`` and decide its fate: the scripted fault, else the normal answer."""
+        fault = self._admit(request)
+        if fault is None:
+            return Plan(self.latency, self._answer(request, base_url))
+        if fault.drop:
+            return Plan(fault.delay, None)
+        response = _scripted(fault) or self._answer(request, base_url)
+        headers = httpx.Headers(response.headers)
+        headers.update(fault.headers)
+        return Plan(fault.delay, _Response(response.status, response.body, headers), fault.truncate)
 
     def _answer(self, request: RecordedRequest, base_url: str) -> _Response:
         """The normal answer to ``request``: routing, then the endpoint."""
@@ -394,14 +480,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         headers = httpx.Headers(self.headers.items())
         request = RecordedRequest(self.command, self.path, headers, body)
-        fault = mock._admit(request)
-        pause = mock.latency if fault is None else fault.delay
-        if (pause and mock._stopping.wait(pause)) or (fault is not None and fault.drop):
+        plan = mock._plan(request, self.server.base_url)
+        if (plan.pause and mock._stopping.wait(plan.pause)) or plan.response is None:
             self.close_connection = True  # stopping, or scripted to drop: hang up unanswered
             return
-        response = _scripted(fault) or mock._answer(request, self.server.base_url)
-        extra = fault.headers if fault is not None else {}
-        self._send(response, extra, truncate=fault is not None and fault.truncate)
+        self._send(plan.response, truncate=plan.truncate)
 
     # Every standard method (QUERY included) gets a 404/405 envelope; others, 501 from http.server.
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
@@ -418,17 +501,10 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(int(length))
 
-    def _send(
-        self, response: _Response, extra: Mapping[str, str] | None = None, *, truncate: bool = False
-    ) -> None:
-        """Write ``response`` plus ``extra`` headers; ``truncate`` sends half the body, hangs up."""
-        headers = httpx.Headers(
-            {"Content-Length": str(len(response.body)), "x-request-id": f"req_{uuid.uuid4().hex}"}
-        )
-        headers.update(response.headers)
-        headers.update(extra or {})
+    def _send(self, response: _Response, *, truncate: bool = False) -> None:
+        """Write ``response``; ``truncate`` sends half the body, then hangs up."""
         self.send_response(response.status)
-        for name, value in headers.multi_items():
+        for name, value in wire_headers(response).multi_items():
             self.send_header(name, value)
         self.end_headers()
         body = b"" if self.command == "HEAD" else response.body
@@ -446,9 +522,18 @@ class _Handler(BaseHTTPRequestHandler):
         _log.info("%s %s", self.address_string(), format % args)
 
 
-def _scripted(fault: Fault | None) -> _Response | None:
+def wire_headers(response: _Response) -> httpx.Headers:
+    """The headers ``response`` goes out with: its own plus a length and a fresh request id."""
+    headers = httpx.Headers(
+        {"Content-Length": str(len(response.body)), "x-request-id": f"req_{uuid.uuid4().hex}"}
+    )
+    headers.update(response.headers)
+    return headers
+
+
+def _scripted(fault: Fault) -> _Response | None:
     """The response a fault dictates, or None when the request should get its normal answer."""
-    if fault is None or (fault.status is None and fault.body is None):
+    if fault.status is None and fault.body is None:
         return None
     status = 200 if fault.status is None else fault.status
     body = fault.body
@@ -498,6 +583,18 @@ def _size(aspect_ratio: str | None) -> tuple[int, int]:
     width, height = (int(part) for part in aspect_ratio.split(":"))
     scale = _SHORT_SIDE // min(width, height)
     return width * scale, height * scale
+
+
+def _text(payload: object, name: str) -> str | None:
+    """``payload[name]`` when the payload is a JSON object holding a string there, else None."""
+    value = payload.get(name) if isinstance(payload, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _image(url: object) -> bytes | str:
+    """A sent image as a test wants to compare it: a data URL's bytes, any other URL as sent."""
+    data = decode_data_url(url)
+    return data if data is not None else str(url)
 
 
 def _has_api_key(authorization: str) -> bool:

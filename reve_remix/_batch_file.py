@@ -206,8 +206,8 @@ def read_jobs(path: Path) -> tuple[list[JobLine], list[LineProblem]]:
 
     A line is an object with ``prompt`` and ``images`` (a list, or an object of named images),
     and optionally ``aspect_ratio``, ``output_format``, ``model``, ``id``, ``output`` and
-    ``extra_body`` (request fields ``remix`` has no argument for, as ``remix(extra_body=...)``). Image
-    paths are relative to the file's folder. A line without an ``id`` gets the first 16 hex
+    ``extra_body`` (request fields ``remix`` has no argument for, as in ``remix``). Image paths
+    are relative to the file's folder. A line without an ``id`` gets the first 16 hex
     digits of the SHA-256 of its canonical JSON (sorted keys, no spaces), so the same line keeps
     its id across runs. Returns the jobs and, separately, every line that is not a valid job.
     Raises ``ValidationError`` if the file cannot be read as UTF-8 text.

@@ -116,8 +116,8 @@ def read(document: Mapping[str, Any]) -> Spec:
     missing = [name for name in ARGUMENT_FIELDS if name not in properties]
     if missing:
         raise SpecError(
-            f"{REQUEST} has no {', '.join(missing)} (the facade sets them from remix's "
-            f"arguments); its properties are {', '.join(properties)}"
+            f"{REQUEST} has no {', '.join(missing)} (set from remix's arguments); "
+            f"it has {', '.join(properties)}"
         )
     images = properties[IMAGES_FIELD]
     where = f"{REQUEST}.{IMAGES_FIELD}"

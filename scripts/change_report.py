@@ -95,7 +95,7 @@ def facts(document: dict[str, Any], operation: tuple[str, str]) -> dict[str, dic
     method, path = operation
     op = document["paths"][path][method]
     found: dict[str, dict[str, Any]] = {
-        "security": {"value": [document.get("security"), op.get("security")]},
+        "security": {"top level": document.get("security"), "operation": op.get("security")},
     }
     for parameter in op.get("parameters", []):
         where = f"{parameter.get('in')} parameter {parameter.get('name')}"
@@ -170,20 +170,22 @@ def _kind(key: str, before: Any, after: Any, request: bool) -> str:  # noqa: ANN
 
 
 def _change(key: str, before: Any, after: Any) -> str:  # noqa: ANN401
-    if key in _SETS and before is not None and after is not None:
-        added = [value for value in after if value not in before]
-        removed = [value for value in before if value not in after]
-        parts = [f"+{_show(added)}" if added else "", f"-{_show(removed)}" if removed else ""]
-        return f"{key} {' '.join(part for part in parts if part)}"
-    return f"{key} {_show(before)} → {_show(after)}"
+    if key not in _SETS:
+        return f"{key} {_show(before)} → {_show(after)}"
+    if before is None or after is None:
+        return f"{key} {_values(before)} → {_values(after)}"
+    added = [value for value in after if value not in before]
+    removed = [value for value in before if value not in after]
+    parts = [f"+{_values(added)}" if added else "", f"-{_values(removed)}" if removed else ""]
+    return f"{key} {' '.join(part for part in parts if part)}"
 
 
 def _show(value: object) -> str:
-    if value is None:
-        return "(none)"
-    if isinstance(value, list):
-        return ", ".join(str(item) for item in value)
-    return json.dumps(value, ensure_ascii=False)
+    return "(none)" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _values(values: list[Any] | None) -> str:
+    return "(none)" if values is None else ", ".join(str(value) for value in values)
 
 
 def _order(where: str) -> tuple[int, str]:

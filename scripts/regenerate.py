@@ -93,7 +93,7 @@ def corrected_spec_text() -> str:
     try:
         facade_spec.read(corrected)
     except facade_spec.SpecError as exc:
-        sys.exit(f"the facade cannot read the corrected spec: {exc}; adapt reve_remix/_spec.py")
+        sys.exit(f"reve_remix/_spec.py cannot read the corrected spec: {exc}: adapt it")
     return json.dumps(corrected, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 

@@ -504,3 +504,28 @@ def test_the_change_report_of_an_unchanged_spec_is_empty_and_exit_0():
     report = change_report.compare(vendor(), vendor(), LOCATOR)
     assert (report.breaking, report.additive, report.exit_code) == ([], [], 0)
     assert report.text().startswith("No change")
+
+
+# --- docs/spec-changes.md shows what the script prints --------------------------------------------
+
+
+def test_the_documented_example_is_what_the_script_prints():
+    doc = (ROOT / "docs" / "spec-changes.md").read_text(encoding="utf-8")
+    blocks = [block.split("```", 1)[0] for block in doc.split("```text\n")[1:]]
+    moved = additive_spec()
+    moved["paths"] = {"/v2/images/edits": moved["paths"].pop("/v1/images/edits")}
+    assert blocks[0] == change_report.compare(vendor(), moved, LOCATOR).text()
+    with pytest.raises(corrections.CorrectionError) as caught:
+        corrections.apply(moved, committed_corrections())
+    assert blocks[1] == f"openapi/corrections.json: {caught.value}\n"
+    commands = doc.split("```bash\n")[1].split("```", 1)[0]
+    assert "scripts/regenerate.py --from NEW_SPEC" in commands
+    assert len(commands.strip().splitlines()) == 3
+
+
+def test_the_documented_extra_body_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    doc = (ROOT / "docs" / "spec-changes.md").read_text(encoding="utf-8")
+    [example] = [block.split("```", 1)[0] for block in doc.split("```python\n")[1:]]
+    exec(compile(example, "docs/spec-changes.md", "exec"), {})
+    assert (tmp_path / "woodcut.png").read_bytes().startswith(b"\x89PNG")

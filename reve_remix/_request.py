@@ -30,7 +30,7 @@ import httpx
 from ._exceptions import ValidationError
 from ._images import ImageInput, LocalImage, prepare_image
 from ._spec import ARGUMENT_FIELDS, IMAGES_FIELD, problem, spec
-from ._tags import bind_images, check_prompt
+from ._tags import bind_images, check_image_count, check_prompt
 
 if TYPE_CHECKING:
     from reve_remix_api.models import AspectRatio, OutputFormat, RemixRequest
@@ -131,9 +131,7 @@ def prepare_remix(
     else:
         items = list(images) if isinstance(images, list | tuple) else [images]
         labels = [f"image {index}" for index in range(len(items))]
-    limits = spec()
-    if not limits.min_images <= len(items) <= limits.max_images:
-        raise ValidationError(f"images: give {limits.images_text()} images, got {len(items)}")
+    check_image_count(len(items))
     extras = check_extra_body(extra_body)
     options = RequestOptions(check_extra_headers(extra_headers), check_timeout(timeout))
     for warning in check_prompt(prompt, len(items)):

@@ -71,8 +71,10 @@ from reve_remix._spec import spec
 
 __all__ = [
     "MAX_IMAGES",
+    "MIN_IMAGES",
     "TagProblem",
     "bind_images",
+    "check_image_count",
     "check_prompt",
     "find_tag_problems",
     "img",
@@ -80,6 +82,8 @@ __all__ = [
     "reindex",
 ]
 
+MIN_IMAGES = spec().min_images
+"""How many reference images a request carries at least (the spec's ``minItems``)."""
 MAX_IMAGES = spec().max_images
 """How many reference images a request carries at most (the spec's ``maxItems``); tag indices
 run from 0 to ``MAX_IMAGES - 1``."""
@@ -515,13 +519,26 @@ def _image_names(images: object) -> list[str]:
         raise ValidationError(
             f"images: expected a mapping from names to images, got {type(images).__name__}"
         )
-    if not 1 <= len(images) <= MAX_IMAGES:
-        raise ValidationError(f"images: give between 1 and {MAX_IMAGES} images, got {len(images)}")
+    check_image_count(len(images))
     names = list(images)
     for name in names:
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ValidationError(f"images: {name!r} is not a usable name; {_NAME_RULE}")
     return names
+
+
+def check_image_count(count: int) -> None:
+    """Raise ``ValidationError`` unless a request may carry ``count`` images (the spec's limits).
+
+    >>> check_image_count(0)
+    Traceback (most recent call last):
+      ...
+    reve_remix._exceptions.ValidationError: images: give between 1 and 4 images, got 0
+    """
+    if not MIN_IMAGES <= count <= MAX_IMAGES:
+        raise ValidationError(
+            f"images: give between {MIN_IMAGES} and {MAX_IMAGES} images, got {count}"
+        )
 
 
 def _new_indices(order: object) -> dict[int, int]:

@@ -237,7 +237,7 @@ def test_an_additive_change_is_reported_and_regenerated_exit_3(evolved):
 def test_c_users_send_5_and_6_images_and_bigger_files(evolved_facts):
     assert evolved_facts["sent 5"] == 5
     assert evolved_facts["sent 6"] == 6
-    assert evolved_facts["7 refused"] == "images: give 1 to 6 images, got 7"
+    assert evolved_facts["7 refused"] == "images: give between 1 and 6 images, got 7"
     assert evolved_facts["9 MB image"] == "LocalImage"
     assert "Remix 1 to 6 images" in evolved_facts["help"]
     assert "(repeat 1 to 6 times)" in evolved_facts["help"]

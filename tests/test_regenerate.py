@@ -88,12 +88,9 @@ def stops_with_one_line(result, tree: Path, before: dict[str, bytes]) -> str:
 # --- the committed tree ------------------------------------------------------------------------
 
 
-def test_check_passes_on_the_committed_tree(tree):
+def test_check_passes_then_fails_with_a_diff_on_a_hand_edit_then_regenerate_restores(tree):
     result = regenerate(tree, "--check")
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_check_fails_with_a_diff_on_a_hand_edit_then_regenerate_restores(tree):
     model = tree / "generated" / "reve_remix_api" / "models" / "remix_request.py"
     original = model.read_text()
     model.write_text(original.replace("prompt: str", "prompt: str  # edited by hand", 1))

@@ -20,8 +20,17 @@ from tests.regen_tree import ROOT, copy_tree, vendor, with_response_fields, writ
 
 WORKFLOW = ROOT / ".github" / "workflows" / "spec-drift.yml"
 CHECK_JSONSCHEMA = [sys.executable, "-m", "check_jsonschema"]
-# The tests the copy runs: enough to exercise the step, not the whole suite again.
-COPIED_TESTS = ("__init__.py", "conftest.py", "test_client.py")
+# The copy's whole test suite: one remix through the regenerated client, not this suite again.
+COPY_TEST = """
+from reve_remix import ReveRemix
+from reve_remix.testing import MockServer
+
+
+def test_a_remix_through_the_regenerated_client():
+    with MockServer() as server, ReveRemix("sk-test", base_url=server.base_url) as client:
+        client.remix("<img>0</img>", ["https://example.com/a.png"]).read()
+    assert ASSERTION
+"""
 
 
 def steps() -> dict[str, dict]:
@@ -84,13 +93,16 @@ def run_step(tree, spec, tmp_path) -> tuple[subprocess.CompletedProcess[str], di
     return completed, dict(line.split("=", 1) for line in lines), report.read_text()
 
 
-@pytest.fixture
-def tree(tmp_path):
+def copy_with_a_test(tmp_path, assertion: str = "True"):
     tree = copy_tree(tmp_path / "repo")
     (tree / "tests").mkdir()
-    for name in COPIED_TESTS:
-        shutil.copy(ROOT / "tests" / name, tree / "tests" / name)
+    (tree / "tests" / "test_remix.py").write_text(COPY_TEST.replace("ASSERTION", assertion))
     return tree
+
+
+@pytest.fixture
+def tree(tmp_path):
+    return copy_with_a_test(tmp_path)
 
 
 def test_a_changed_spec_gives_a_report_a_regenerated_client_and_test_results(tree, tmp_path):
@@ -108,6 +120,16 @@ def test_a_changed_spec_gives_a_report_a_regenerated_client_and_test_results(tre
     assert json.loads((tree / "openapi" / "vendor.openapi.json").read_text()) == json.loads(
         spec.read_text()
     )
+
+
+def test_failing_tests_are_in_the_report(tmp_path):
+    tree = copy_with_a_test(tmp_path, assertion="'usage' == 'gone'")
+    spec = write_spec(tmp_path / "fetched.json", with_response_fields(vendor()))
+    completed, outputs, report = run_step(tree, spec, tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    assert outputs == {"changed": "true", "verdict": "additive", "tests": "failed"}
+    assert "## Tests fail" in report
+    assert "assert 'usage' == 'gone'" in report
 
 
 def test_a_regeneration_failure_is_reported_not_hidden(tree, tmp_path):

@@ -252,10 +252,8 @@ class ReveRemix(_BaseClient[httpx.Client]):
             prompt, images, aspect_ratio, output_format, model, fit,
             extra_body=extra_body, extra_headers=extra_headers, timeout=timeout,
         )  # fmt: skip
-        body, options = (
-            prepared.body([self._upload(item) for item in prepared.images]),
-            prepared.options,
-        )
+        urls = [self._upload(item) for item in prepared.images]
+        body, options = prepared.body(urls), prepared.options
         del prepared  # the body holds the images as URLs now: let their bytes go
         return self._result(self._send(self._build_request(body, options)))
 

@@ -1,4 +1,4 @@
-"""Python SDK for the Reve Remix image-to-image API (``POST /v1/images/edits``).
+"""Python SDK for the Reve Remix image-to-image API (OneRouter's image edits endpoint).
 
 Example::
 

@@ -31,14 +31,16 @@ Outcome = RemixResult | ReveRemixError
 class RemixJob:
     """One remix for ``remix_many``: the arguments of ``remix``, plus an ``id`` for your records.
 
-    ``output_format`` and ``model`` left as ``None`` use the client's defaults. A plain mapping
-    with the same keys works too.
+    ``output_format`` and ``model`` left as ``None`` use the client's defaults; ``extra_body``
+    and ``extra_headers`` are passed to ``remix`` as they are. A plain mapping with the same keys
+    works too.
 
     Example::
 
         jobs = [
             RemixJob("<img>0</img> as a watercolour", ["cat.png"], id="cat"),
-            {"prompt": "Put {cat} on {sofa}", "images": {"cat": "cat.png", "sofa": "sofa.jpg"}},
+            {"prompt": "Put {cat} on {sofa}", "images": {"cat": "cat.png", "sofa": "sofa.jpg"},
+             "extra_body": {"seed": 7}},
         ]
         results = client.remix_many(jobs)
     """
@@ -49,6 +51,8 @@ class RemixJob:
     output_format: str | None = None
     model: str | None = None
     id: str | None = None
+    extra_body: Mapping[str, Any] | None = None
+    extra_headers: Mapping[str, str] | None = None
 
     @classmethod
     def coerce(cls, job: object) -> RemixJob:
@@ -83,6 +87,8 @@ class RemixJob:
             "aspect_ratio": self.aspect_ratio,
             "output_format": self.output_format,
             "model": self.model,
+            "extra_body": self.extra_body,
+            "extra_headers": self.extra_headers,
         }
         return {
             "prompt": self.prompt,

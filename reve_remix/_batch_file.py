@@ -123,7 +123,16 @@ class Target:
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")  # any scheme (2+ letters: "C:\\x" is a path)
-_LINE_KEYS = ("prompt", "images", "aspect_ratio", "output_format", "model", "id", "output")
+_LINE_KEYS = (
+    "prompt",
+    "images",
+    "aspect_ratio",
+    "output_format",
+    "model",
+    "id",
+    "output",
+    "extra_body",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +186,7 @@ class JobLine:
             aspect_ratio=job.aspect_ratio,
             output_format=job.output_format or "url",
             fit=fit,
+            extra_body=job.extra_body,
         )
 
 
@@ -195,8 +205,9 @@ def read_jobs(path: Path) -> tuple[list[JobLine], list[LineProblem]]:
     """Parse a JSONL batch file: one job per line; blank lines are skipped.
 
     A line is an object with ``prompt`` and ``images`` (a list, or an object of named images),
-    and optionally ``aspect_ratio``, ``output_format``, ``model``, ``id`` and ``output``. Image
-    paths are relative to the file's folder. A line without an ``id`` gets the first 16 hex
+    and optionally ``aspect_ratio``, ``output_format``, ``model``, ``id``, ``output`` and
+    ``extra_body`` (request fields ``remix`` has no argument for, as in ``remix``). Image paths
+    are relative to the file's folder. A line without an ``id`` gets the first 16 hex
     digits of the SHA-256 of its canonical JSON (sorted keys, no spaces), so the same line keeps
     its id across runs. Returns the jobs and, separately, every line that is not a valid job.
     Raises ``ValidationError`` if the file cannot be read as UTF-8 text.
@@ -262,6 +273,9 @@ def _parse_line(line: str, number: int, base: Path) -> JobLine:
     output = value.get("output")
     if output is not None:
         output = _check_output(output)
+    extra_body = value.get("extra_body")
+    if extra_body is not None and not isinstance(extra_body, dict):
+        raise ValidationError(f'"extra_body" must be an object, got {_json_type(extra_body)}')
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return JobLine(
         number=number,
@@ -273,6 +287,7 @@ def _parse_line(line: str, number: int, base: Path) -> JobLine:
             output_format=value.get("output_format"),
             model=value.get("model"),
             id=job_id,
+            extra_body=extra_body,
         ),
         output=output,
     )

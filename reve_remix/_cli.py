@@ -63,10 +63,10 @@ from ._exceptions import (
     ReveRemixError,
     ValidationError,
 )
-from ._images import max_image_bytes
 from ._progress import RetryNotices, StatusLine, bar_line, is_terminal, spinner_line
-from ._request import Images, aspect_ratios, output_formats
+from ._request import Images
 from ._results import RemixResult, write_atomic
+from ._spec import spec
 from ._version import __version__
 
 PROG = "reve-remix"
@@ -244,7 +244,7 @@ def _api_hint(exc: ReveRemixError, images: object) -> str | None:
 
 
 def _size_hint(images: object) -> str:
-    limit = max_image_bytes()
+    limit = spec().max_image_bytes
     hint = f"each image must be less than {limit / 1e6:g} MB ({limit:,} bytes)"
     sizes = [
         (path.stat().st_size, path)
@@ -270,7 +270,7 @@ def _image_values(images: object) -> list[str]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Remix images with the Reve Remix API (POST /v1/images/edits).",
+        description=f"Remix images with the Reve Remix API ({spec().method} {spec().path}).",
         epilog=_TOP_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -297,14 +297,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     generation = argparse.ArgumentParser(add_help=False)
     group = generation.add_argument_group("generation")
-    ratios = aspect_ratios()
+    ratios = spec().aspect_ratios
     ratio_help = f"one of {', '.join(ratios)}"
     group.add_argument("--aspect-ratio", choices=ratios, metavar="W:H", help=ratio_help)
     group.add_argument(
         "--format",
         dest="output_format",
-        choices=output_formats(),
-        metavar="|".join(sorted(output_formats(), reverse=True)),
+        choices=spec().output_formats,
+        metavar="|".join(sorted(spec().output_formats, reverse=True)),
         help=_FMT_HELP,
     )
     group.add_argument("--model", help="model name (default: reve-remix-image-to-image)")
@@ -331,7 +331,7 @@ def _parser() -> argparse.ArgumentParser:
 
     remix = command(
         "remix",
-        "Remix 1-4 images with a prompt and save the result.",
+        f"Remix {spec().images_text()} images with a prompt and save the result.",
         _REMIX_EXAMPLES,
         generation,
         connection,
@@ -344,7 +344,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         required=True,
         metavar="IMAGE",
-        help="a path or http(s) URL; NAME=IMAGE names it for {NAME} in the prompt (repeat 1-4x)",
+        help="a path or http(s) URL; NAME=IMAGE names it for {NAME} in the prompt "
+        f"(repeat {spec().images_text()} times)",
     )
     remix.add_argument(
         "-o", "--output", help="file or folder to save to (default: ./<prompt>-<time>.<ext>)"
@@ -790,7 +791,7 @@ def _mock(args: argparse.Namespace, console: Console) -> int:
         print(
             f"Mock Reve Remix API listening on {url} (Ctrl-C to stop); any non-empty key works.\n"
             f"Try:\n"
-            f"  curl -s {url}/v1/images/edits -H 'Authorization: Bearer sk-placeholder' \\\n"
+            f"  curl -s {url}{spec().path} -H 'Authorization: Bearer sk-placeholder' \\\n"
             f"    -H 'Content-Type: application/json' -d '{_CURL_BODY}'\n"
             f"or point the SDK and this command at it:\n"
             f"  export {BASE_URL_ENV}={url} {API_KEY_ENV}=sk-placeholder",

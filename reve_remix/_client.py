@@ -26,9 +26,10 @@ import httpx
 from ._download import Downloader
 from ._exceptions import ValidationError, connection_error, status_error
 from ._images import LocalImage, Uploader, check_uploaded_url, data_url
-from ._request import Images, PreparedRemix, encode_body, prepare_remix
+from ._request import Images, PreparedRemix, RequestOptions, encode_body, prepare_remix
 from ._results import RemixResult, parse_response
 from ._retry import Cooldown, RateLimiter, RetryPolicy
+from ._spec import spec
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -110,6 +111,10 @@ class _BaseClient(Generic[HttpClient]):
         output_format: str,
         model: str | None,
         fit: bool,
+        *,
+        extra_body: Mapping[str, Any] | None,
+        extra_headers: Mapping[str, str] | None,
+        timeout: float | httpx.Timeout | None,
     ) -> PreparedRemix:
         self._authorization()  # fail on a missing key before reading any image
         return prepare_remix(
@@ -119,22 +124,25 @@ class _BaseClient(Generic[HttpClient]):
             aspect_ratio=aspect_ratio,
             output_format=output_format,
             fit=fit,
+            extra_body=extra_body,
+            extra_headers=extra_headers,
+            timeout=timeout,
         )
 
-    def _build_request(self, body: RemixRequest) -> httpx.Request:
-        """The HTTP request, from the generated endpoint's method and path."""
-        from reve_remix_api.api.reve_remix import remix as remix_endpoint
-
-        endpoint = remix_endpoint._get_kwargs(body=body)
+    def _build_request(self, body: RemixRequest, options: RequestOptions) -> httpx.Request:
+        """The HTTP request: the spec's method and path, the body as JSON, the call's options."""
+        operation = spec()
         return self._http.build_request(
-            endpoint["method"].upper(),
-            _parsed_url(self.base_url + endpoint["url"]),
-            content=encode_body(endpoint["json"]),
+            operation.method,
+            _parsed_url(self.base_url + operation.path),
+            content=encode_body(body.to_dict()),
             headers={
-                **endpoint["headers"],
-                "Authorization": self._authorization(),
+                "Content-Type": "application/json",
                 "User-Agent": USER_AGENT,
+                **options.headers,
+                "Authorization": self._authorization(),
             },
+            timeout=httpx.USE_CLIENT_DEFAULT if options.timeout is None else options.timeout,
         )
 
     def _authorization(self) -> str:
@@ -228,8 +236,11 @@ class ReveRemix(_BaseClient[httpx.Client]):
         output_format: str = "url",
         model: str | None = None,
         fit: bool = False,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: float | httpx.Timeout | None = None,
     ) -> RemixResult:
-        """Generate an image from a prompt and 1-4 reference images.
+        """Generate an image from a prompt and reference images (as many as the spec allows).
 
         ``images`` is a list (refer to them as ``<img>0</img>`` …) or a mapping of names (refer to
         them as ``{name}``). Each image is an http(s) or ``data:`` URL, a path, bytes, a binary
@@ -237,16 +248,25 @@ class ReveRemix(_BaseClient[httpx.Client]):
         ``fit=True`` re-encodes local images that are too large or of an unsupported format
         (needs Pillow). Raises ``ValidationError`` before sending anything if an argument is bad.
 
+        For what this method has no argument for, as in the OpenAI and Anthropic SDKs:
+        ``extra_body`` adds request fields (those the spec defines are checked against it, any
+        other is sent as given), ``extra_headers`` adds headers, and ``timeout`` (seconds or an
+        ``httpx.Timeout``) replaces the client's timeout for this request.
+
         Example::
 
             result = client.remix("Put {cat} on {sofa}", {"cat": "cat.jpg", "sofa": "sofa.png"},
-                                  aspect_ratio="16:9")
+                                  aspect_ratio="16:9", extra_body={"seed": 7})
             result.save("cat-on-sofa.png")
         """
-        prepared = self._prepare(prompt, images, aspect_ratio, output_format, model, fit)
-        body = prepared.body([self._upload(item) for item in prepared.images])
+        prepared = self._prepare(
+            prompt, images, aspect_ratio, output_format, model, fit,
+            extra_body=extra_body, extra_headers=extra_headers, timeout=timeout,
+        )  # fmt: skip
+        urls = [self._upload(item) for item in prepared.images]
+        body, options = prepared.body(urls), prepared.options
         del prepared  # the body holds the images as URLs now: let their bytes go
-        return self._result(self._send(self._build_request(body)))
+        return self._result(self._send(self._build_request(body, options)))
 
     def remix_many(
         self,
@@ -352,20 +372,26 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
         output_format: str = "url",
         model: str | None = None,
         fit: bool = False,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: float | httpx.Timeout | None = None,
     ) -> RemixResult:
         """Async twin of :meth:`ReveRemix.remix`; local images are uploaded concurrently.
 
         Example::
 
-            result = await client.remix("<img>0</img> in autumn", ["park.jpg"])
+            result = await client.remix("<img>0</img> in autumn", ["park.jpg"], timeout=60)
         """
         import asyncio
 
-        prepared = self._prepare(prompt, images, aspect_ratio, output_format, model, fit)
+        prepared = self._prepare(
+            prompt, images, aspect_ratio, output_format, model, fit,
+            extra_body=extra_body, extra_headers=extra_headers, timeout=timeout,
+        )  # fmt: skip
         urls = await asyncio.gather(*(self._upload(item) for item in prepared.images))
-        body = prepared.body(urls)
+        body, options = prepared.body(urls), prepared.options
         del prepared  # the body holds the images as URLs now: let their bytes go
-        return self._result(await self._send(self._build_request(body)))
+        return self._result(await self._send(self._build_request(body, options)))
 
     async def remix_many(
         self,

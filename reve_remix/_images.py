@@ -11,9 +11,10 @@ What is checked, and what is not:
 * The format is sniffed from the content's leading bytes, never from a file name or a
   declared type: PNG, JPEG, WebP, AVIF and HEIF/HEIC are accepted, anything else is
   rejected naming what it is (GIF, BMP, TIFF, or "unknown").
-* The size limit comes from the spec's text ("Each image must be less than 1.5 MB"), read by
-  :func:`max_image_bytes`. MB is read as 10**6 bytes, the stricter reading next to 2**20, and
-  "less than" as strict: 1,499,999 bytes pass, 1,500,000 do not.
+* The accepted formats and the size limit come from the spec's text ("Each image must be less
+  than 1.5 MB. Supports PNG, JPEG, WebP, AVIF, and HEIF formats."), read by ``reve_remix._spec``.
+  MB is read as 10**6 bytes, the stricter reading next to 2**20, and "less than" as strict:
+  1,499,999 bytes pass, 1,500,000 do not.
 * Only the signature is checked, not the whole file: a file cut short after its header
   passes, and the API reports it. Decoding every image to find truncation would need Pillow
   and the time to decode, and this default path needs neither.
@@ -27,10 +28,8 @@ from __future__ import annotations
 
 import base64
 import errno
-import functools
 import importlib
 import io
-import json
 import logging
 import math
 import os
@@ -38,12 +37,19 @@ import re
 import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
-from importlib import resources
-from typing import TYPE_CHECKING, BinaryIO, Protocol, TypeAlias, Union, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    BinaryIO,
+    Protocol,
+    TypeAlias,
+    TypeGuard,
+    Union,
+    runtime_checkable,
+)
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from reve_remix._exceptions import ValidationError
+from reve_remix._spec import spec
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -54,7 +60,6 @@ __all__ = [
     "Uploader",
     "check_uploaded_url",
     "data_url",
-    "max_image_bytes",
     "prepare_image",
     "sniff_format",
 ]
@@ -86,7 +91,8 @@ as a ``data:`` URL; a custom uploader might put it in a bucket and return a sign
 
 _log = logging.getLogger("reve_remix")
 
-# Supported formats, each with its media types; the first is the one sent.
+# The media types of each format the SDK can send, the first being the one sent; which of them
+# the API accepts is the spec's business (``spec().image_formats``).
 _MEDIA_TYPES: dict[str, tuple[str, ...]] = {
     "png": ("image/png",),
     "jpeg": ("image/jpeg", "image/jpg", "image/pjpeg"),
@@ -104,7 +110,6 @@ _FORMAT_NAMES = {
     "bmp": "BMP",
     "tiff": "TIFF",
 }
-_SUPPORTED_LIST = "PNG, JPEG, WebP, AVIF or HEIF"
 
 _SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "png"),
@@ -127,9 +132,6 @@ _BAD_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 _DATA_URL = re.compile(r"data:([^,]*),", re.IGNORECASE)
 _BASE64_LIKE = re.compile(r"[A-Za-z0-9+/=\s]{100,}")
 _PREVIEW_CHARS = 60
-
-_SIZE_LIMIT = re.compile(r"less than\s+(\d+(?:\.\d+)?)\s*([KMG]i?B)\b", re.IGNORECASE)
-_UNITS = {"kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
 _FIT_QUALITY = 90
 _FIT_ATTEMPTS = 8
@@ -267,44 +269,6 @@ def sniff_format(data: bytes) -> str | None:
     return _sniff_isobmff(data)
 
 
-@functools.cache
-def max_image_bytes() -> int:
-    """The per-image size limit in bytes, as read from the spec; images must be smaller.
-
-    Parsed from the ``image_urls`` description of ``RemixRequest`` in the bundled OpenAPI
-    spec ("Each image must be less than 1.5 MB"), so a spec change moves it. MB means
-    10**6 bytes (MiB would mean 2**20). The bound is exclusive: the largest accepted image
-    is ``max_image_bytes() - 1`` bytes. Raises ``RuntimeError`` if the text has no limit.
-
-    Example::
-
-        max_image_bytes()  # 1500000
-    """
-    text = _image_urls_description()
-    match = _SIZE_LIMIT.search(text)
-    if match is None:
-        raise RuntimeError(
-            f"cannot find the per-image size limit ('less than <n> MB') in the spec's "
-            f"RemixRequest.image_urls description: {text!r}"
-        )
-    number, unit = match.groups()
-    return int(Decimal(number) * _UNITS[unit.lower()])
-
-
-def _image_urls_description() -> str:
-    spec_file = resources.files("reve_remix_api") / "openapi.json"
-    spec = json.loads(spec_file.read_text(encoding="utf-8"))
-    try:
-        description = spec["components"]["schemas"]["RemixRequest"]["properties"]["image_urls"][
-            "description"
-        ]
-    except (KeyError, TypeError) as exc:
-        raise RuntimeError("the bundled spec has no RemixRequest.image_urls description") from exc
-    if not isinstance(description, str):
-        raise RuntimeError(f"RemixRequest.image_urls description is not text: {description!r}")
-    return description
-
-
 # --- the input forms ---------------------------------------------------------------------------
 
 
@@ -383,7 +347,7 @@ def _from_path(
         raise ValidationError(f"{label} ({source}): a directory, not an image file")
     if not stat.S_ISREG(info.st_mode):
         raise ValidationError(f"{label} ({source}): not a regular file")
-    if not fit and info.st_size >= max_image_bytes():
+    if not fit and info.st_size >= spec().max_image_bytes:
         # Too large whatever it is: read only what names the format, not the whole file.
         head = _read_file(path, label, source, _HEAD_BYTES)
         raise _rejection(sniff_format(head), info.st_size, head, label, source)
@@ -439,7 +403,7 @@ def _from_pil(image: PIL.Image.Image, label: str, fit: bool) -> LocalImage:
     except (OSError, ValueError) as exc:
         raise ValidationError(f"{label} (PIL image): cannot encode it as PNG: {exc}") from exc
     data = buffer.getvalue()
-    if fit and len(data) >= max_image_bytes():
+    if fit and len(data) >= spec().max_image_bytes:
         return _fit(image, label, f"{_human(len(data))} PNG")
     return _checked(data, label, fit=False, source="PIL image, as PNG")
 
@@ -450,7 +414,7 @@ def _from_pil(image: PIL.Image.Image, label: str, fit: bool) -> LocalImage:
 def _checked(data: bytes, label: str, fit: bool, source: str | None) -> LocalImage:
     """``data`` itself when it can be sent as is; else re-encoded (``fit``) or rejected."""
     fmt = sniff_format(data)
-    if fmt in _MEDIA_TYPES and len(data) < max_image_bytes():
+    if _accepted(fmt) and len(data) < spec().max_image_bytes:
         return LocalImage(label, data, _MEDIA_TYPES[fmt][0], fmt)
     if fit:
         return _fit_encoded(data, fmt, label, source)
@@ -466,17 +430,28 @@ def _rejection(
     if fmt is None:
         return ValidationError(
             f"{where}: unknown format ({_size(size)}, starting {head[:16]!r}); "
-            f"the API takes {_SUPPORTED_LIST}"
+            f"the API takes {_supported_list()}"
         )
-    if fmt not in _MEDIA_TYPES:
+    if not _accepted(fmt):
         return ValidationError(
             f"{where}: {_FORMAT_NAMES[fmt]} ({_size(size)}) is not supported; the API takes "
-            f"{_SUPPORTED_LIST}; pass fit=True to convert it"
+            f"{_supported_list()}; pass fit=True to convert it"
         )
     return ValidationError(
         f"{where}: {_FORMAT_NAMES[fmt]} of {_size(size)} is too large; each image must be less "
-        f"than {_size(max_image_bytes())}; pass fit=True to shrink it"
+        f"than {_size(spec().max_image_bytes)}; pass fit=True to shrink it"
     )
+
+
+def _accepted(fmt: str | None) -> TypeGuard[str]:
+    """Whether the API accepts images of format ``fmt`` (a :func:`sniff_format` name)."""
+    return fmt in _MEDIA_TYPES and fmt in spec().image_formats
+
+
+def _supported_list() -> str:
+    """The formats the API accepts, for messages: ``PNG, JPEG, WebP, AVIF or HEIF``."""
+    names = [_FORMAT_NAMES.get(fmt, fmt.upper()) for fmt in spec().image_formats]
+    return " or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else names[0]
 
 
 def _fit_encoded(data: bytes, fmt: str | None, label: str, source: str | None) -> LocalImage:
@@ -496,7 +471,7 @@ def _fit(image: PIL.Image.Image, label: str, before: str) -> LocalImage:
     """Encode ``image`` as WebP, shrinking it until it is under the limit, and log what changed."""
     from PIL import Image, ImageOps
 
-    limit = max_image_bytes()
+    limit = spec().max_image_bytes
     upright = ImageOps.exif_transpose(image)  # re-encoding drops EXIF, and its orientation
     assert upright is not None  # only in_place=True returns None
     mode = "RGBA" if _has_alpha(upright) else "RGB"

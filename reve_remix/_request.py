@@ -2,7 +2,10 @@
 
 Everything here is pure: it raises ``ValidationError`` for any argument the API would reject, so a
 mistake costs neither a network round trip nor a paid generation. The allowed aspect ratios and
-output formats are the generated enums, so they follow the spec when it is regenerated.
+output formats are the generated enums and every limit comes from ``_spec``, so they follow the
+spec when it is regenerated. ``extra_body`` carries request fields ``remix`` has no argument for
+(a field the vendor added since this SDK was written): the ones the spec defines are checked
+against its schema, the others are sent as given.
 
 The generated package (and attrs under it) is imported at the first remix rather than with
 ``reve_remix``: it is a fifth of the import time, which a CLI or a cold start pays for nothing.
@@ -10,18 +13,24 @@ The generated package (and attrs under it) is imported at the first remix rather
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import json
 import logging
+import math
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
-from functools import cache
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+
+import httpx
 
 from ._exceptions import ValidationError
 from ._images import ImageInput, LocalImage, prepare_image
-from ._tags import MAX_IMAGES, bind_images, check_prompt
+from ._spec import ARGUMENT_FIELDS, IMAGES_FIELD, problem, spec
+from ._tags import bind_images, check_image_count, check_prompt
 
 if TYPE_CHECKING:
     from reve_remix_api.models import AspectRatio, OutputFormat, RemixRequest
@@ -34,38 +43,22 @@ Images: TypeAlias = Sequence[ImageInput] | Mapping[str, ImageInput] | ImageInput
 E = TypeVar("E", bound=Enum)
 
 
-@cache
-def aspect_ratios() -> tuple[str, ...]:
-    """The aspect ratios the spec allows, from the generated ``AspectRatio`` enum.
-
-    Example::
-
-        >>> "16:9" in aspect_ratios()
-        True
-    """
-    from reve_remix_api.models import AspectRatio
-
-    return tuple(ratio.value for ratio in AspectRatio)
-
-
-@cache
-def output_formats() -> tuple[str, ...]:
-    """The output formats the spec allows, from the generated ``OutputFormat`` enum.
-
-    Example::
-
-        >>> sorted(output_formats())
-        ['b64_json', 'url']
-    """
-    from reve_remix_api.models import OutputFormat
-
-    return tuple(fmt.value for fmt in OutputFormat)
-
-
 # What httpx's ``json=`` sends: compact UTF-8, and no NaN (which is not JSON).
 _JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 # Image URLs longer than this in total (inline images) make encode_body save memory over speed.
 _STREAMED_URL_CHARS = 64 * 1024
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+# Headers the client owns: the key has one way in (api_key=), so it has one way to be redacted.
+_OWN_HEADERS = {"authorization": "the client sets it from api_key= and auth_scheme="}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOptions:
+    """Per-call transport options: headers added to the request and a timeout for it."""
+
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | httpx.Timeout | None = None
 
 
 @dataclass(slots=True)  # internal and short-lived: not frozen, which costs a microsecond a call
@@ -77,20 +70,30 @@ class PreparedRemix:
     images: list[str | LocalImage]
     aspect_ratio: AspectRatio | None
     output_format: OutputFormat
+    extra_body: Mapping[str, Any] = field(default_factory=dict)
+    options: RequestOptions = field(default_factory=RequestOptions)
 
     def body(self, image_urls: list[str]) -> RemixRequest:
-        """The request body as the generated ``RemixRequest`` model."""
+        """The request body as the generated ``RemixRequest`` model, ``extra_body`` included.
+
+        Built by the model's ``from_dict``, so a field the spec defines lands in its typed
+        attribute and any other in ``additional_properties``; both are sent. Fields with a
+        default in the spec are sent with it, as the generated constructor does.
+        """
         from reve_remix_api.models import RemixRequest
 
-        request = RemixRequest(
-            model=self.model,
-            prompt=self.prompt,
-            image_urls=image_urls,
-            output_format=self.output_format,
-        )
+        fields: dict[str, Any] = {
+            "model": self.model,
+            "prompt": self.prompt,
+            IMAGES_FIELD: image_urls,
+            "output_format": self.output_format.value,
+        }
         if self.aspect_ratio is not None:
-            request.aspect_ratio = self.aspect_ratio
-        return request
+            fields["aspect_ratio"] = self.aspect_ratio.value
+        try:
+            return RemixRequest.from_dict({**_defaults(), **self.extra_body, **fields})
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise ValidationError(f"extra_body: does not fit the spec's request: {exc}") from None
 
 
 def prepare_remix(
@@ -101,13 +104,16 @@ def prepare_remix(
     aspect_ratio: object = None,
     output_format: object = "url",
     fit: bool = False,
+    extra_body: object = None,
+    extra_headers: object = None,
+    timeout: object = None,
 ) -> PreparedRemix:
     """Check every argument of a remix and load local images; raise ``ValidationError`` if any fail.
 
     Example::
 
         prepared = prepare_remix("<img>0</img> at dusk", ["https://example.com/a.png"],
-                                 model="reve-remix-image-to-image")
+                                 model="reve-remix-image-to-image", extra_body={"seed": 7})
     """
     from reve_remix_api.models import AspectRatio, OutputFormat
 
@@ -125,8 +131,9 @@ def prepare_remix(
     else:
         items = list(images) if isinstance(images, list | tuple) else [images]
         labels = [f"image {index}" for index in range(len(items))]
-    if not 1 <= len(items) <= MAX_IMAGES:
-        raise ValidationError(f"images: give between 1 and {MAX_IMAGES} images, got {len(items)}")
+    check_image_count(len(items))
+    extras = check_extra_body(extra_body)
+    options = RequestOptions(check_extra_headers(extra_headers), check_timeout(timeout))
     for warning in check_prompt(prompt, len(items)):
         logger.warning("prompt: %s", warning)
     return PreparedRemix(
@@ -137,7 +144,100 @@ def prepare_remix(
         ],
         aspect_ratio=ratio,
         output_format=fmt,
+        extra_body=extras,
+        options=options,
     )
+
+
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    """The request fields the spec gives a default, with it (``{"n": 1}``)."""
+    properties = spec().request_properties
+    return {name: schema["default"] for name, schema in properties.items() if "default" in schema}
+
+
+def check_extra_body(extra_body: object) -> dict[str, Any]:
+    """``extra_body`` as request fields to send, each field the spec defines checked against it.
+
+    Fields ``remix`` has an argument for are refused (pass the argument), and the whole must be
+    JSON. Raises ``ValidationError``.
+
+    Example::
+
+        check_extra_body({"seed": 7, "n": 1})  # {'seed': 7, 'n': 1}
+        check_extra_body({"n": 2})  # ValidationError: extra_body: 'n' must be one of [1], got 2
+    """
+    if extra_body is None:
+        return {}
+    if not isinstance(extra_body, Mapping):
+        raise ValidationError(
+            f"extra_body: expected a mapping of request fields, got {type(extra_body).__name__}"
+        )
+    properties = spec().request_properties
+    fields: dict[str, Any] = {}
+    for name, value in extra_body.items():
+        if not isinstance(name, str):
+            raise ValidationError(f"extra_body: field names must be strings, got {name!r}")
+        if name in ARGUMENT_FIELDS:
+            raise ValidationError(
+                f"extra_body: {name!r} is set by remix's {ARGUMENT_FIELDS[name]}= argument"
+            )
+        found = problem(value, properties[name]) if name in properties else None
+        if found:
+            raise ValidationError(f"extra_body: {name!r} {found}")
+        fields[name] = value
+    try:
+        _JSON_ENCODER.encode(fields).encode()
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError (a lone surrogate) included
+        raise ValidationError(f"extra_body: cannot be sent as JSON: {exc}") from None
+    return fields
+
+
+def check_extra_headers(extra_headers: object) -> dict[str, str]:
+    """``extra_headers`` checked: token names, one-line printable ASCII values, no Authorization.
+
+    Values are never echoed in errors: a header may carry a secret.
+
+    Example::
+
+        check_extra_headers({"X-Trace-Id": "abc123"})  # {'X-Trace-Id': 'abc123'}
+    """
+    if extra_headers is None:
+        return {}
+    if not isinstance(extra_headers, Mapping):
+        raise ValidationError(
+            f"extra_headers: expected a mapping of header names to values, "
+            f"got {type(extra_headers).__name__}"
+        )
+    headers: dict[str, str] = {}
+    for name, value in extra_headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ValidationError(f"extra_headers: {name!r} is not a valid header name")
+        if name.lower() in _OWN_HEADERS:
+            raise ValidationError(f"extra_headers: {name!r}: {_OWN_HEADERS[name.lower()]}")
+        if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
+            raise ValidationError(
+                f"extra_headers: the value of {name!r} must be printable ASCII text on one line"
+            )
+        headers[name] = value
+    return headers
+
+
+def check_timeout(timeout: object) -> float | httpx.Timeout | None:
+    """A per-call timeout: seconds > 0, an ``httpx.Timeout``, or ``None`` (the client's).
+
+    Example::
+
+        check_timeout(30)  # 30.0
+    """
+    if timeout is None or isinstance(timeout, httpx.Timeout):
+        return timeout
+    if isinstance(timeout, int | float) and not isinstance(timeout, bool):
+        with contextlib.suppress(OverflowError):  # an int too large for a float
+            seconds = float(timeout)
+            if math.isfinite(seconds) and seconds > 0:
+                return seconds
+    raise ValidationError(f"timeout: expected seconds > 0 or an httpx.Timeout, got {timeout!r}")
 
 
 def _member(enum: type[E], value: object, name: str) -> E:

@@ -1,7 +1,8 @@
 """Helpers for the ``<img>N</img>`` tags with which a prompt points at its reference images.
 
 The API reads ``<img>N</img>`` in a prompt as "image N of ``image_urls``", counting from 0; a
-request carries 1 to 4 images, so N runs from 0 to 3. A tag the server does not read as meant
+request carries at most :data:`MAX_IMAGES` images (the spec's ``maxItems``, 4 today), so N runs
+from 0 to ``MAX_IMAGES - 1``. A tag the server does not read as meant
 fails silently: the model sees odd text, guesses, and the generation is billed all the same. So
 this module finds such tags before anything is sent:
 
@@ -45,7 +46,7 @@ Written                 Outcome  Why, and what to write instead
 ``</img>`` alone        error    stray closer: delete it, or open it with ``<img>``
 ``<ref>1</ref>``        error    Reve's own API's tag, not OneRouter's: ``<img>1</img>``
 ``<img>1</ref>``        error    the markers do not match: ``<img>1</img>``
-``<img>4</img>``        error    out of range: an index above 3 is always wrong
+``<img>4</img>``        error    out of range: no request has a fifth image (4 today)
 ``<img>2</img>``        error    out of range when ``image_count`` is 2 or less
 ``<IMG>1</IMG>``        warning  not lower case: ``<img>1</img>``
 ``<img> 1 </img>``      warning  whitespace around the index: ``<img>1</img>``
@@ -66,11 +67,14 @@ from dataclasses import dataclass, replace
 from typing import Literal, NoReturn, TypeVar
 
 from reve_remix._exceptions import ValidationError
+from reve_remix._spec import spec
 
 __all__ = [
     "MAX_IMAGES",
+    "MIN_IMAGES",
     "TagProblem",
     "bind_images",
+    "check_image_count",
     "check_prompt",
     "find_tag_problems",
     "img",
@@ -78,15 +82,21 @@ __all__ = [
     "reindex",
 ]
 
-MAX_IMAGES = 4
-"""A request carries at most 4 reference images, so tag indices run from 0 to 3."""
+MIN_IMAGES = spec().min_images
+"""How many reference images a request carries at least (the spec's ``minItems``)."""
+MAX_IMAGES = spec().max_images
+"""How many reference images a request carries at most (the spec's ``maxItems``); tag indices
+run from 0 to ``MAX_IMAGES - 1``."""
 
 _T = TypeVar("_T")
 
 _MARKER = re.compile(r"<(/?)(img|ref)>", re.IGNORECASE | re.ASCII)
 # A prompt whose only markers are canonical tags below ``count``: nothing for _scan to report.
 _ALL_TAGS_FINE = {
-    count: re.compile(rf"(?:[^<]++|<(?!/?(?i:img|ref)>)|<img>[0-{count - 1}]</img>)*+", re.ASCII)
+    count: re.compile(
+        rf"(?:[^<]++|<(?!/?(?i:img|ref)>)|<img>(?:{'|'.join(map(str, range(count)))})</img>)*+",
+        re.ASCII,
+    )
     for count in range(1, MAX_IMAGES + 1)
 }
 _NUMBER_BODY = re.compile(r"\s*+([0-9]++)\s*+", re.ASCII)
@@ -198,7 +208,7 @@ def find_tag_problems(prompt: str, image_count: int | None = None) -> list[TagPr
     """Every malformed or suspicious image tag in ``prompt``, in order of position.
 
     Give ``image_count`` (the number of images the request will carry) to also catch tags that
-    point past the last image; without it only indices above 3 are out of range. An
+    point past the last image; without it only indices from MAX_IMAGES on are out of range. An
     out-of-range index is always an error. The module docstring lists every case.
 
     >>> text = "Put <img>0</img> on <img>a</img>, lit like <IMG>1</IMG>"
@@ -257,7 +267,7 @@ def bind_images(prompt: str, images: Mapping[str, _T]) -> tuple[str, list[_T]]:
     position, for an unknown name (the known ones are listed), a lone ``{`` or ``}``, a
     positional ``{}`` or ``{0}``, a field that is not a name, any ``<img>``/``<ref>`` tag in the
     prompt (numbers and names mixed are ambiguous), an empty prompt, or a mapping that is
-    empty, holds more than 4 images or has keys that are not names.
+    empty, holds more than MAX_IMAGES images or has keys that are not names.
 
     >>> prompt, images = bind_images(
     ...     "Put {cat} on {sofa}; light {{soft}} like {cat}",
@@ -467,7 +477,10 @@ def _problem(text: str, tag: _Tag, count: int | None) -> TagProblem | None:
 
 def _index_range(count: int | None) -> str:
     if count is None:
-        return f"a request carries at most {MAX_IMAGES} images, so indices run from 0 to 3"
+        return (
+            f"a request carries at most {MAX_IMAGES} images, so indices run from 0 to "
+            f"{MAX_IMAGES - 1}"
+        )
     if count == 1:
         return "1 image given, so the only index is 0"
     return f"{count} images given, so indices run from 0 to {count - 1}"
@@ -505,13 +518,26 @@ def _image_names(images: object) -> list[str]:
         raise ValidationError(
             f"images: expected a mapping from names to images, got {type(images).__name__}"
         )
-    if not 1 <= len(images) <= MAX_IMAGES:
-        raise ValidationError(f"images: give between 1 and {MAX_IMAGES} images, got {len(images)}")
+    check_image_count(len(images))
     names = list(images)
     for name in names:
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ValidationError(f"images: {name!r} is not a usable name; {_NAME_RULE}")
     return names
+
+
+def check_image_count(count: int) -> None:
+    """Raise ``ValidationError`` unless a request may carry ``count`` images (the spec's limits).
+
+    >>> check_image_count(0)
+    Traceback (most recent call last):
+      ...
+    reve_remix._exceptions.ValidationError: images: give between 1 and 4 images, got 0
+    """
+    if not MIN_IMAGES <= count <= MAX_IMAGES:
+        raise ValidationError(
+            f"images: give between {MIN_IMAGES} and {MAX_IMAGES} images, got {count}"
+        )
 
 
 def _new_indices(order: object) -> dict[int, int]:

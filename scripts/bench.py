@@ -51,7 +51,7 @@ from reve_remix_api.models import OutputFormat, RemixRequest
 
 from reve_remix import AsyncReveRemix, RemixResult, ReveRemix
 from reve_remix._client import DEFAULT_MODEL, USER_AGENT
-from reve_remix._images import max_image_bytes
+from reve_remix._spec import spec
 from reve_remix.testing import MockServer
 
 API_KEY = "sk-bench-not-a-real-key"
@@ -332,7 +332,7 @@ def peak_extra_bytes(action: Callable[[], object]) -> int:
 
 
 def bench_upload_memory(folder: Path) -> list[Figure]:
-    size = max_image_bytes() - 1  # the largest image the API accepts
+    size = spec().max_image_bytes - 1  # the largest image the API accepts
     log(f"memory: a remix with four {size:,}-byte local images")
     paths = []
     for n in range(4):

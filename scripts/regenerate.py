@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
 """Regenerate ``generated/reve_remix_api`` from the vendor's OpenAPI spec.
 
-    python scripts/regenerate.py          # rewrite generated/ and openapi/corrected.openapi.json
-    python scripts/regenerate.py --check  # exit 1, with a diff, if either is stale or hand-edited
+    python scripts/regenerate.py                  # rewrite generated/ and the corrected spec
+    python scripts/regenerate.py --check          # exit 1, with a diff, if stale or hand-edited
+    python scripts/regenerate.py --from NEW_SPEC  # take a new spec (file/URL), report, regenerate
 
-Pipeline: ``openapi/vendor.openapi.json`` (byte-for-byte as published) → the RFC 6902 JSON
-Patch ``openapi/corrections.json`` → ``openapi/corrected.openapi.json`` (committed, so a vendor
-change is a readable diff) → openapi-python-client, at the exact version pinned in
-pyproject.toml's ``dev`` extra, configured by ``openapi/generator-config.yaml`` and formatted by
-the pinned ruff → a temporary folder, which then replaces ``generated/reve_remix_api`` whole
-(the generator's own ``--overwrite`` leaves stray files behind). The same inputs always give
-the same bytes.
+Pipeline: ``openapi/vendor.openapi.json`` (byte-for-byte as published; its source URL and hash
+are in ``openapi/vendor.source.json``) → the declared corrections ``openapi/corrections.json``
+(see ``scripts/corrections.py``: they never overwrite the vendor silently) → a check that the
+facade can read every limit and name it needs (``reve_remix/_spec.py``) → the corrected spec,
+key-sorted so that a reordering changes nothing downstream, in ``openapi/corrected.openapi.json``
+(committed, so a vendor change is a readable diff) → openapi-python-client, at the exact version
+pinned in pyproject.toml's ``dev`` extra, configured by ``openapi/generator-config.yaml`` and
+formatted by the pinned ruff → a temporary folder, which then replaces
+``generated/reve_remix_api`` whole (the generator's own ``--overwrite`` leaves stray files
+behind). The same inputs always give the same bytes.
+
+``--from`` prints what changed (``scripts/change_report.py``) and exits 0 (no change), 3
+(additive) or 4 (breaking) once regenerated; any failure exits 1 with one line saying why.
 """
 
 from __future__ import annotations
@@ -26,18 +33,27 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+import urllib.request
 from importlib import metadata
 from pathlib import Path
+from typing import Any
+
+import change_report
+import corrections
+from facade_spec import spec as facade_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENAPI = ROOT / "openapi"
 VENDOR_SPEC = OPENAPI / "vendor.openapi.json"
+VENDOR_SOURCE = OPENAPI / "vendor.source.json"
 CORRECTIONS = OPENAPI / "corrections.json"
 CORRECTED_SPEC = OPENAPI / "corrected.openapi.json"
 GENERATOR_CONFIG = OPENAPI / "generator-config.yaml"
 PACKAGE = "reve_remix_api"
 GENERATED = ROOT / "generated" / PACKAGE
 PINNED_TOOLS = ("openapi-python-client", "ruff")
+# The vendor publishes the spec inside a documentation page, as its one ```json block.
+_JSON_BLOCK = re.compile(rb"^```json\n(.*?\n)```", re.MULTILINE | re.DOTALL)
 
 
 def pinned_versions() -> dict[str, str]:
@@ -66,20 +82,70 @@ def check_tool_versions(pins: dict[str, str]) -> None:
 
 
 def corrected_spec_text() -> str:
-    """Apply the declared corrections to the vendor spec; fail loudly if they no longer fit."""
-    import jsonpatch
-
+    """The vendor spec with the corrections applied, checked readable by the facade, key-sorted."""
     vendor = json.loads(VENDOR_SPEC.read_bytes())
-    patch = jsonpatch.JsonPatch(json.loads(CORRECTIONS.read_bytes()))
     try:
-        corrected = patch.apply(vendor)
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-        sys.exit(
-            f"openapi/corrections.json no longer applies to the vendor spec ({exc}).\n"
-            "The vendor changed something a correction relies on: review the change and update "
-            "the corrections."
-        )
-    return json.dumps(corrected, indent=2, ensure_ascii=False) + "\n"
+        corrected, notes = corrections.apply(vendor, json.loads(CORRECTIONS.read_bytes()))
+    except corrections.CorrectionError as exc:
+        sys.exit(f"openapi/corrections.json: {exc}")
+    for note in notes:
+        print(f"note: openapi/corrections.json: {note}", file=sys.stderr)
+    try:
+        facade_spec.read(corrected)
+    except facade_spec.SpecError as exc:
+        sys.exit(f"reve_remix/_spec.py cannot read the corrected spec: {exc}: adapt it")
+    return json.dumps(corrected, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def vendor_bytes(raw: bytes, source: str) -> bytes:
+    """The spec's bytes: ``raw`` itself if it is JSON, else the ```json block of a docs page."""
+    block = _JSON_BLOCK.search(raw)
+    text = raw if raw.lstrip().startswith(b"{") or block is None else block.group(1)
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        sys.exit(f"{source}: not JSON, nor a page with a ```json block ({exc})")
+    if not isinstance(document, dict) or "openapi" not in document or "paths" not in document:
+        sys.exit(f"{source}: not an OpenAPI document (no 'openapi' and 'paths')")
+    return text
+
+
+def fetch(source: str) -> bytes:
+    """The bytes at ``source``, an http(s) URL or a file path."""
+    if re.match(r"https?://", source):
+        with urllib.request.urlopen(source, timeout=60) as response:  # noqa: S310 - http(s) only
+            return bytes(response.read())
+    return Path(source).read_bytes()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def recorded_source() -> dict[str, Any]:
+    """``openapi/vendor.source.json``: where the vendor publishes the spec, and its hash."""
+    source: dict[str, Any] = json.loads(VENDOR_SOURCE.read_bytes())
+    return source
+
+
+def take_new_spec(source: str) -> change_report.Report | None:
+    """Replace the vendor spec with the one at ``source``, printing the change report.
+
+    Returns ``None`` when the new spec is byte-identical (nothing to do).
+    """
+    new = vendor_bytes(fetch(source), source)
+    old = VENDOR_SPEC.read_bytes()
+    if new == old:
+        print("No change: the vendor spec is byte-identical to openapi/vendor.openapi.json.")
+        return None
+    locator = json.loads(CORRECTIONS.read_bytes())["operation"]
+    report = change_report.compare(json.loads(old), json.loads(new), locator)
+    sys.stdout.write(report.text())
+    sys.stdout.flush()
+    VENDOR_SPEC.write_bytes(new)
+    record = {**recorded_source(), "sha256": hashlib.sha256(new).hexdigest()}
+    VENDOR_SOURCE.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return report
 
 
 def provenance_module(spec_text: str, pins: dict[str, str]) -> str:
@@ -152,38 +218,62 @@ def diff(expected: dict[str, bytes], actual: dict[str, bytes], label: str) -> li
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
         "--check", action="store_true", help="fail with a diff if generated/ is stale"
+    )
+    mode.add_argument(
+        "--from",
+        dest="source",
+        metavar="NEW_SPEC",
+        help="take this vendor spec (a file or an http(s) URL), report the changes, regenerate",
     )
     args = parser.parse_args()
 
     pins = pinned_versions()
     check_tool_versions(pins)
+    report = None
+    if args.check and recorded_source().get("sha256") != sha256(VENDOR_SPEC):
+        print(f"openapi/vendor.source.json does not record sha256 {sha256(VENDOR_SPEC)}")
+        print("\ngenerated/ is stale or was edited by hand: run scripts/regenerate.py")
+        return 1
+    if args.source:
+        report = take_new_spec(args.source)
+        if report is None:
+            return 0
     spec_text = corrected_spec_text()
     with tempfile.TemporaryDirectory(prefix="reve-remix-regen-") as tmp:
         fresh = generate(spec_text, pins, Path(tmp))
         if args.check:
-            stale = diff(tree(fresh), tree(GENERATED), "generated/" + PACKAGE)
-            committed_spec = CORRECTED_SPEC.read_text("utf-8") if CORRECTED_SPEC.exists() else ""
-            stale += difflib.unified_diff(
-                committed_spec.splitlines(keepends=True),
-                spec_text.splitlines(keepends=True),
-                fromfile="openapi/corrected.openapi.json",
-                tofile="openapi/corrected.openapi.json (regenerated)",
-            )
-            if stale:
-                sys.stdout.writelines(stale)
-                print("\ngenerated/ is stale or was edited by hand: run scripts/regenerate.py")
-                return 1
-            print("generated/ is up to date with openapi/")
-            return 0
+            return check(fresh, spec_text)
         staging = GENERATED.with_name(PACKAGE + ".new")
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(fresh, staging)
     shutil.rmtree(GENERATED, ignore_errors=True)
     staging.rename(GENERATED)
     CORRECTED_SPEC.write_text(spec_text, encoding="utf-8")
-    print(f"regenerated {GENERATED.relative_to(ROOT)} and {CORRECTED_SPEC.relative_to(ROOT)}")
+    print(
+        f"regenerated {GENERATED.relative_to(ROOT)} and {CORRECTED_SPEC.relative_to(ROOT)}",
+        file=sys.stderr,
+    )
+    return report.exit_code if report else 0
+
+
+def check(fresh: Path, spec_text: str) -> int:
+    """0 if ``generated/`` and the corrected spec match a fresh run, else 1 with a diff."""
+    stale = diff(tree(fresh), tree(GENERATED), "generated/" + PACKAGE)
+    committed_spec = CORRECTED_SPEC.read_text("utf-8") if CORRECTED_SPEC.exists() else ""
+    stale += difflib.unified_diff(
+        committed_spec.splitlines(keepends=True),
+        spec_text.splitlines(keepends=True),
+        fromfile="openapi/corrected.openapi.json",
+        tofile="openapi/corrected.openapi.json (regenerated)",
+    )
+    if stale:
+        sys.stdout.writelines(stale)
+        print("\ngenerated/ is stale or was edited by hand: run scripts/regenerate.py")
+        return 1
+    print("generated/ is up to date with openapi/")
     return 0
 
 

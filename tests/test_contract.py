@@ -24,8 +24,8 @@ from hypothesis_jsonschema import from_schema
 from reve_remix import APIResponseValidationError, ReveRemix
 from reve_remix._client import DEFAULT_BASE_URL, DEFAULT_MODEL
 from reve_remix._download import Downloader
-from reve_remix._request import aspect_ratios, output_formats
 from reve_remix._results import parse_response
+from reve_remix._spec import spec
 
 from .conftest import API_KEY
 
@@ -47,7 +47,7 @@ def client(reve_remix_mock):
 def matrix():
     image_sets = [["https://example.com/a.png"] * count for count in range(1, 5)]
     yield from itertools.product(
-        (None, *aspect_ratios()), output_formats(), image_sets, (False, True)
+        (None, *spec().aspect_ratios), spec().output_formats, image_sets, (False, True)
     )
 
 
@@ -98,12 +98,12 @@ def test_aspect_ratios_are_exactly_the_vendor_prose_list():
     description = REQUEST_SCHEMA["properties"]["aspect_ratio"]["description"]
     prose = re.findall(r"`([^`]+)`", description.split("Possible enum values:")[1])
     vendor_values = {value.strip(" ,") for value in prose}
-    assert set(aspect_ratios()) == vendor_values
-    assert len(aspect_ratios()) == 7
+    assert set(spec().aspect_ratios) == vendor_values
+    assert len(spec().aspect_ratios) == 7
 
 
 def test_output_formats_are_exactly_the_vendor_enum():
-    assert set(output_formats()) == set(REQUEST_SCHEMA["properties"]["output_format"]["enum"])
+    assert set(spec().output_formats) == set(REQUEST_SCHEMA["properties"]["output_format"]["enum"])
 
 
 @pytest.mark.parametrize("bad", ["21:9", "16/9", "", "1:1 ", 1.5])

@@ -40,7 +40,8 @@ from reve_remix import (
     referenced_indices,
     reindex,
 )
-from reve_remix._request import aspect_ratios, encode_body, output_formats
+from reve_remix._request import encode_body
+from reve_remix._spec import spec
 from reve_remix._tags import check_prompt
 from reve_remix.testing._schema import violations
 
@@ -123,8 +124,8 @@ IMAGES = mostly(
     | st.just([])
     | st.dictionaries(st.sampled_from(["", "0", "a b", "{"]) | st.integers(), ITEMS, max_size=5),
 )
-ASPECT = mostly(st.none() | st.sampled_from(aspect_ratios()), st.text(max_size=6) | JUNK)
-FORMATS = mostly(st.sampled_from(output_formats()), st.text(max_size=8) | JUNK)
+ASPECT = mostly(st.none() | st.sampled_from(spec().aspect_ratios), st.text(max_size=6) | JUNK)
+FORMATS = mostly(st.sampled_from(spec().output_formats), st.text(max_size=8) | JUNK)
 MODELS = mostly(st.none() | st.just("reve-remix-image-to-image"), st.text(max_size=8) | JUNK)
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import logging
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote_from_bytes
 
@@ -21,10 +21,10 @@ from reve_remix._images import (
     LocalImage,
     check_uploaded_url,
     data_url,
-    max_image_bytes,
     prepare_image,
     sniff_format,
 )
+from reve_remix._spec import SpecError, size_limit, spec
 
 LIMIT = 1_500_000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -57,13 +57,6 @@ def ftyp(major: bytes, *compatible: bytes) -> bytes:
     size = 16 + 4 * len(compatible)
     box = size.to_bytes(4, "big") + b"ftyp" + major + b"\0\0\0\0" + b"".join(compatible)
     return box + b"\0\0\0\x21meta\0\0\0\0"
-
-
-@pytest.fixture
-def fresh_limit() -> Iterator[None]:
-    max_image_bytes.cache_clear()
-    yield
-    max_image_bytes.cache_clear()
 
 
 # --- sniffing ------------------------------------------------------------------------------------
@@ -394,7 +387,13 @@ def test_a_closed_file_is_rejected(tmp_path: Path) -> None:
 
 
 def test_the_limit_comes_from_the_spec() -> None:
-    assert max_image_bytes() == LIMIT
+    assert spec().max_image_bytes == LIMIT
+
+
+def limit_of(monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
+    """Make ``_images`` see a spec whose size limit is ``limit`` bytes."""
+    changed = dataclasses.replace(spec(), max_image_bytes=limit)
+    monkeypatch.setattr(_images, "spec", lambda: changed)
 
 
 @pytest.mark.parametrize(
@@ -406,20 +405,17 @@ def test_the_limit_comes_from_the_spec() -> None:
     ],
 )
 def test_a_changed_spec_moves_the_limit(
-    monkeypatch: pytest.MonkeyPatch, fresh_limit: None, description: str, limit: int
+    monkeypatch: pytest.MonkeyPatch, description: str, limit: int
 ) -> None:
-    monkeypatch.setattr(_images, "_image_urls_description", lambda: description)
-    assert max_image_bytes() == limit
+    assert size_limit(description) == limit
+    limit_of(monkeypatch, limit)
     with pytest.raises(ValidationError, match="too large"):
         prepare_image(PNG_SIGNATURE.ljust(limit, b"\0"), "image 0")
 
 
-def test_an_unparseable_spec_fails_loudly(
-    monkeypatch: pytest.MonkeyPatch, fresh_limit: None
-) -> None:
-    monkeypatch.setattr(_images, "_image_urls_description", lambda: "Images should be small.")
-    with pytest.raises(RuntimeError, match=r"description: 'Images should be small\.'$"):
-        max_image_bytes()
+def test_an_unparseable_spec_fails_loudly() -> None:
+    with pytest.raises(SpecError, match=r"in 'Images should be small\.'$"):
+        size_limit("Images should be small.")
 
 
 def test_the_limit_is_exclusive() -> None:
@@ -565,7 +561,7 @@ def test_fit_reencodes_an_oversize_image_under_the_limit(
 def test_fit_downscales_when_reencoding_is_not_enough(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(_images, "max_image_bytes", lambda: 40_000)
+    limit_of(monkeypatch, 40_000)
     with caplog.at_level(logging.INFO, logger="reve_remix"):
         image = prepare_image(encode(noise_image(300), "PNG"), "image 0", fit=True)
     assert isinstance(image, LocalImage)
@@ -576,7 +572,7 @@ def test_fit_downscales_when_reencoding_is_not_enough(
 
 
 def test_fit_gives_up_loudly_when_nothing_fits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_images, "max_image_bytes", lambda: 10)
+    limit_of(monkeypatch, 10)
     with pytest.raises(ValidationError, match=r"^image 0: fit=True could not bring .* under 10 b"):
         prepare_image(small("GIF"), "image 0", fit=True)
 

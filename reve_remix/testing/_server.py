@@ -1,9 +1,10 @@
 """``MockServer``: an offline Reve Remix API on 127.0.0.1 for tests, like stripe-mock for Stripe.
 
-It answers ``POST /v1/images/edits`` the way the real API does as far as the spec says: it checks
-the API key, validates the body against the spec's ``RemixRequest`` schema (422 naming every
-violation), and returns a spec-valid ``RemixResponse`` whose image is a small deterministic PNG.
-Tests script failures with :class:`Fault` and assert on what was sent with ``server.requests``.
+It answers the spec's remix operation (method and path as ``reve_remix._spec`` reads them) the
+way the real API does as far as the spec says: it checks the API key, validates the body
+against the spec's ``RemixRequest`` schema (422 naming every violation), and returns a
+spec-valid ``RemixResponse`` whose image is a small deterministic PNG. Tests script failures
+with :class:`Fault` and assert on what was sent with ``server.requests``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from reve_remix._exceptions import ValidationError
+from reve_remix._spec import spec
 from reve_remix.testing._data_url import decode_data_url
 from reve_remix.testing._png import gradient_png
 from reve_remix.testing._schema import violations
@@ -42,7 +44,6 @@ __all__ = ["Fault", "MockServer", "RecordedRequest"]
 
 _log = logging.getLogger("reve_remix.testing")
 
-_EDITS_PATH = "/v1/images/edits"
 _FILES_PATH = "/files/"
 _SHORT_SIDE = 96  # pixels; images are tiny so tests stay fast
 _IMG_TAG = re.compile(r"<img>\s*(\d+)\s*</img>")
@@ -59,7 +60,7 @@ _JOIN_TIMEOUT = 2.0  # seconds stop() gives each connection thread after hanging
 
 @dataclass(frozen=True)
 class Fault:
-    """A scripted answer for one upcoming ``POST /v1/images/edits``; see ``MockServer.enqueue``.
+    """A scripted answer for one upcoming remix request; see ``MockServer.enqueue``.
 
     With no ``status`` and no ``body`` the request gets its normal answer, so ``delay``, extra
     ``headers`` and ``truncate`` can also be applied to a success. A ``body`` without a ``status``
@@ -103,7 +104,7 @@ class RecordedRequest:
     Example::
 
         sent = server.requests[-1]
-        assert sent.method == "POST" and sent.path == "/v1/images/edits"
+        assert sent.method == "POST" and sent.path == spec().path
         assert sent.headers["authorization"] == "Bearer sk-test"  # case-insensitive lookup
         assert sent.json["prompt"] == "a cat"
     """
@@ -124,8 +125,9 @@ class RecordedRequest:
 
     @property
     def is_remix(self) -> bool:
-        """Whether this is a generation (``POST /v1/images/edits``), not a download or a stray."""
-        return self.method == "POST" and urlsplit(self.path).path == _EDITS_PATH
+        """Whether this is a generation (the spec's remix operation), not a download or a stray."""
+        operation = spec()
+        return self.method == operation.method and urlsplit(self.path).path == operation.path
 
     @property
     def prompt(self) -> str | None:
@@ -190,7 +192,7 @@ class MockServer:
         with MockServer() as server:
             client = httpx.Client(base_url=server.base_url, headers={"Authorization": "Bearer k"})
             body = {"model": "reve-remix", "prompt": "<img>0</img> in snow", "image_urls": ["x"]}
-            answer = client.post("/v1/images/edits", json=body).json()
+            answer = client.post(spec().path, json=body).json()
             png = client.get(answer["data"][0]["url"]).content
             assert server.requests[0].json == body
     """
@@ -302,7 +304,7 @@ class MockServer:
             return self._connections
 
     def enqueue(self, *faults: Fault) -> None:
-        """Script the answers to the next ``POST /v1/images/edits`` requests, one fault each, in
+        """Script the answers to the next remix requests (to ``spec().path``), one fault each, in
         order; once the queue is empty, requests are answered normally again.
 
         Example::
@@ -362,9 +364,10 @@ class MockServer:
     def _answer(self, request: RecordedRequest, base_url: str) -> _Response:
         """The normal answer to ``request``: routing, then the endpoint."""
         path = urlsplit(request.path).path
-        if path == _EDITS_PATH:
-            if request.method != "POST":
-                return _not_allowed("POST")
+        operation = spec()
+        if path == operation.path:
+            if request.method != operation.method:
+                return _not_allowed(operation.method)
             return self._edit(request, base_url)
         if path.startswith(_FILES_PATH):
             if request.method != "GET":

@@ -15,22 +15,26 @@ T = TypeVar("T", bound="ErrorDetail")
 class ErrorDetail:
     """
     Attributes:
-        message (str | Unset):
-        type_ (str | Unset):
-        param (None | str | Unset):
         code (int | None | str | Unset):
+        message (str | Unset):
+        param (None | str | Unset):
+        type_ (str | Unset):
     """
 
-    message: str | Unset = UNSET
-    type_: str | Unset = UNSET
-    param: None | str | Unset = UNSET
     code: int | None | str | Unset = UNSET
+    message: str | Unset = UNSET
+    param: None | str | Unset = UNSET
+    type_: str | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        message = self.message
+        code: int | None | str | Unset
+        if isinstance(self.code, Unset):
+            code = UNSET
+        else:
+            code = self.code
 
-        type_ = self.type_
+        message = self.message
 
         param: None | str | Unset
         if isinstance(self.param, Unset):
@@ -38,41 +42,25 @@ class ErrorDetail:
         else:
             param = self.param
 
-        code: int | None | str | Unset
-        if isinstance(self.code, Unset):
-            code = UNSET
-        else:
-            code = self.code
+        type_ = self.type_
 
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update({})
-        if message is not UNSET:
-            field_dict["message"] = message
-        if type_ is not UNSET:
-            field_dict["type"] = type_
-        if param is not UNSET:
-            field_dict["param"] = param
         if code is not UNSET:
             field_dict["code"] = code
+        if message is not UNSET:
+            field_dict["message"] = message
+        if param is not UNSET:
+            field_dict["param"] = param
+        if type_ is not UNSET:
+            field_dict["type"] = type_
 
         return field_dict
 
     @classmethod
     def from_dict(cls, src_dict: Mapping[str, Any]) -> Self:
         d = dict(src_dict)
-        message = d.pop("message", UNSET)
-
-        type_ = d.pop("type", UNSET)
-
-        def _parse_param(data: object) -> None | str | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            return cast(None | str | Unset, data)
-
-        param = _parse_param(d.pop("param", UNSET))
 
         def _parse_code(data: object) -> int | None | str | Unset:
             if data is None:
@@ -83,11 +71,24 @@ class ErrorDetail:
 
         code = _parse_code(d.pop("code", UNSET))
 
+        message = d.pop("message", UNSET)
+
+        def _parse_param(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        param = _parse_param(d.pop("param", UNSET))
+
+        type_ = d.pop("type", UNSET)
+
         error_detail = cls(
-            message=message,
-            type_=type_,
-            param=param,
             code=code,
+            message=message,
+            param=param,
+            type_=type_,
         )
 
         error_detail.additional_properties = d

@@ -15,48 +15,48 @@ T = TypeVar("T", bound="RemixImage")
 class RemixImage:
     """
     Attributes:
-        url (str | Unset):
         b64_json (str | Unset):
         revised_prompt (str | Unset):
+        url (str | Unset):
     """
 
-    url: str | Unset = UNSET
     b64_json: str | Unset = UNSET
     revised_prompt: str | Unset = UNSET
+    url: str | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        url = self.url
-
         b64_json = self.b64_json
 
         revised_prompt = self.revised_prompt
 
+        url = self.url
+
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update({})
-        if url is not UNSET:
-            field_dict["url"] = url
         if b64_json is not UNSET:
             field_dict["b64_json"] = b64_json
         if revised_prompt is not UNSET:
             field_dict["revised_prompt"] = revised_prompt
+        if url is not UNSET:
+            field_dict["url"] = url
 
         return field_dict
 
     @classmethod
     def from_dict(cls, src_dict: Mapping[str, Any]) -> Self:
         d = dict(src_dict)
-        url = d.pop("url", UNSET)
-
         b64_json = d.pop("b64_json", UNSET)
 
         revised_prompt = d.pop("revised_prompt", UNSET)
 
+        url = d.pop("url", UNSET)
+
         remix_image = cls(
-            url=url,
             b64_json=b64_json,
             revised_prompt=revised_prompt,
+            url=url,
         )
 
         remix_image.additional_properties = d

@@ -18,42 +18,42 @@ T = TypeVar("T", bound="RemixRequest")
 class RemixRequest:
     """
     Attributes:
+        image_urls (list[str]): List of URLs of reference images. Must provide between 1 and 4 images (inclusive). Each
+            image must be less than 1.5 MB. Supports PNG, JPEG, WebP, AVIF, and HEIF formats.
         model (str): model is the model name
         prompt (str): The text description of the desired image. May include XML img tags like <img>0</img> to refer to
             specific images by their index in the image_urls list.
-        image_urls (list[str]): List of URLs of reference images. Must provide between 1 and 4 images (inclusive). Each
-            image must be less than 1.5 MB. Supports PNG, JPEG, WebP, AVIF, and HEIF formats.
-        n (RemixRequestN | Unset): n  is the number of images to generate, default value is `1`. Default:
-            RemixRequestN.VALUE_1.
         aspect_ratio (AspectRatio | Unset): The desired aspect ratio of the generated image. If not provided, will be
             smartly chosen by the model.
 
             Possible enum values: `16:9`, `9:16`, `3:2`, `2:3`, `4:3`, `3:4,` `1:1`
+        n (RemixRequestN | Unset): n  is the number of images to generate, default value is `1`. Default:
+            RemixRequestN.VALUE_1.
         output_format (OutputFormat | Unset): output_format indicate the output format, default value is `url`.
     """
 
+    image_urls: list[str]
     model: str
     prompt: str
-    image_urls: list[str]
-    n: RemixRequestN | Unset = RemixRequestN.VALUE_1
     aspect_ratio: AspectRatio | Unset = UNSET
+    n: RemixRequestN | Unset = RemixRequestN.VALUE_1
     output_format: OutputFormat | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        image_urls = self.image_urls
+
         model = self.model
 
         prompt = self.prompt
 
-        image_urls = self.image_urls
+        aspect_ratio: str | Unset = UNSET
+        if not isinstance(self.aspect_ratio, Unset):
+            aspect_ratio = self.aspect_ratio.value
 
         n: int | Unset = UNSET
         if not isinstance(self.n, Unset):
             n = self.n.value
-
-        aspect_ratio: str | Unset = UNSET
-        if not isinstance(self.aspect_ratio, Unset):
-            aspect_ratio = self.aspect_ratio.value
 
         output_format: str | Unset = UNSET
         if not isinstance(self.output_format, Unset):
@@ -63,15 +63,15 @@ class RemixRequest:
         field_dict.update(self.additional_properties)
         field_dict.update(
             {
+                "image_urls": image_urls,
                 "model": model,
                 "prompt": prompt,
-                "image_urls": image_urls,
             }
         )
-        if n is not UNSET:
-            field_dict["n"] = n
         if aspect_ratio is not UNSET:
             field_dict["aspect_ratio"] = aspect_ratio
+        if n is not UNSET:
+            field_dict["n"] = n
         if output_format is not UNSET:
             field_dict["output_format"] = output_format
 
@@ -80,18 +80,11 @@ class RemixRequest:
     @classmethod
     def from_dict(cls, src_dict: Mapping[str, Any]) -> Self:
         d = dict(src_dict)
+        image_urls = cast(list[str], d.pop("image_urls"))
+
         model = d.pop("model")
 
         prompt = d.pop("prompt")
-
-        image_urls = cast(list[str], d.pop("image_urls"))
-
-        _n = d.pop("n", UNSET)
-        n: RemixRequestN | Unset
-        if isinstance(_n, Unset):
-            n = UNSET
-        else:
-            n = RemixRequestN(_n)
 
         _aspect_ratio = d.pop("aspect_ratio", UNSET)
         aspect_ratio: AspectRatio | Unset
@@ -99,6 +92,13 @@ class RemixRequest:
             aspect_ratio = UNSET
         else:
             aspect_ratio = AspectRatio(_aspect_ratio)
+
+        _n = d.pop("n", UNSET)
+        n: RemixRequestN | Unset
+        if isinstance(_n, Unset):
+            n = UNSET
+        else:
+            n = RemixRequestN(_n)
 
         _output_format = d.pop("output_format", UNSET)
         output_format: OutputFormat | Unset
@@ -108,11 +108,11 @@ class RemixRequest:
             output_format = OutputFormat(_output_format)
 
         remix_request = cls(
+            image_urls=image_urls,
             model=model,
             prompt=prompt,
-            image_urls=image_urls,
-            n=n,
             aspect_ratio=aspect_ratio,
+            n=n,
             output_format=output_format,
         )
 

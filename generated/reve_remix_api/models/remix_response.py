@@ -17,28 +17,28 @@ T = TypeVar("T", bound="RemixResponse")
 class RemixResponse:
     """
     Attributes:
-        data (list[RemixImage]):
         created (int):
+        data (list[RemixImage]):
     """
 
-    data: list[RemixImage]
     created: int
+    data: list[RemixImage]
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        created = self.created
+
         data = []
         for data_item_data in self.data:
             data_item = data_item_data.to_dict()
             data.append(data_item)
 
-        created = self.created
-
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update(
             {
-                "data": data,
                 "created": created,
+                "data": data,
             }
         )
 
@@ -49,6 +49,8 @@ class RemixResponse:
         from ..models.remix_image import RemixImage
 
         d = dict(src_dict)
+        created = d.pop("created")
+
         data = []
         _data = d.pop("data")
         for data_item_data in _data:
@@ -56,11 +58,9 @@ class RemixResponse:
 
             data.append(data_item)
 
-        created = d.pop("created")
-
         remix_response = cls(
-            data=data,
             created=created,
+            data=data,
         )
 
         remix_response.additional_properties = d

@@ -1,0 +1,276 @@
+"""Every limit and name the SDK takes from the API spec, read in one place.
+
+The generated package ships the corrected spec it was generated from
+(``reve_remix_api/openapi.json``). :func:`spec` reads it once into a :class:`Spec`: the
+operation's method and path, how many images a request carries, the per-image size limit and
+formats (stated only in prose), the aspect ratios and output formats, and the request's property
+schemas. The facade, the CLI and ``MockServer`` read these values here and nowhere else, so a
+regenerated spec moves them all.
+
+``scripts/regenerate.py`` runs :func:`read` on every new spec before generating: a spec this
+module cannot read stops the regeneration naming what is missing, rather than a user's first
+call. For that reason this module imports nothing from the rest of the package.
+
+Example::
+
+    >>> spec().method, spec().path.endswith("/images/edits")
+    ('POST', True)
+    >>> spec().min_images, spec().max_images
+    (1, 4)
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+REQUEST = "RemixRequest"
+IMAGES_FIELD = "image_urls"
+"""The request property that carries the images (``remix(images=...)``)."""
+ARGUMENT_FIELDS = {
+    "model": "model",
+    "prompt": "prompt",
+    IMAGES_FIELD: "images",
+    "aspect_ratio": "aspect_ratio",
+    "output_format": "output_format",
+}
+"""Request properties that ``remix`` sets from its own arguments, by the argument's name."""
+
+_SIZE_LIMIT = re.compile(r"less than\s+(\d+(?:\.\d+)?)\s*([KMG]i?B)\b", re.IGNORECASE)
+_UNITS = {"kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+_FORMATS = re.compile(r"Supports\s+(.+?)\s+formats", re.IGNORECASE)
+_LIST_SEPARATOR = re.compile(r",\s*(?:and\s+|or\s+)?|\s+(?:and|or)\s+")
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list, tuple),
+    "object": (Mapping,),
+    "null": (type(None),),
+}
+
+
+class SpecError(Exception):
+    """The spec lacks something the SDK reads from it (raised by :func:`read`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """What the SDK reads from the spec; see the module docstring.
+
+    ``image_formats`` are lower-case names as the prose lists them (``"png"``, ``"jpeg"``, …);
+    ``max_image_bytes`` is an exclusive bound ("less than 1.5 MB": 1,499,999 bytes pass), MB
+    read as 10**6 bytes, the stricter reading next to 2**20.
+    """
+
+    method: str
+    path: str
+    min_images: int
+    max_images: int
+    max_image_bytes: int
+    image_formats: tuple[str, ...]
+    aspect_ratios: tuple[str, ...]
+    output_formats: tuple[str, ...]
+    request_properties: Mapping[str, Mapping[str, Any]] = field(repr=False)
+    """Every property schema of the request body, ``$ref`` resolved, by name."""
+
+    def images_text(self) -> str:
+        """How many images a request takes, for help texts and errors: ``"1 to 4"``."""
+        return f"{self.min_images} to {self.max_images}"
+
+
+@functools.cache
+def spec() -> Spec:
+    """The :class:`Spec` of the shipped ``reve_remix_api/openapi.json``, read once.
+
+    The file is found without importing ``reve_remix_api``, whose import is a fifth of the SDK's.
+    """
+    found = importlib.util.find_spec("reve_remix_api")
+    if found is None or not found.submodule_search_locations:
+        raise SpecError("the generated package reve_remix_api is not installed")
+    path = Path(next(iter(found.submodule_search_locations))) / "openapi.json"
+    return read(json.loads(path.read_text(encoding="utf-8")))
+
+
+def read(document: Mapping[str, Any]) -> Spec:
+    """Read a corrected spec document; raise ``SpecError`` naming the first thing missing.
+
+    Example::
+
+        read(json.loads(Path("openapi/corrected.openapi.json").read_text())).max_images  # 4
+    """
+    method, path, operation = _operation(document)
+    request = _resolve(document, _json_schema(operation.get("requestBody"), "the request body"))
+    properties = {
+        name: _resolve(document, schema)
+        for name, schema in _get(request, "properties", REQUEST).items()
+    }
+    missing = [name for name in ARGUMENT_FIELDS if name not in properties]
+    if missing:
+        raise SpecError(
+            f"{REQUEST} has no {', '.join(missing)} (set from remix's arguments); "
+            f"it has {', '.join(properties)}"
+        )
+    images = properties[IMAGES_FIELD]
+    where = f"{REQUEST}.{IMAGES_FIELD}"
+    description = _get(images, "description", where, str)
+    return Spec(
+        method=method.upper(),
+        path=path,
+        min_images=_get(images, "minItems", where, int),
+        max_images=_get(images, "maxItems", where, int),
+        max_image_bytes=size_limit(description, where),
+        image_formats=formats(description, where),
+        aspect_ratios=_enum(properties["aspect_ratio"], f"{REQUEST}.aspect_ratio"),
+        output_formats=_enum(properties["output_format"], f"{REQUEST}.output_format"),
+        request_properties=properties,
+    )
+
+
+def size_limit(description: str, where: str = "the description") -> int:
+    """The byte limit stated in prose as "less than <n> <unit>".
+
+    Example::
+
+        >>> size_limit("Each image must be less than 1.5 MB.")
+        1500000
+    """
+    match = _SIZE_LIMIT.search(description)
+    if match is None:
+        raise SpecError(f"{where}: no size limit ('less than <n> MB') in {description!r}")
+    number, unit = match.groups()
+    return int(Decimal(number) * _UNITS[unit.lower()])
+
+
+def formats(description: str, where: str = "the description") -> tuple[str, ...]:
+    """The image formats stated in prose as "Supports A, B, and C formats", lower case.
+
+    Example::
+
+        >>> formats("Supports PNG, JPEG, WebP, AVIF, and HEIF formats.")
+        ('png', 'jpeg', 'webp', 'avif', 'heif')
+    """
+    match = _FORMATS.search(description)
+    if match is None:
+        raise SpecError(f"{where}: no formats ('Supports A, B and C formats') in {description!r}")
+    return tuple(name.lower() for name in _LIST_SEPARATOR.split(match.group(1)) if name)
+
+
+def problem(value: object, schema: Mapping[str, Any]) -> str | None:
+    """What is wrong with ``value`` under a property ``schema``, or ``None`` if nothing is.
+
+    Checks the keywords this spec uses (``type``, ``enum``, ``const``, number and length
+    bounds, ``items``, ``properties`` and ``required``); the server has the last word on others.
+
+    Example::
+
+        >>> problem(2, spec().request_properties["n"])
+        'must be one of [1], got 2'
+    """
+    types = schema.get("type")
+    if types is not None:
+        names = [types] if isinstance(types, str) else list(types)
+        if not any(_is_type(value, name) for name in names):
+            return f"must be of type {' or '.join(names)}, got {type(value).__name__}"
+    if "enum" in schema and value not in schema["enum"]:
+        return f"must be one of {schema['enum']}, got {value!r}"
+    if "const" in schema and value != schema["const"]:
+        return f"must be {schema['const']!r}, got {value!r}"
+    return _bounds_problem(value, schema)
+
+
+def _bounds_problem(value: object, schema: Mapping[str, Any]) -> str | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            return f"must be >= {schema['minimum']}, got {value}"
+        if "maximum" in schema and value > schema["maximum"]:
+            return f"must be <= {schema['maximum']}, got {value}"
+    if isinstance(value, str | list | tuple):
+        kind = "Length" if isinstance(value, str) else "Items"
+        if len(value) < schema.get(f"min{kind}", 0):
+            return f"must have at least {schema[f'min{kind}']} {kind.lower()}, got {len(value)}"
+        if f"max{kind}" in schema and len(value) > schema[f"max{kind}"]:
+            return f"must have at most {schema[f'max{kind}']} {kind.lower()}, got {len(value)}"
+    if isinstance(value, list | tuple) and isinstance(schema.get("items"), Mapping):
+        for index, item in enumerate(value):
+            found = problem(item, schema["items"])
+            if found:
+                return f"[{index}] {found}"
+    if isinstance(value, Mapping):
+        for name in schema.get("required", ()):
+            if name not in value:
+                return f"needs {name!r}"
+        for name, sub in schema.get("properties", {}).items():
+            found = problem(value[name], sub) if name in value else None
+            if found:
+                return f".{name} {found}"
+    return None
+
+
+def _is_type(value: object, name: str) -> bool:
+    if isinstance(value, bool) and name in ("integer", "number"):
+        return False
+    if name == "integer" and isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, _JSON_TYPES.get(name, object))
+
+
+def _operation(document: Mapping[str, Any]) -> tuple[str, str, Mapping[str, Any]]:
+    """The one operation whose JSON request body is the ``RemixRequest`` schema."""
+    wanted = f"#/components/schemas/{REQUEST}"
+    found = [
+        (method, path, operation)
+        for path, item in _get(document, "paths", "the spec").items()
+        for method, operation in item.items()
+        if isinstance(operation, Mapping)
+        and _json_schema(operation.get("requestBody"), "", required=False).get("$ref") == wanted
+    ]
+    if len(found) != 1:
+        raise SpecError(
+            f"expected one operation whose request body is {wanted}, found {len(found)}"
+        )
+    return found[0]
+
+
+def _json_schema(body: object, where: str, *, required: bool = True) -> Mapping[str, Any]:
+    """The ``application/json`` schema of a request body or response, ``{}`` if it has none."""
+    content = body.get("content") if isinstance(body, Mapping) else None
+    media = content.get("application/json") if isinstance(content, Mapping) else None
+    schema = media.get("schema") if isinstance(media, Mapping) else None
+    if isinstance(schema, Mapping):
+        return schema
+    if required:
+        raise SpecError(f"{where} has no application/json schema")
+    return {}
+
+
+def _resolve(document: Mapping[str, Any], schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``schema``, following a local ``$ref`` (``#/components/schemas/X``) if it is one."""
+    ref = schema.get("$ref")
+    if not isinstance(ref, str):
+        return schema
+    target: Any = document
+    for part in ref.removeprefix("#/").split("/"):
+        if not isinstance(target, Mapping) or part not in target:
+            raise SpecError(f"{ref} points nowhere")
+        target = target[part]
+    return _resolve(document, target)
+
+
+def _enum(schema: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    return tuple(str(value) for value in _get(schema, "enum", where, list))
+
+
+def _get(node: Mapping[str, Any], key: str, where: str, kind: type = Mapping) -> Any:  # noqa: ANN401
+    value = node.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise SpecError(f"{where}: no {key} ({kind.__name__}) in the spec")
+    return value

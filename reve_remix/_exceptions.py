@@ -45,8 +45,8 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
-    "ImageNotSavedError",
     "ContentPolicyError",
+    "ImageNotSavedError",
     "InternalServerError",
     "NotFoundError",
     "PayloadTooLargeError",
@@ -142,9 +142,7 @@ class ImageNotSavedError(APIError):
             print("fetch it yourself:", exc.url, exc.request_id, exc.cause)
     """
 
-    def __init__(
-        self, cause: BaseException, *, request_id: str | None, url: str | None
-    ) -> None:
+    def __init__(self, cause: BaseException, *, request_id: str | None, url: str | None) -> None:
         super().__init__(
             not_saved_message(request_id, url, cause),
             request=getattr(cause, "request", None),

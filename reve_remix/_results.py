@@ -262,6 +262,25 @@ def parse_response(response: httpx.Response, downloader: Downloader) -> RemixRes
     )
 
 
+def paid_image(
+    downloader: Downloader, url: str, request_id: str | None, revised_prompt: str | None = None
+) -> RemixImage:
+    """The image of an earlier 2xx, from what was recorded of it, to download again.
+
+    Example::
+
+        image = paid_image(Downloader(httpx.Client()), record.url, record.request_id)
+        image.save("cat.png")
+    """
+    from reve_remix_api.models import RemixImage as GeneratedImage
+    from reve_remix_api.types import UNSET
+
+    raw = GeneratedImage(
+        url=url, revised_prompt=UNSET if revised_prompt is None else revised_prompt
+    )
+    return RemixImage(raw, request_id, downloader)
+
+
 def _typed_fields(item: Mapping[str, Any]) -> dict[str, Any]:
     """``item`` without the spec's fields whose value is not a string (nulls included).
 

@@ -620,10 +620,20 @@ def _batch(args: argparse.Namespace, console: Console) -> int:
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir}: not a folder")
+    problem = unwritable(out_dir)
+    if problem:
+        raise UsageError(f"--out {out_dir}: {problem}; nothing was sent")
     jobs_file = Path(args.jobs)
     jobs, problems = read_jobs(jobs_file)
     client = _client(args)
     with client, Manifest(out_dir) as manifest:
+        try:  # before anything is sent; this also cuts off a record a crash left half-written
+            manifest.open()
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write the manifest {manifest.path}: {exc.strerror or exc}; "
+                "nothing was sent"
+            ) from exc
         latest, unreadable = manifest.latest()
         for number in unreadable:
             console.say(f"{PROG}: warning: {manifest.path}: line {number} is cut short; ignored")
@@ -652,13 +662,6 @@ def _batch(args: argparse.Namespace, console: Console) -> int:
         if problems and args.strict:
             console.say(f"{PROG}: --strict: {len(problems)} invalid line(s); nothing was sent")
             return EXIT_USAGE
-        try:
-            manifest.open()
-        except OSError as exc:
-            raise UsageError(
-                f"cannot write the manifest {manifest.path}: {exc.strerror or exc}; "
-                "nothing was sent"
-            ) from exc
         remove_stale_parts(out_dir)
         for job in held:
             console.say(f"{PROG}: {_held_reason(job, latest[job.id])}")

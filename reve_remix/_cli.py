@@ -620,9 +620,9 @@ def _batch(args: argparse.Namespace, console: Console) -> int:
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir}: not a folder")
-    problem = unwritable(out_dir)
-    if problem:
-        raise UsageError(f"--out {out_dir}: {problem}; nothing was sent")
+    blocked = unwritable(out_dir)
+    if blocked:
+        raise UsageError(f"--out {out_dir}: {blocked}; nothing was sent")
     jobs_file = Path(args.jobs)
     jobs, problems = read_jobs(jobs_file)
     client = _client(args)

@@ -87,7 +87,8 @@ def test_defect_1_a_failed_download_is_recorded_paid_and_resumed_without_paying(
     for job_id in ("a", "b"):
         record = latest(out)[job_id]
         assert record.status == "paid"
-        assert record.url and record.request_id
+        assert record.url
+        assert record.request_id
         assert f"generated, not saved {job_id} (line" in err
         assert f"request id {record.request_id}, url {record.url}" in err
     with PaidServer() as healthy:
@@ -208,7 +209,8 @@ def test_defect_4_batch_checks_out_and_the_manifest_before_paying(capsys, tmp_pa
         assert "is a file, not a folder" in err
         code, _, err = batch(capsys, server, jobs, blocked)
         assert code == 2
-        assert "cannot write the manifest" in err and "nothing was sent" in err
+        assert "cannot write the manifest" in err
+        assert "nothing was sent" in err
         assert server.generations == 0
 
 
@@ -288,7 +290,8 @@ def test_defect_5_batch_records_an_unreadable_200_as_paid_and_holds_it(capsys, t
         assert record.body == "<html>oops</html>"
         code, _, err = batch(capsys, server, jobs, out)  # a plain resume: not paid again
         assert code == 1
-        assert "held x (line 1)" in err and "--regenerate-paid" in err
+        assert "held x (line 1)" in err
+        assert "--regenerate-paid" in err
         assert server.generations == 1
         server.post_body = None
         code, _, err = batch(capsys, server, jobs, out, "--regenerate-paid")
@@ -302,7 +305,7 @@ def test_defect_5_batch_records_an_unreadable_200_as_paid_and_holds_it(capsys, t
 @pytest.mark.parametrize("fault", ["html", "empty"])
 def test_defect_6_a_body_that_is_not_an_image_is_never_saved(capsys, tmp_path, fault):
     with PaidServer(downloads=lambda rng: fault) as server:
-        code, out, err = cli(
+        code, _out, err = cli(
             capsys, "remix", PROMPT, "-i", IMAGE_URL, "-o", tmp_path / "o.png",
             "--base-url", server.base_url,
         )  # fmt: skip

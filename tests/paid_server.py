@@ -71,6 +71,7 @@ class PaidServer:
         self.generations = 0
         self.gets = 0
         self.answered: collections.Counter[str] = collections.Counter()  # prompt -> 200s
+        self.posted: collections.Counter[str] = collections.Counter()  # prompt -> POSTs
         self.headers: list[tuple[str, str, dict[str, str]]] = []  # method, path, headers
         self.files: dict[str, bytes] = {}
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -117,6 +118,8 @@ def _handler(server: PaidServer) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             server.headers.append(("POST", self.path, dict(self.headers.items())))
             prompt = json.loads(body)["prompt"]
+            with server.lock:
+                server.posted[prompt] += 1
             name, _ = server.image_for(prompt)
             if server.post_latency:
                 time.sleep(server.post_latency)

@@ -92,7 +92,6 @@ class PaidServer:
 
     def next_download(self) -> str:
         with self.lock:
-            self.gets += 1
             if self.chooser is not None:
                 return self.chooser(self.random)
             assert self.script is not None
@@ -142,6 +141,8 @@ def _handler(server: PaidServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             server.headers.append(("GET", self.path, dict(self.headers.items())))
+            with server.lock:
+                server.gets += 1
             name = self.path.rsplit("/", 1)[-1]
             png = server.files.get(name)
             if png is None:

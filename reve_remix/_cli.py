@@ -469,9 +469,11 @@ jobs.jsonl holds one job per line; image paths are relative to the file's folder
   {"prompt": "Put {cat} on {sofa}", "images": {"cat": "cat.jpg", "sofa": "sofa.png"}}
   {"prompt": "<img>0</img> at dusk", "images": ["city.jpg"], "aspect_ratio": "16:9"}
 
-Each image is saved in DIR as it arrives and recorded in DIR/manifest.jsonl. Run the same
-command again after a failure or Ctrl-C: finished jobs are skipped, only the rest are sent.
-Exit code 0 when every job is done, 1 when some failed or some lines are invalid.
+Each job is recorded in DIR/manifest.jsonl when sent, when paid (a 2xx, before the download)
+and when saved. Run the same command again after a failure, a crash or Ctrl-C: done jobs are
+skipped, paid ones downloaded again (never generated again), unsent or failed ones sent. Jobs
+that may have been billed without an answer are held: --resend-ambiguous sends them.
+Exit code 0 when every job is done, 1 when some are not or some lines are invalid.
 """
 
 _DEMO_EXAMPLES = """\

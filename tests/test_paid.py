@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import weakref
+from pathlib import Path
 
 import httpx
 import pytest
@@ -377,3 +378,13 @@ def test_defect_8_a_lone_surrogate_in_the_revised_prompt_breaks_nothing(capsys, 
         assert code == 0, err
     assert latest(tmp_path / "out")["s"].revised_prompt == "cat \ud800 rain"
     assert (tmp_path / "out" / "s.png").read_bytes().startswith(PNG)
+
+
+def test_the_batches_guide_examples_run():
+    """Every Python example of docs/batches.md runs as written (against the mock server)."""
+    guide = Path(__file__).resolve().parent.parent / "docs" / "batches.md"
+    text = guide.read_text(encoding="utf-8")
+    examples = [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
+    assert examples
+    for example in examples:
+        exec(compile(example, str(guide), "exec"), {})

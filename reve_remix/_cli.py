@@ -823,7 +823,7 @@ def _graceful_interrupts(console: Console) -> Iterator[Callable[[int], None]]:
     def interrupted(running: int) -> None:
         console.say(
             f"{PROG}: interrupted; finishing {running} running job(s) so that they are saved "
-            "(Ctrl-C again to quit now: they would be sent again next run)"
+            "(Ctrl-C again to quit now: they would be held as possibly billed next run)"
         )
         if in_main_thread:
             signal.signal(signal.SIGINT, _quit_now)

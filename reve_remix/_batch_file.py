@@ -509,10 +509,13 @@ def remove_stale_parts(out_dir: Path) -> list[Path]:
 
     Only names :func:`write_atomic` makes are touched; returns what was removed.
     """
-    if not out_dir.is_dir():
-        return []
     pattern = re.compile(PART_FILE)
-    stale = [path for path in out_dir.rglob(".*.part") if pattern.fullmatch(path.name)]
+    stale = [
+        Path(folder, name)
+        for folder, _, names in os.walk(out_dir)  # symbolic links to folders are not followed
+        for name in names
+        if pattern.fullmatch(name)
+    ]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

@@ -388,3 +388,18 @@ def test_the_batches_guide_examples_run():
     assert examples
     for example in examples:
         exec(compile(example, str(guide), "exec"), {})
+
+
+def test_a_run_removes_the_temporary_files_a_killed_run_left(capsys, tmp_path):
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    stale = [out / ".a.png.0123456789ab.part", out / "sub" / ".b.jpg.abcdef012345.part"]
+    kept = [out / ".notes.part", out / "a.png.0123456789ab.part"]  # not names write_atomic makes
+    for path in stale + kept:
+        path.write_bytes(b"half an image")
+    jobs = write_jobs(tmp_path / "jobs.jsonl", [job_line(0, id="a")])
+    with PaidServer() as server:
+        code, _, err = batch(capsys, server, jobs, out)
+    assert code == 0, err
+    assert not any(path.exists() for path in stale)
+    assert all(path.exists() for path in kept)

@@ -403,3 +403,23 @@ def test_a_run_removes_the_temporary_files_a_killed_run_left(capsys, tmp_path):
     assert code == 0, err
     assert not any(path.exists() for path in stale)
     assert all(path.exists() for path in kept)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_sync_and_async_downloads_retry_the_same_way(mode):
+    script = ["503", "drop", "truncate", "redirect"]  # three retries, then a redirect to the file
+    with PaidServer(downloads=script) as server:
+        name, png = server.image_for("x")
+        url = f"{server.base_url}/files/{name}"
+        if mode == "sync":
+            with httpx.Client() as http:
+                data = Downloader(http).download(url)
+        else:
+
+            async def fetch():
+                async with httpx.AsyncClient() as http:
+                    return await Downloader(http).adownload(url)
+
+            data = asyncio.run(fetch())
+        assert server.gets == 5
+    assert data == png

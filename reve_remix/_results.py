@@ -146,7 +146,7 @@ class RemixImage:
         Example::
 
             data = image.read()
-            image.write(f"out.{'png' if data.startswith(b'\\x89PNG') else 'jpg'}", data)
+            image.write(choose_path(data), data)
         """
         try:
             return write_atomic(path, data)

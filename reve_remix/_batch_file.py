@@ -657,10 +657,12 @@ def _save(
         data = image.read()
         path = image.write(job.target(out_dir).path_for(data), data)
     except ImageNotSavedError as exc:
-        record = dataclasses.replace(paid, status=JobState.PAID, error=str(exc))
+        record = dataclasses.replace(paid, status=JobState.PAID, error=str(exc), line=job.number)
     else:
         file = path.relative_to(out_dir).as_posix()
-        record = dataclasses.replace(paid, status=JobState.DONE, file=file, error=None)
+        record = dataclasses.replace(
+            paid, status=JobState.DONE, file=file, error=None, line=job.number
+        )
     manifest.append(record)
     return record
 

@@ -72,9 +72,9 @@ def test_chaos_kills_and_failing_downloads_never_pay_twice(tmp_path, record_prop
     def fault(chooser_rng: random.Random) -> str:
         return chooser_rng.choices(names, weights)[0]
 
-    with PaidServer(downloads=fault, post_latency=0.15, gate=gate, seed=seed) as server:
+    with PaidServer(downloads=fault, post_latency=0.25, gate=gate, seed=seed) as server:
         command = [sys.executable, "-m", "reve_remix", "batch", str(jobs_file), "--out", str(out)]
-        command += ["--base-url", server.base_url, "--concurrency", "4"]
+        command += ["--base-url", server.base_url, "--concurrency", "2"]
         resend = False
         started = time.monotonic()
         while True:

@@ -15,6 +15,7 @@ a disk error) is an ``ImageNotSavedError`` naming the request id and URL.
 from __future__ import annotations
 
 import binascii
+import functools
 import json
 import math
 import os
@@ -290,6 +291,7 @@ def _typed_fields(item: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in item.items() if name not in declared or _string(value)}
 
 
+@functools.cache
 def _declared_image_fields() -> frozenset[str]:
     import attrs
     from reve_remix_api.models import RemixImage as GeneratedImage

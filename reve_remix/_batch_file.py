@@ -2,12 +2,15 @@
 
 - :func:`read_jobs` parses a JSONL file, one job per line, reporting bad lines by number;
 - :class:`Target` and :func:`slugify` decide the file an image is saved as;
+- :func:`target_problems` checks every output target before anything is sent;
 - :class:`Manifest` is ``DIR/manifest.jsonl``, the log that makes a batch resumable;
-- :func:`run_job` does one job: remix, save atomically, record.
+- :func:`run_job` does one job: claim, remix, record paid, save atomically, record done.
 
-Billing safety comes from the manifest: every finished job is recorded (appended, flushed and
-fsync'd) right after its image is written atomically, and a re-run skips every job whose latest
-record is ``done`` and whose file is still there.
+Billing safety comes from the manifest and the states of ``_lifecycle``: a job is claimed
+(``sent``) before its request leaves and recorded ``paid`` (URL, request id, revised prompt) the
+moment a 2xx is parsed, before any download, each record appended, flushed and fsync'd. A re-run
+skips ``done`` jobs, downloads ``paid`` ones again, sends ``pending`` and ``failed`` ones, and
+holds back the ``sent`` and ``ambiguous`` ones unless asked (``docs/batches.md``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 import threading
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -25,10 +29,16 @@ from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Literal
 
 from ._batch import RemixJob
-from ._exceptions import ReveRemixError, ValidationError
+from ._exceptions import (
+    APIResponseValidationError,
+    ImageNotSavedError,
+    ReveRemixError,
+    ValidationError,
+)
 from ._images import sniff_format
+from ._lifecycle import JobState, state_after_error
 from ._request import prepare_remix
-from ._results import write_atomic
+from ._results import PART_FILE, RemixImage, paid_image
 
 if TYPE_CHECKING:
     from ._client import ReveRemix
@@ -346,28 +356,37 @@ def _json_type(value: object) -> str:
 
 # --- the manifest ------------------------------------------------------------------------------
 
-Status = Literal["done", "failed"]
+Action = Literal["send", "fetch", "skip", "hold"]
+"""What a run does with a job: generate it, download its paid image, nothing, or hold it back."""
 
 
 @dataclass(frozen=True, slots=True)
 class ManifestRecord:
-    """One line of ``manifest.jsonl``: how one attempt at a job ended.
+    """One line of ``manifest.jsonl``: a job's state (``_lifecycle.JobState``) at one moment.
 
-    ``file`` is relative to the output folder (``None`` when failed); ``line`` is the job's line
-    number in the batch file at the time.
+    ``file`` is relative to the output folder (set once ``done``); ``url``, ``request_id`` and
+    ``revised_prompt`` are what a ``paid`` job needs to get its image again; ``body`` is the raw
+    body of a 2xx whose images could not be found; ``line`` is the job's line in the batch file.
     """
 
     id: str
-    status: Status
+    status: JobState
     file: str | None = None
+    url: str | None = None
     request_id: str | None = None
     revised_prompt: str | None = None
     error: str | None = None
     line: int | None = None
+    body: str | None = None
 
     def to_json(self) -> str:
-        """The record as one line of compact JSON (without the newline)."""
-        return json.dumps(dataclasses.asdict(self), ensure_ascii=False, separators=(",", ":"))
+        """The record as one line of compact JSON (without the newline).
+
+        ASCII only: a server's text (a lone surrogate in a revised prompt) is escaped, never a
+        reason to fail after the image is saved.
+        """
+        fields = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        return json.dumps(fields, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> ManifestRecord | None:
@@ -379,27 +398,51 @@ class ManifestRecord:
         if not isinstance(value, dict):
             return None
         job_id, status = value.get("id"), value.get("status")
-        if not isinstance(job_id, str) or status not in ("done", "failed"):
+        if not isinstance(job_id, str) or status not in _STATES:
             return None
-        fields = {
-            name: value.get(name) if isinstance(value.get(name), str) else None
-            for name in ("file", "request_id", "revised_prompt", "error")
+        texts = {
+            name: item if isinstance(item := value.get(name), str) else None
+            for name in _TEXT_FIELDS
         }
         line = value.get("line")
-        return cls(id=job_id, status=status, line=line if isinstance(line, int) else None, **fields)
+        return cls(
+            id=job_id,
+            status=JobState(status),
+            line=line if isinstance(line, int) else None,
+            **texts,
+        )
+
+    def action(self, out_dir: Path, *, resend_ambiguous: bool, regenerate_paid: bool) -> Action:
+        """What the next run does with this job (see ``docs/batches.md``)."""
+        status = self.status
+        if status == JobState.DONE:
+            return "skip" if self.file and (out_dir / self.file).is_file() else "send"
+        if status == JobState.PAID:
+            if self.url:
+                return "fetch"
+            return "send" if regenerate_paid else "hold"
+        if status.resend_on_resume or resend_ambiguous:
+            return "send"
+        return "hold"
+
+
+_RECORD_FIELDS = tuple(field.name for field in dataclasses.fields(ManifestRecord))
+_TEXT_FIELDS = tuple(name for name in _RECORD_FIELDS if name not in ("id", "status", "line"))
+_STATES = frozenset(state.value for state in JobState)
 
 
 class Manifest:
-    """``DIR/manifest.jsonl``: an append-only log of finished jobs, safe to share across threads.
+    """``DIR/manifest.jsonl``: an append-only log of job states, safe to share across threads.
 
     Every record is flushed and fsync'd as it is appended, so a crash loses at most the record
-    being written; a line cut short by a crash is ignored when the manifest is read back.
+    being written; a line cut short by a crash is ignored when read back, and cut off when the
+    file is next opened for appending.
 
     Example::
 
         with Manifest(Path("out")) as manifest:
-            finished = manifest.latest()
-            manifest.append(ManifestRecord(id="cat", status="done", file="cat.png"))
+            latest, unreadable = manifest.latest()
+            manifest.append(ManifestRecord(id="cat", status=JobState.DONE, file="cat.png"))
     """
 
     def __init__(self, out_dir: Path) -> None:
@@ -409,7 +452,10 @@ class Manifest:
         self._file: IO[str] | None = None
 
     def latest(self) -> tuple[dict[str, ManifestRecord], list[int]]:
-        """The latest record of every job id, and the numbers of unreadable lines."""
+        """The latest record of every job id, and the numbers of unreadable lines.
+
+        One ``json.loads`` per line: a 100,000-line manifest loads in well under a second.
+        """
         records: dict[str, ManifestRecord] = {}
         unreadable: list[int] = []
         try:
@@ -426,22 +472,12 @@ class Manifest:
                 records[record.id] = record
         return records, unreadable
 
-    def split(
-        self, jobs: Iterable[JobLine], latest: Mapping[str, ManifestRecord]
-    ) -> tuple[list[JobLine], list[JobLine]]:
-        """Split ``jobs`` into those to run and those done: recorded done, file still there."""
-        pending: list[JobLine] = []
-        done: list[JobLine] = []
-        for job in jobs:
-            record = latest.get(job.id)
-            finished = (
-                record is not None
-                and record.status == "done"
-                and record.file is not None
-                and (self.out_dir / record.file).is_file()
-            )
-            (done if finished else pending).append(job)
-        return pending, done
+    def open(self) -> None:
+        """Open the file for appending now (creating the folder), so that a manifest that cannot
+        be written stops a batch before anything is sent. Raises ``OSError``."""
+        with self._lock:
+            if self._file is None:
+                self._file = self._open()
 
     def append(self, record: ManifestRecord) -> None:
         """Append ``record`` and make it durable before returning."""
@@ -454,12 +490,16 @@ class Manifest:
 
     def _open(self) -> IO[str]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        file = self.path.open("a+", encoding="utf-8")
-        if file.tell() > 0:
-            file.seek(file.tell() - 1)
-            if file.read(1) != "\n":  # a record cut short by a crash: end its line first
-                file.write("\n")
-        return file
+        with self.path.open("ab+") as raw:  # a record cut short by a crash: cut it off
+            size = raw.seek(0, os.SEEK_END)
+            if size:
+                raw.seek(max(0, size - _TAIL_BYTES))
+                tail = raw.read()
+                if not tail.endswith(b"\n"):
+                    cut = tail.rfind(b"\n")
+                    raw.truncate(size - len(tail) + cut + 1 if cut >= 0 else 0)
+                    os.fsync(raw.fileno())
+        return self.path.open("a", encoding="utf-8")
 
     def close(self) -> None:
         """Close the file (appending again reopens it)."""
@@ -475,36 +515,176 @@ class Manifest:
         self.close()
 
 
+_TAIL_BYTES = 1 << 20  # a record is far shorter (a raw body is capped at BODY_CHARS)
+BODY_CHARS = 20_000  # of an unreadable 2xx body kept in the manifest
+
+
+def remove_stale_parts(out_dir: Path) -> list[Path]:
+    """Delete the temporary files a killed run left in ``out_dir`` (``.name.<hex>.part``).
+
+    Only names :func:`write_atomic` makes are touched; returns what was removed.
+    """
+    pattern = re.compile(PART_FILE)
+    stale = [
+        Path(folder, name)
+        for folder, _, names in os.walk(out_dir)  # symbolic links to folders are not followed
+        for name in names
+        if pattern.fullmatch(name)
+    ]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+# --- output targets, checked before anything is sent -------------------------------------------
+
+
+def target_problems(jobs: Iterable[JobLine], out_dir: Path) -> dict[int, str]:
+    """Problems with where ``jobs`` save, by line number, found without sending anything.
+
+    A target must resolve (symlinks followed) inside ``out_dir``, be in a folder that can be
+    written, and belong to one job only: the second job of a clash is reported, naming both lines.
+
+    Example::
+
+        target_problems(jobs, Path("out"))  # {7: 'saves to out/cat.png, as line 3 does; ...'}
+    """
+    root = out_dir.resolve()
+    owners: dict[Path, int] = {}
+    problems: dict[int, str] = {}
+    folders: dict[Path, str | None] = {}
+    for job in jobs:
+        candidates = job.target(out_dir).candidates()
+        resolved = [path.parent.resolve() / path.name for path in candidates]
+        folder = resolved[0].parent
+        if folder != root and root not in folder.parents:
+            problems[job.number] = (
+                f"{candidates[0].parent} leads outside {out_dir} (a symbolic link): refused"
+            )
+            continue
+        if folder not in folders:
+            folders[folder] = unwritable(folder)
+        if folders[folder]:
+            problems[job.number] = str(folders[folder])
+            continue
+        clash = next((owners[path] for path in resolved if path in owners), None)
+        if clash is not None:
+            problems[job.number] = (
+                f"saves to the same file as line {clash} ({_shown(candidates, resolved, owners)});"
+                ' give one of them another "id" or "output"'
+            )
+            continue
+        owners.update(dict.fromkeys(resolved, job.number))
+    return problems
+
+
+def _shown(candidates: list[Path], resolved: list[Path], owners: Mapping[Path, int]) -> Path:
+    return next(c for c, r in zip(candidates, resolved, strict=True) if r in owners)
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why a file cannot be created in ``folder`` (which may not exist yet), or ``None``.
+
+    The nearest existing folder is tried for real (a temporary file, removed at once): file
+    modes, ACLs, read-only mounts and running as root all answer truthfully.
+
+    Example::
+
+        unwritable(Path("a-file/sub"))  # 'a-file is a file, not a folder'
+    """
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():
+            return f"{existing} is a broken symbolic link"
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        return f"cannot write in {existing}: {exc.strerror or exc}"
+    return None
+
+
 # --- one batch job -----------------------------------------------------------------------------
 
 
 def run_job(
-    client: ReveRemix, job: JobLine, out_dir: Path, manifest: Manifest, *, fit: bool = False
+    client: ReveRemix,
+    job: JobLine,
+    out_dir: Path,
+    manifest: Manifest,
+    *,
+    fit: bool = False,
+    previous: ManifestRecord | None = None,
+    regenerate_paid: bool = False,
 ) -> ManifestRecord:
-    """Remix ``job``, save its image atomically, record the outcome; return the record.
+    """Do one job by the paid-job rules of ``_lifecycle``; return its last record.
 
-    A ``ReveRemixError`` becomes a ``failed`` record rather than an exception, so that every
-    finished job, paid for or not, is in the manifest before the next one is reported. An
-    ``OSError`` while saving (disk full, no permission) propagates: every later job would fail
-    the same way after being paid for.
+    A ``paid`` job (``previous``, with a URL) is downloaded again, never generated again unless
+    ``regenerate_paid`` and the download fails. Otherwise the job is claimed (``sent``, durably),
+    remixed, recorded ``paid`` with its URL, request id and revised prompt before any download,
+    then saved and recorded ``done``. A ``ReveRemixError`` becomes a record in the state
+    ``state_after_error`` gives (``failed`` only when provably unpaid), never an exception. An
+    ``OSError`` of the manifest propagates: every later job would be paid for and not recorded.
     """
+    if previous is not None and previous.status == JobState.PAID and previous.url:
+        image = paid_image(
+            client._downloader, previous.url, previous.request_id, previous.revised_prompt
+        )
+        record = _save(image, job, out_dir, previous, manifest)
+        if record.status == JobState.DONE or not regenerate_paid:
+            return record
+    manifest.append(ManifestRecord(id=job.id, status=JobState.SENT, line=job.number))
     try:
         result = client.remix(**job.job.arguments(), fit=fit)
-        data = result.read()
-        path = job.target(out_dir).path_for(data)
-        write_atomic(path, data)
+    except ReveRemixError as exc:
         record = ManifestRecord(
             id=job.id,
-            status="done",
-            file=path.relative_to(out_dir).as_posix(),
-            request_id=result.request_id,
-            revised_prompt=result.image.revised_prompt,
+            status=state_after_error(exc),
+            request_id=getattr(exc, "request_id", None),
+            error=str(exc),
             line=job.number,
+            body=_raw_body(exc),
         )
-    except ReveRemixError as exc:
-        request_id = getattr(exc, "request_id", None)
-        record = ManifestRecord(
-            id=job.id, status="failed", request_id=request_id, error=str(exc), line=job.number
+        manifest.append(record)
+        return record
+    image = result.image
+    paid = ManifestRecord(
+        id=job.id,
+        status=JobState.PAID,
+        url=image.url,
+        request_id=result.request_id,
+        revised_prompt=image.revised_prompt,
+        line=job.number,
+    )
+    if image.url is not None:  # inline bytes are saved first: there is nothing to record
+        manifest.append(paid)
+    return _save(image, job, out_dir, paid, manifest)
+
+
+def _save(
+    image: RemixImage, job: JobLine, out_dir: Path, paid: ManifestRecord, manifest: Manifest
+) -> ManifestRecord:
+    """Read ``image``, save it at ``job``'s target, record ``done`` (or ``paid`` with the error)."""
+    try:
+        data = image.read()
+        path = image.write(job.target(out_dir).path_for(data), data)
+    except ImageNotSavedError as exc:
+        record = dataclasses.replace(paid, status=JobState.PAID, error=str(exc), line=job.number)
+    else:
+        file = path.relative_to(out_dir).as_posix()
+        record = dataclasses.replace(
+            paid, status=JobState.DONE, file=file, error=None, line=job.number
         )
     manifest.append(record)
     return record
+
+
+def _raw_body(error: ReveRemixError) -> str | None:
+    """The raw body of a 2xx whose images could not be found, to keep in the manifest."""
+    if not isinstance(error, APIResponseValidationError):
+        return None
+    body = error.body if isinstance(error.body, str) else json.dumps(error.body)
+    return body[:BODY_CHARS]

@@ -9,6 +9,7 @@ environment only (never from an option, which ``ps`` would show) and never print
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import logging
@@ -19,7 +20,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -31,6 +32,7 @@ import httpx
 
 from ._batch import run_in_threads
 from ._batch_file import (
+    Action,
     JobLine,
     LineProblem,
     Manifest,
@@ -38,8 +40,11 @@ from ._batch_file import (
     Target,
     image_extension,
     read_jobs,
+    remove_stale_parts,
     run_job,
     slugify,
+    target_problems,
+    unwritable,
 )
 from ._client import (
     API_KEY_ENV,
@@ -54,6 +59,7 @@ from ._exceptions import (
     APITimeoutError,
     AuthenticationError,
     ContentPolicyError,
+    ImageNotSavedError,
     InternalServerError,
     NotFoundError,
     PayloadTooLargeError,
@@ -63,6 +69,7 @@ from ._exceptions import (
     ReveRemixError,
     ValidationError,
 )
+from ._lifecycle import GENERATED_NOT_SAVED, MAY_HAVE_BEEN_GENERATED, JobState
 from ._progress import RetryNotices, StatusLine, bar_line, is_terminal, spinner_line
 from ._request import Images
 from ._results import RemixResult, write_atomic
@@ -218,6 +225,8 @@ _DEBUG_HINT = "run again with --debug for the traceback, and please report it"
 
 
 def _api_hint(exc: ReveRemixError, images: object) -> str | None:
+    if isinstance(exc, ImageNotSavedError):
+        return "it is paid for: fetch it from the url (no key needed) rather than remixing again"
     if isinstance(exc, AuthenticationError):
         return f"the key was refused: check that {API_KEY_ENV} holds a valid, active OneRouter key"
     if isinstance(exc, PaymentRequiredError):
@@ -376,6 +385,16 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--force", action="store_true", help="overwrite files in DIR that no finished job wrote"
     )
+    batch.add_argument(
+        "--resend-ambiguous",
+        action="store_true",
+        help="send again the jobs whose last run may have been billed without an answer",
+    )
+    batch.add_argument(
+        "--regenerate-paid",
+        action="store_true",
+        help="generate again (pay again) paid jobs whose image cannot be downloaded",
+    )
     batch.set_defaults(run=_batch)
 
     demo = command(
@@ -451,9 +470,11 @@ jobs.jsonl holds one job per line; image paths are relative to the file's folder
   {"prompt": "Put {cat} on {sofa}", "images": {"cat": "cat.jpg", "sofa": "sofa.png"}}
   {"prompt": "<img>0</img> at dusk", "images": ["city.jpg"], "aspect_ratio": "16:9"}
 
-Each image is saved in DIR as it arrives and recorded in DIR/manifest.jsonl. Run the same
-command again after a failure or Ctrl-C: finished jobs are skipped, only the rest are sent.
-Exit code 0 when every job is done, 1 when some failed or some lines are invalid.
+Each job is recorded in DIR/manifest.jsonl when sent, when paid (a 2xx, before the download)
+and when saved. Run the same command again after a failure, a crash or Ctrl-C: done jobs are
+skipped, paid ones downloaded again (never generated again), unsent or failed ones sent. Jobs
+that may have been billed without an answer are held: --resend-ambiguous sends them.
+Exit code 0 when every job is done, 1 when some are not or some lines are invalid.
 """
 
 _DEMO_EXAMPLES = """\
@@ -502,11 +523,10 @@ def _remix(args: argparse.Namespace, console: Console) -> int:
             output_format=args.output_format or "url",
             fit=args.fit,
         )
-    path = output.path_for(data)
-    write_atomic(path, data)
+    image = result.image
+    path = image.write(output.path_for(data), data)
     _warn_extension(console, path, data)
     if args.json:
-        image = result.image
         summary = {
             "path": str(path),
             "url": image.url,
@@ -514,7 +534,7 @@ def _remix(args: argparse.Namespace, console: Console) -> int:
             "created": result.created,
             "request_id": result.request_id,
         }
-        print(json.dumps(summary, ensure_ascii=False))
+        print(json.dumps(summary))  # ASCII: a server's lone surrogate cannot break stdout
     else:
         print(path)
     return EXIT_OK
@@ -540,18 +560,23 @@ def _parse_images(values: list[str]) -> list[str] | dict[str, str]:
 
 
 def _remix_output(option: str | None, prompt: str, *, force: bool) -> _Output:
-    """The save location, refusing an existing ``-o`` file before anything is sent."""
+    """The save location, checked before anything is sent: writable, and no existing ``-o``
+    file unless ``force``."""
     stem = f"{slugify(prompt)}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     if option is None:
-        return _Output(Target(Path(stem), add_extension=True), unique=True)
-    path = Path(option)
-    if path.is_dir() or option.endswith(("/", os.sep)):
-        return _Output(Target(path / stem, add_extension=True), unique=True)
-    target = Target(path, add_extension=not path.suffix)
-    existing = target.existing()
-    if existing is not None and not force:
-        raise UsageError(f"{existing} already exists; pass --force to overwrite it")
-    return _Output(target, unique=False)
+        output = _Output(Target(Path(stem), add_extension=True), unique=True)
+    elif Path(option).is_dir() or option.endswith(("/", os.sep)):
+        output = _Output(Target(Path(option) / stem, add_extension=True), unique=True)
+    else:
+        path = Path(option)
+        output = _Output(Target(path, add_extension=not path.suffix), unique=False)
+        existing = output.target.existing()
+        if existing is not None and not force:
+            raise UsageError(f"{existing} already exists; pass --force to overwrite it")
+    problem = unwritable(output.target.path.parent)
+    if problem:
+        raise UsageError(f"-o {option or '.'}: {problem}; nothing was sent")
+    return output
 
 
 def _warn_extension(console: Console, path: Path, data: bytes) -> None:
@@ -598,10 +623,20 @@ def _batch(args: argparse.Namespace, console: Console) -> int:
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir}: not a folder")
+    blocked = unwritable(out_dir)
+    if blocked:
+        raise UsageError(f"--out {out_dir}: {blocked}; nothing was sent")
     jobs_file = Path(args.jobs)
     jobs, problems = read_jobs(jobs_file)
     client = _client(args)
     with client, Manifest(out_dir) as manifest:
+        try:  # before anything is sent; this also cuts off a record a crash left half-written
+            manifest.open()
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write the manifest {manifest.path}: {exc.strerror or exc}; "
+                "nothing was sent"
+            ) from exc
         latest, unreadable = manifest.latest()
         for number in unreadable:
             console.say(f"{PROG}: warning: {manifest.path}: line {number} is cut short; ignored")
@@ -611,20 +646,43 @@ def _batch(args: argparse.Namespace, console: Console) -> int:
             )
             for job in jobs
         ]
-        pending, done_before = manifest.split(jobs, latest)
-        pending = _checked_jobs(pending, problems, client.model, out_dir, args, console)
+        actions: dict[str, Action] = {
+            job.id: latest[job.id].action(
+                out_dir,
+                resend_ambiguous=args.resend_ambiguous,
+                regenerate_paid=args.regenerate_paid,
+            )
+            if job.id in latest
+            else "send"
+            for job in jobs
+        }
+        done_before = [job for job in jobs if actions[job.id] == "skip"]
+        held = [job for job in jobs if actions[job.id] == "hold"]
+        pending = [job for job in jobs if actions[job.id] in ("send", "fetch")]
+        pending = _checked_jobs(pending, problems, client.model, out_dir, args, console, actions)
         for problem in sorted(problems, key=lambda problem: problem.number):
             console.say(f"{PROG}: {jobs_file}: {problem}")
         if problems and args.strict:
             console.say(f"{PROG}: --strict: {len(problems)} invalid line(s); nothing was sent")
             return EXIT_USAGE
+        remove_stale_parts(out_dir)
+        for job in held:
+            console.say(f"{PROG}: {_held_reason(job, latest[job.id])}")
         run = _BatchRun(console, out_dir, total=len(pending))
         console.printer.quiet = True
         interrupted = False
         try:
             with console.status(run.render), _graceful_interrupts(console) as on_interrupt:
                 run_in_threads(
-                    lambda job: run_job(client, job, out_dir, manifest, fit=args.fit),
+                    lambda job: run_job(
+                        client,
+                        job,
+                        out_dir,
+                        manifest,
+                        fit=args.fit,
+                        previous=latest.get(job.id),
+                        regenerate_paid=args.regenerate_paid,
+                    ),
                     pending,
                     concurrency=args.concurrency,
                     on_outcome=run.finished,
@@ -632,10 +690,26 @@ def _batch(args: argparse.Namespace, console: Console) -> int:
                 )
         except KeyboardInterrupt:
             interrupted = True
-    print(run.summary(len(done_before), len(problems), interrupted, manifest.path))
+    print(run.summary(len(done_before), len(held), len(problems), interrupted, manifest.path))
     if interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_OK if run.failed == 0 and not problems else EXIT_API_ERROR
+    complete = run.done == run.total and not held and not problems
+    return EXIT_OK if complete else EXIT_API_ERROR
+
+
+def _held_reason(job: JobLine, record: ManifestRecord) -> str:
+    """Why a job is not sent this run, and the flag that would send it."""
+    where = f"held {job.id} (line {job.number}): "
+    rid = f"request id {record.request_id}" if record.request_id else "no request id"
+    if record.status == JobState.PAID:
+        return (
+            f"{where}generated ({rid}), but its response had no image (raw body in the "
+            "manifest); --regenerate-paid generates it again (billed again)"
+        )
+    return (
+        f"{where}{MAY_HAVE_BEEN_GENERATED} ({rid}): its last run ended without an answer; "
+        "--resend-ambiguous sends it again (possibly billed twice)"
+    )
 
 
 def _checked_jobs(
@@ -645,19 +719,29 @@ def _checked_jobs(
     out_dir: Path,
     args: argparse.Namespace,
     console: Console,
+    actions: Mapping[str, Action],
 ) -> list[JobLine]:
-    """The jobs that pass local validation; the others go to ``problems``. Sends nothing."""
+    """The jobs that pass local checks; the others go to ``problems``. Sends nothing.
+
+    Jobs to send are validated as ``remix`` would, and may not overwrite a file no finished job
+    wrote; every job's target must be writable, inside ``out_dir`` and its own (a clash names
+    both lines). A paid job's own target may be overwritten: a killed run may have saved it.
+    """
+    targets = target_problems(jobs, out_dir)
     valid: list[JobLine] = []
     for job in jobs:
         console.printer.prefix = f"{args.jobs}: line {job.number}: "
         try:
-            job.check(model, fit=args.fit)
-            existing = job.target(out_dir).existing()
-            if existing is not None and not args.force:
-                raise UsageError(
-                    f"{existing} exists but no finished job of this batch wrote it; "
-                    'remove it, set another "output", or pass --force to overwrite it'
-                )
+            if job.number in targets:
+                raise UsageError(targets[job.number])
+            if actions[job.id] == "send":
+                job.check(model, fit=args.fit)
+                existing = job.target(out_dir).existing()
+                if existing is not None and not args.force:
+                    raise UsageError(
+                        f"{existing} exists but no finished job of this batch wrote it; "
+                        'remove it, set another "output", or pass --force to overwrite it'
+                    )
         except (ValidationError, UsageError) as exc:
             problems.append(LineProblem(job.number, str(exc)))
         else:
@@ -675,8 +759,13 @@ class _BatchRun:
         self.out_dir = out_dir
         self.total = total
         self.done = 0
-        self.failed = 0
+        self.ended: collections.Counter[JobState] = collections.Counter()
         self.started = time.monotonic()
+
+    @property
+    def failed(self) -> int:
+        """Jobs of this run that ended other than done."""
+        return sum(self.ended.values())
 
     def render(self, elapsed: float, retry: str | None) -> str:
         return bar_line(self.done, self.failed, self.total, elapsed, retry)
@@ -686,19 +775,34 @@ class _BatchRun:
             raise TypeError(f"run_job raised {record!r}")
         counter = f"[{self.done + self.failed + 1}/{self.total}]"
         where = f"{record.id} (line {record.line})"
-        if record.status == "done":
+        if record.status == JobState.DONE:
             self.done += 1
             if not self.console.live:
                 self.console.say(
                     f"{PROG}: {counter} done {where} -> {self.out_dir / str(record.file)}"
                 )
-        else:
-            self.failed += 1
-            self.console.say(f"{PROG}: {counter} failed {where}: {record.error}")
+            return
+        self.ended[record.status] += 1
+        label = {
+            JobState.PAID: GENERATED_NOT_SAVED,
+            JobState.AMBIGUOUS: MAY_HAVE_BEEN_GENERATED,
+        }.get(record.status, "failed")
+        advice = {
+            JobState.PAID: "; run again to download it (not generated again)",
+            JobState.AMBIGUOUS: "; not sent again unless you pass --resend-ambiguous",
+        }.get(record.status, "")
+        self.console.say(f"{PROG}: {counter} {label} {where}: {record.error}{advice}")
 
-    def summary(self, before: int, invalid: int, interrupted: bool, manifest: Path) -> str:
+    def summary(
+        self, before: int, held: int, invalid: int, interrupted: bool, manifest: Path
+    ) -> str:
         parts = [f"{self.done + before} done" + (f" ({before} in earlier runs)" if before else "")]
-        parts.append(f"{self.failed} failed")
+        parts.append(f"{self.ended[JobState.FAILED]} failed")
+        if self.ended[JobState.PAID]:
+            parts.append(f"{self.ended[JobState.PAID]} {GENERATED_NOT_SAVED} (run again)")
+        ambiguous = self.ended[JobState.AMBIGUOUS] + held
+        if ambiguous:
+            parts.append(f"{ambiguous} held ({MAY_HAVE_BEEN_GENERATED} or unreadable)")
         if invalid:
             parts.append(f"{invalid} invalid line(s) skipped")
         not_started = self.total - self.done - self.failed
@@ -720,7 +824,7 @@ def _graceful_interrupts(console: Console) -> Iterator[Callable[[int], None]]:
     def interrupted(running: int) -> None:
         console.say(
             f"{PROG}: interrupted; finishing {running} running job(s) so that they are saved "
-            "(Ctrl-C again to quit now: they would be sent again next run)"
+            "(Ctrl-C again to quit now: they would be held as possibly billed next run)"
         )
         if in_main_thread:
             signal.signal(signal.SIGINT, _quit_now)

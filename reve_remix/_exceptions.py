@@ -8,6 +8,7 @@
         ├── APIConnectionError                   no response: refused, reset, dropped
         │   └── APITimeoutError
         ├── APIResponseValidationError           a 2xx whose body does not match the spec
+        ├── ImageNotSavedError                   a 2xx whose image could not be fetched or saved
         └── APIStatusError                       a non-2xx answer; one subclass per status
             ├── BadRequestError                  400
             ├── AuthenticationError              401
@@ -34,6 +35,8 @@ from typing import Any
 
 import httpx
 
+from ._lifecycle import not_saved_message
+
 __all__ = [
     "APIConnectionError",
     "APIError",
@@ -43,6 +46,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ContentPolicyError",
+    "ImageNotSavedError",
     "InternalServerError",
     "NotFoundError",
     "PayloadTooLargeError",
@@ -121,6 +125,31 @@ class APIResponseValidationError(_ResponseError):
 
     The generation may have been charged: ``body`` holds whatever arrived, for inspection.
     """
+
+
+class ImageNotSavedError(APIError):
+    """The image was generated (and billed) but could not be fetched or saved.
+
+    ``request_id`` and ``url`` say where the paid image is, ``cause`` why it is not on disk (a
+    download that failed after its retries, bytes that are not an image, a disk error). Reading
+    or saving again fetches the URL again: that is free; generating again is not.
+
+    Example::
+
+        try:
+            result.save("out.png")
+        except ImageNotSavedError as exc:
+            print("fetch it yourself:", exc.url, exc.request_id, exc.cause)
+    """
+
+    def __init__(self, cause: BaseException, *, request_id: str | None, url: str | None) -> None:
+        super().__init__(
+            not_saved_message(request_id, url, cause),
+            request=getattr(cause, "request", None),
+            request_id=request_id,
+        )
+        self.url = url
+        self.cause = cause
 
 
 class APIStatusError(_ResponseError):
@@ -296,7 +325,7 @@ def _preview(body: object) -> str:
     return text
 
 
-def connection_error(error: httpx.TransportError, request: httpx.Request) -> APIConnectionError:
+def connection_error(error: httpx.RequestError, request: httpx.Request) -> APIConnectionError:
     """The library's exception for an httpx transport failure (a timeout keeps its own class)."""
     cls = APITimeoutError if isinstance(error, httpx.TimeoutException) else APIConnectionError
     detail = str(error) or "connection failed"

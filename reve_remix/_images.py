@@ -430,12 +430,12 @@ def _rejection(
     if fmt is None:
         return ValidationError(
             f"{where}: unknown format ({_size(size)}, starting {head[:16]!r}); "
-            f"the API takes {_supported_list()}"
+            f"the API takes {supported_formats_text()}"
         )
     if not _accepted(fmt):
         return ValidationError(
             f"{where}: {_FORMAT_NAMES[fmt]} ({_size(size)}) is not supported; the API takes "
-            f"{_supported_list()}; pass fit=True to convert it"
+            f"{supported_formats_text()}; pass fit=True to convert it"
         )
     return ValidationError(
         f"{where}: {_FORMAT_NAMES[fmt]} of {_size(size)} is too large; each image must be less "
@@ -448,7 +448,12 @@ def _accepted(fmt: str | None) -> TypeGuard[str]:
     return fmt in _MEDIA_TYPES and fmt in spec().image_formats
 
 
-def _supported_list() -> str:
+def is_known_image(data: bytes) -> bool:
+    """Whether ``data`` starts like an image of a format this SDK knows (PNG, JPEG, WebP, …)."""
+    return sniff_format(data) in _MEDIA_TYPES
+
+
+def supported_formats_text() -> str:
     """The formats the API accepts, for messages: ``PNG, JPEG, WebP, AVIF or HEIF``."""
     names = [_FORMAT_NAMES.get(fmt, fmt.upper()) for fmt in spec().image_formats]
     return " or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else names[0]

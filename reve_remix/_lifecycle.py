@@ -30,6 +30,10 @@ words messages use, so that a batch manifest, an exception and a Spark row say t
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._exceptions import ReveRemixError
 
 
 class JobState(StrEnum):
@@ -85,3 +89,65 @@ def paid_context(request_id: str | None, url: str | None) -> str:
     rid = f"request id {request_id}" if request_id else "no request id"
     where = f"url {url}" if url else "no url"
     return f"{rid}, {where}"
+
+
+def not_saved_message(request_id: str | None, url: str | None, cause: object) -> str:
+    """The message of every error that follows a 2xx: the image exists, here is how to find it.
+
+    Example::
+
+        >>> not_saved_message("req-1", "https://cdn.example.com/a.png", "503 Service Unavailable")
+        'the image was generated (request id req-1, url https://cdn.example.com/a.png) but not saved: 503 Service Unavailable'
+    """  # noqa: E501 - a doctest's output is one line
+    return f"the image was generated ({paid_context(request_id, url)}) but not saved: {cause}"
+
+
+def may_have_been_generated_message(request_id: str | None, cause: object) -> str:
+    """The message for an *ambiguous* outcome: the request may have been billed.
+
+    Example::
+
+        >>> may_have_been_generated_message(None, "ReadTimeout")
+        'the image may have been generated (no request id): ReadTimeout'
+    """
+    rid = f"request id {request_id}" if request_id else "no request id"
+    return f"the image {MAY_HAVE_BEEN_GENERATED} ({rid}): {cause}"
+
+
+def state_after_error(error: ReveRemixError) -> JobState:
+    """The state a job is left in when its remix ended with ``error``.
+
+    ``failed`` only where nothing can have been generated: bad input, a 4xx, a status or a
+    transport error the retry table calls safe. A 2xx that went wrong later (``ImageNotSavedError``,
+    or a body whose images cannot be read) is ``paid``. Everything else is ``ambiguous``.
+
+    Example::
+
+        >>> from reve_remix import ValidationError
+        >>> state_after_error(ValidationError("bad"))
+        <JobState.FAILED: 'failed'>
+    """
+    import httpx
+
+    from ._exceptions import (
+        APIConnectionError,
+        APIResponseValidationError,
+        APIStatusError,
+        ImageNotSavedError,
+        ValidationError,
+    )
+    from ._retry import classify_error, classify_status
+
+    if isinstance(error, ImageNotSavedError | APIResponseValidationError):
+        return JobState.PAID
+    if isinstance(error, ValidationError):
+        return JobState.FAILED
+    if isinstance(error, APIStatusError):
+        status = error.status_code
+        unpaid = status < 500 or classify_status(status) == "retry"
+        return JobState.FAILED if unpaid else JobState.AMBIGUOUS
+    if isinstance(error, APIConnectionError):
+        cause = error.__cause__
+        if isinstance(cause, httpx.TransportError) and classify_error(cause) == "retry":
+            return JobState.FAILED
+    return JobState.AMBIGUOUS

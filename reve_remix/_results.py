@@ -1,29 +1,54 @@
-"""What a remix returns: the parsed, type-checked response and ways to get the pixels to disk.
+"""What a remix returns: the images of a paid 2xx, read tolerantly, and ways to get them to disk.
 
-The generated ``RemixResponse.from_dict`` trusts its input, so ``parse_response`` checks every field
-against the spec's types first: a body that does not match becomes ``APIResponseValidationError``,
-never a KeyError or AttributeError deep inside the caller's code.
+A 2xx is money spent, so ``parse_response`` reads it to find the images and never lets a field
+the SDK does not need lose one: ``created`` may be a float, a string or missing, unknown fields
+and nulls are fine. Only a 2xx whose images cannot be found at all (not JSON, no ``data``, no item
+with a ``url`` or ``b64_json`` string) is an ``APIResponseValidationError``, carrying the raw
+body. The parsed body is kept as the generated models (``RemixResult.raw``,
+``RemixImage.raw``: unknown fields in their ``additional_properties``); the ``httpx.Response`` is
+not, so finished results hold no sockets or request bodies.
+
+Every error after the 2xx (a download that fails after its retries, bytes that are not an image,
+a disk error) is an ``ImageNotSavedError`` naming the request id and URL.
 """
 
 from __future__ import annotations
 
 import binascii
 import json
+import math
 import os
 import secrets
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._download import Downloader
-from ._exceptions import APIResponseValidationError, ReveRemixError, request_id_of
+from ._download import Downloader, not_an_image
+from ._exceptions import (
+    APIResponseValidationError,
+    ImageNotSavedError,
+    ReveRemixError,
+    request_id_of,
+)
+from ._lifecycle import JobState
+from ._spec import problem, spec
+
+if TYPE_CHECKING:
+    from reve_remix_api.models import RemixImage as RawImage
+    from reve_remix_api.models import RemixResponse as RawResponse
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
 class RemixImage:
     """One generated image: a ``url`` or inline ``b64_json``, and the prompt the model used.
+
+    ``raw`` is the generated ``reve_remix_api.models.RemixImage``, with any field the spec does
+    not name in ``raw.additional_properties``.
 
     Example::
 
@@ -33,41 +58,73 @@ class RemixImage:
         image.save("cat-watercolour.png")
     """
 
-    url: str | None
-    b64_json: str | None
-    revised_prompt: str | None
-    _downloader: Downloader = field(repr=False, compare=False)
+    raw: RawImage
+    request_id: str | None
+    _downloader: Downloader
+
+    @property
+    def url(self) -> str | None:
+        """Where the image can be downloaded (without the API key), if the API sent a URL."""
+        return _string(self.raw.url)
+
+    @property
+    def b64_json(self) -> str | None:
+        """The image as base64, if the API sent it inline."""
+        return _string(self.raw.b64_json)
+
+    @property
+    def revised_prompt(self) -> str | None:
+        """The prompt the model actually used, if the API said."""
+        return _string(self.raw.revised_prompt)
+
+    def __repr__(self) -> str:
+        inline = f"<{len(self.b64_json):,} chars>" if self.b64_json is not None else None
+        return (
+            f"RemixImage(url={self.url!r}, b64_json={inline}, "
+            f"revised_prompt={self.revised_prompt!r}, request_id={self.request_id!r})"
+        )
 
     def read(self) -> bytes:
-        """The image's bytes: decoded from base64, or downloaded without the API key.
+        """The image's bytes: decoded from base64, or downloaded (retried, without the API key).
+
+        Works after the client is closed. Raises ``ImageNotSavedError`` (request id, URL, cause)
+        if the bytes cannot be had or are not an image.
 
         Example::
 
             png = result.image.read()
         """
-        if self.b64_json is not None:
-            return _decode_b64(self.b64_json)
-        return self._downloader.download(self._require_url())
+        try:
+            if self.b64_json is not None:
+                return _decode_b64(self.b64_json)
+            return self._downloader.download(self._require_url())
+        except ReveRemixError as exc:
+            raise self.not_saved(exc) from exc
 
     async def aread(self) -> bytes:
-        """Async twin of :meth:`read`, for results of :class:`AsyncReveRemix`.
+        """Async twin of :meth:`read`.
 
         Example::
 
             png = await result.image.aread()
         """
-        if self.b64_json is not None:
-            return _decode_b64(self.b64_json)
-        return await self._downloader.adownload(self._require_url())
+        try:
+            if self.b64_json is not None:
+                return _decode_b64(self.b64_json)
+            return await self._downloader.adownload(self._require_url())
+        except ReveRemixError as exc:
+            raise self.not_saved(exc) from exc
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the image to ``path`` atomically (no half-written file, ever) and return it.
+
+        Raises ``ImageNotSavedError`` for any failure, a disk error included.
 
         Example::
 
             saved = result.image.save("out/cat.png")
         """
-        return write_atomic(path, self.read())
+        return self.write(path, self.read())
 
     async def asave(self, path: str | os.PathLike[str]) -> Path:
         """Async twin of :meth:`save`.
@@ -79,20 +136,45 @@ class RemixImage:
         import asyncio  # imported on first use, like everything async (see _client)
 
         data = await self.aread()
-        return await asyncio.to_thread(write_atomic, path, data)
+        return await asyncio.to_thread(self.write, path, data)
+
+    def write(self, path: str | os.PathLike[str], data: bytes) -> Path:
+        """Write this image's ``data`` (from :meth:`read`) to ``path`` atomically.
+
+        For callers that choose the path from the bytes; an ``OSError`` becomes an
+        ``ImageNotSavedError`` naming the request id and URL.
+
+        Example::
+
+            data = image.read()
+            image.write(choose_path(data), data)
+        """
+        try:
+            return write_atomic(path, data)
+        except OSError as exc:
+            raise self.not_saved(exc) from exc
+
+    def not_saved(self, cause: BaseException) -> ImageNotSavedError:
+        """The error saying this paid image is not on disk because of ``cause``."""
+        if isinstance(cause, ImageNotSavedError):
+            return cause
+        return ImageNotSavedError(cause, request_id=self.request_id, url=self.url)
 
     def _require_url(self) -> str:
         if self.url is None:
-            raise ReveRemixError("this image has neither a url nor b64_json to read")
+            raise ReveRemixError("the response gave this image neither a url nor b64_json")
         return self.url
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class RemixResult:
-    """A finished remix: when it was made and the images it produced.
+    """A finished remix: when it was made, the images it produced, and the response's metadata.
 
     ``read``/``save`` (and the async ``aread``/``asave``) act on the first image, which is all the
-    API returns today (``n`` is fixed at 1).
+    API returns today (``n`` is fixed at 1). ``raw`` is the generated
+    ``reve_remix_api.models.RemixResponse``; ``status_code`` and ``headers`` are the response's.
+    ``created`` is the API's timestamp, or the time the response arrived if the API's value was
+    missing or unreadable.
 
     Example::
 
@@ -104,7 +186,9 @@ class RemixResult:
     created: int
     images: list[RemixImage]
     request_id: str | None = None
-    _response: httpx.Response | None = field(default=None, repr=False, compare=False)
+    status_code: int = 200
+    headers: httpx.Headers = field(default_factory=httpx.Headers, repr=False)
+    raw: RawResponse | None = field(default=None, repr=False)
 
     @property
     def created_at(self) -> datetime:
@@ -113,12 +197,9 @@ class RemixResult:
 
     @property
     def image(self) -> RemixImage:
-        """The first image; ``APIResponseValidationError`` if the API returned none."""
+        """The first image (``parse_response`` never builds a result without one)."""
         if not self.images:
-            message = "the response contained no images"
-            if self._response is None:
-                raise ReveRemixError(message)
-            raise APIResponseValidationError(message, response=self._response, body=None)
+            raise ReveRemixError("the response contained no images")
         return self.images[0]
 
     def read(self) -> bytes:
@@ -138,18 +219,20 @@ class RemixResult:
         return await self.image.asave(path)
 
 
-_IMAGE_FIELDS = ("url", "b64_json", "revised_prompt")  # RemixImage's fields, in order
-
-
 def parse_response(response: httpx.Response, downloader: Downloader) -> RemixResult:
-    """Check a 2xx body against the spec's ``RemixResponse`` and build the result.
+    """Find the images of a 2xx and build the result, tolerating every field it does not need.
 
-    Raises ``APIResponseValidationError`` (with status, body and request id) for anything else.
+    Raises ``APIResponseValidationError`` (status, raw body, request id; the message says the
+    image may have been billed) only when no image can be found.
     """
+    from reve_remix_api.models import RemixResponse
 
-    def invalid(reason: str, body: object) -> APIResponseValidationError:
+    request_id = request_id_of(response.headers)
+
+    def unreadable(reason: str, body: object) -> APIResponseValidationError:
         return APIResponseValidationError(
-            f"{response.status_code} response does not match the API schema: {reason}",
+            f"the API answered {response.status_code}, so the image was generated "
+            f"({JobState.PAID.value}), but its images cannot be found in the response: {reason}",
             response=response,
             body=body,
         )
@@ -157,50 +240,117 @@ def parse_response(response: httpx.Response, downloader: Downloader) -> RemixRes
     try:
         body = json.loads(response.content)
     except (ValueError, UnicodeDecodeError):
-        preview = response.content[:200].decode("utf-8", errors="replace")
-        raise invalid("body is not JSON", preview) from None
+        preview = response.content[:2000].decode("utf-8", errors="replace")
+        raise unreadable("the body is not JSON", preview) from None
     if not isinstance(body, dict):
-        raise invalid(f"expected an object, got {type(body).__name__}", body)
-    created = body.get("created")
-    if not isinstance(created, int) or isinstance(created, bool):
-        raise invalid("'created' must be an integer", body)
-    try:
-        datetime.fromtimestamp(created, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        raise invalid(f"'created' is not a valid timestamp: {created}", body) from None
-    data = body.get("data")
-    if not isinstance(data, list):
-        raise invalid("'data' must be an array", body)
-    images = []
-    for index, item in enumerate(data):
-        if not isinstance(item, dict):
-            raise invalid(f"data[{index}] must be an object", body)
-        fields = [item.get(name) for name in _IMAGE_FIELDS]
-        for name, value in zip(_IMAGE_FIELDS, fields, strict=True):
-            if value is not None and not isinstance(value, str):
-                raise invalid(f"data[{index}].{name} must be a string", body)
-        url, b64_json, revised_prompt = fields
-        images.append(RemixImage(url, b64_json, revised_prompt, downloader))
-    return RemixResult(
-        created=created,
-        images=images,
-        request_id=request_id_of(response.headers),
-        _response=response,
+        raise unreadable(f"expected an object, got {type(body).__name__}", body)
+    items = body.get("data")
+    if isinstance(items, dict):
+        items = [items]  # one image sent bare rather than in a list
+    if not isinstance(items, list):
+        raise unreadable("no 'data' array", body)
+    schemas = spec()
+    data = [
+        _typed_fields(item, schemas.image_properties) for item in items if isinstance(item, dict)
+    ]
+    if not any(_string(item.get("url")) or _string(item.get("b64_json")) for item in data):
+        raise unreadable("no item of 'data' has a 'url' or 'b64_json' string", body)
+    fields = _typed_fields(body, schemas.response_properties)
+    raw = RemixResponse.from_dict(
+        {**fields, "created": _created(body.get("created")), "data": data}
     )
+    return RemixResult(
+        created=raw.created,
+        images=[RemixImage(image, request_id, downloader) for image in raw.data],
+        request_id=request_id,
+        status_code=response.status_code,
+        headers=response.headers,
+        raw=raw,
+    )
+
+
+def paid_image(
+    downloader: Downloader, url: str, request_id: str | None, revised_prompt: str | None = None
+) -> RemixImage:
+    """The image of an earlier 2xx, from what was recorded of it, to download again.
+
+    Example::
+
+        image = paid_image(Downloader(httpx.Client()), record.url, record.request_id)
+        image.save("cat.png")
+    """
+    from reve_remix_api.models import RemixImage as GeneratedImage
+    from reve_remix_api.types import UNSET
+
+    raw = GeneratedImage(
+        url=url, revised_prompt=UNSET if revised_prompt is None else revised_prompt
+    )
+    return RemixImage(raw, request_id, downloader)
+
+
+def _typed_fields(
+    item: Mapping[str, Any], schemas: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """``item`` without the fields the spec declares whose value breaks their schema (or is null).
+
+    The generated ``from_dict`` trusts its input; a field of the wrong type is dropped here rather
+    than raise deep inside it, and is never a reason to lose the image. Fields the spec does not
+    declare stay, for ``additional_properties``.
+    """
+    return {
+        name: value
+        for name, value in item.items()
+        if name not in schemas or (value is not None and problem(value, schemas[name]) is None)
+    }
+
+
+def _created(value: object) -> int:
+    """The API's ``created`` as whole Unix seconds: an int, a float, a numeric or ISO string.
+
+    Anything else (or a time no clock can show) gives the time the response was read: the field
+    says when the image was made, which is not a reason to lose it.
+    """
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str):
+        try:
+            seconds = float(value)
+        except ValueError:
+            try:
+                seconds = datetime.fromisoformat(value).timestamp()
+            except ValueError:
+                seconds = None
+    if seconds is None or not math.isfinite(seconds):
+        return int(time.time())
+    try:
+        datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return int(time.time())
+    return int(seconds)
+
+
+def _string(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _decode_b64(text: str) -> bytes:
     # binascii reads an ASCII str in place; base64.b64decode would first copy it to bytes.
     try:
-        return binascii.a2b_base64(text, strict_mode=True)
+        data = binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise ReveRemixError(f"b64_json is not valid base64: {exc}") from None
+    problem = not_an_image(data, f"b64_json ({len(data):,} bytes)")
+    if problem:
+        raise ReveRemixError(problem)
+    return data
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
-    A crash or Ctrl-C mid-write leaves the old file (or none), never a truncated image. The
+    A crash or Ctrl-C mid-write leaves the old file (or none), never a truncated image; a
+    leftover temporary file is named ``.<name>.<12 hex digits>.part`` (see ``PART_FILE``). The
     file gets the permissions the umask gives a new file (``mkstemp`` would make it 0600).
     """
     target = Path(path)
@@ -217,3 +367,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return target
+
+
+PART_FILE = r"\..+\.[0-9a-f]{12}\.part"
+"""The regular expression a temporary file of :func:`write_atomic` matches (a crash leaves one)."""

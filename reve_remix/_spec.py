@@ -34,6 +34,8 @@ from typing import Any
 REQUEST = "RemixRequest"
 IMAGES_FIELD = "image_urls"
 """The request property that carries the images (``remix(images=...)``)."""
+DATA_FIELD = "data"
+"""The response property that carries the generated images."""
 ARGUMENT_FIELDS = {
     "model": "model",
     "prompt": "prompt",
@@ -81,6 +83,10 @@ class Spec:
     output_formats: tuple[str, ...]
     request_properties: Mapping[str, Mapping[str, Any]] = field(repr=False)
     """Every property schema of the request body, ``$ref`` resolved, by name."""
+    response_properties: Mapping[str, Mapping[str, Any]] = field(repr=False)
+    """Every property schema of the success response body, ``$ref`` resolved, by name."""
+    image_properties: Mapping[str, Mapping[str, Any]] = field(repr=False)
+    """Every property schema of one item of the response's ``data``, ``$ref`` resolved."""
 
     def images_text(self) -> str:
         """How many images a request takes, for help texts and errors: ``"1 to 4"``."""
@@ -119,6 +125,7 @@ def read(document: Mapping[str, Any]) -> Spec:
             f"{REQUEST} has no {', '.join(missing)} (set from remix's arguments); "
             f"it has {', '.join(properties)}"
         )
+    response, image = _response_properties(document, operation)
     images = properties[IMAGES_FIELD]
     where = f"{REQUEST}.{IMAGES_FIELD}"
     description = _get(images, "description", where, str)
@@ -132,7 +139,31 @@ def read(document: Mapping[str, Any]) -> Spec:
         aspect_ratios=_enum(properties["aspect_ratio"], f"{REQUEST}.aspect_ratio"),
         output_formats=_enum(properties["output_format"], f"{REQUEST}.output_format"),
         request_properties=properties,
+        response_properties=response,
+        image_properties=image,
     )
+
+
+def _response_properties(
+    document: Mapping[str, Any], operation: Mapping[str, Any]
+) -> tuple[dict[str, Mapping[str, Any]], dict[str, Mapping[str, Any]]]:
+    """The property schemas of the success body and of one of its ``data`` items."""
+    responses = _get(operation, "responses", "the operation")
+    success = [code for code in responses if str(code).startswith("2")]
+    if not success:
+        raise SpecError("the operation has no 2xx response")
+    where = f"the {success[0]} response"
+    body = _resolve(document, _json_schema(responses[success[0]], where))
+    response = {
+        name: _resolve(document, schema) for name, schema in _get(body, "properties", where).items()
+    }
+    data = _get(response, DATA_FIELD, f"{where}'s properties")
+    items = _resolve(document, _get(data, "items", f"{where}.{DATA_FIELD}"))
+    image = {
+        name: _resolve(document, schema)
+        for name, schema in _get(items, "properties", f"{where}.{DATA_FIELD}[]").items()
+    }
+    return response, image
 
 
 def size_limit(description: str, where: str = "the description") -> int:

@@ -532,7 +532,7 @@ def check_image_count(count: int) -> None:
     >>> check_image_count(0)
     Traceback (most recent call last):
       ...
-    reve_remix._exceptions.ValidationError: images: give between 1 and 4 images, got 0
+    reve_remix.ValidationError: images: give between 1 and 4 images, got 0
     """
     if not MIN_IMAGES <= count <= MAX_IMAGES:
         raise ValidationError(

@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for the tests package
 
-from tests.fault_matrix import MAX_RETRIES, ROWS, run
+from reve_remix._download import DOWNLOAD_MAX_RETRIES
+from tests.fault_matrix import DOWNLOAD_ROWS, MAX_RETRIES, ROWS, run, run_download
 
 
 def main() -> int:
@@ -37,6 +38,23 @@ def main() -> int:
     print(
         f"\n{len(ROWS)} rows, max_retries={MAX_RETRIES} unless stated, backoff shortened to "
         f"milliseconds, {time.monotonic() - started:.1f} s in all."
+    )
+    started = time.monotonic()
+    print("\nDownloads of a paid image (one POST each; the GETs are free and retried):\n")
+    print("| Download fault | Outcome | Requests seen | Elapsed |")
+    print("| --- | --- | --- | --- |")
+    for download in DOWNLOAD_ROWS:
+        seen = run_download(download)
+        mark = "" if seen.matches else " (UNEXPECTED)"
+        print(
+            f"| {download.fault} | {seen.name}{mark} | {seen.posts} POST, {seen.gets} GET "
+            f"| {seen.elapsed * 1000:.0f} ms |"
+        )
+        if not seen.matches:
+            mismatches.append(f"{download.id}: {seen.mismatch}")
+    print(
+        f"\n{len(DOWNLOAD_ROWS)} download rows, up to {DOWNLOAD_MAX_RETRIES} retries, backoff "
+        f"shortened to milliseconds, {time.monotonic() - started:.1f} s in all."
     )
     for mismatch in mismatches:
         print(f"UNEXPECTED: {mismatch}", file=sys.stderr)

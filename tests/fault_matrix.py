@@ -5,8 +5,12 @@ loopback HTTP and states what must come of it: an exception class, or success, a
 number of requests the server saw. That number is the point: every request the server saw is a
 generation that may have been billed, so a retry policy is judged by it.
 
+:class:`DownloadRow` does the same for the download of a paid image (``DOWNLOAD_ROWS``, played
+by :func:`run_download`): a GET is free, so every transient fault is retried, and the number that
+matters is how many GETs it took, with exactly one POST (one generation) in every row.
+
 Shared by ``tests/test_fault_matrix.py`` (one test per row) and ``scripts/fault_matrix.py`` (the
-rows as a Markdown table for ``docs/robustness.md``). :func:`run` shortens the retry backoff to
+rows as Markdown tables for ``docs/robustness.md``). :func:`run` shortens the retry backoff to
 milliseconds while a row runs, so the whole matrix takes a few seconds; ``Retry-After`` is obeyed
 as sent.
 
@@ -27,6 +31,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
+import httpx
+
 import reve_remix._retry as retry
 from reve_remix import (
     APIConnectionError,
@@ -35,6 +41,7 @@ from reve_remix import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ImageNotSavedError,
     InternalServerError,
     NotFoundError,
     PayloadTooLargeError,
@@ -46,9 +53,12 @@ from reve_remix import (
     ReveRemixError,
     UnprocessableEntityError,
 )
+from reve_remix._download import DOWNLOAD_MAX_RETRIES, Downloader
+from reve_remix._results import paid_image
 from reve_remix.testing import Fault, MockServer
 
 from .conftest import API_KEY, IMAGE_URL
+from .paid_server import DRIP_SECONDS, SLOW_SECONDS, PaidServer
 
 MAX_RETRIES = 2
 FAST_BACKOFF = (0.01, 0.02)  # INITIAL_BACKOFF, MAX_BACKOFF while a row runs, in seconds
@@ -308,3 +318,127 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+# --- downloads of a paid image -------------------------------------------------------------------
+
+DOWNLOAD_DEADLINE = 1.0  # seconds: the "drip past the deadline" row's whole download
+_EVERY_TIME = DOWNLOAD_MAX_RETRIES + 1
+
+
+@dataclass(frozen=True)
+class DownloadRow:
+    """One fault of a result download: the CDN's answers, in order, and what must come of it.
+
+    ``script`` names each GET's answer (see ``tests/paid_server.py``; later GETs get the image).
+    ``expected`` is the class of the ``ImageNotSavedError``'s cause, or ``None`` for success.
+    """
+
+    fault: str
+    script: tuple[str, ...]
+    expected: type[ReveRemixError] | None
+    gets: int
+    deadline: float = 30.0
+
+    @property
+    def id(self) -> str:
+        return self.fault
+
+    @property
+    def expected_name(self) -> str:
+        if self.expected is None:
+            return "saved"
+        return f"ImageNotSavedError ({self.expected.__name__})"
+
+
+@dataclass(frozen=True)
+class DownloadOutcome:
+    """What :func:`run_download` observed for a row."""
+
+    row: DownloadRow
+    error: ImageNotSavedError | None
+    posts: int
+    gets: int
+    elapsed: float
+
+    @property
+    def name(self) -> str:
+        if self.error is None:
+            return "saved"
+        return f"ImageNotSavedError ({type(self.error.cause).__name__})"
+
+    @property
+    def mismatch(self) -> str | None:
+        problems = []
+        if self.name != self.row.expected_name:
+            problems.append(f"got {self.name} ({self.error}), expected {self.row.expected_name}")
+        if self.gets != self.row.gets:
+            problems.append(f"the CDN saw {self.gets} GETs, expected {self.row.gets}")
+        if self.posts != 1:
+            problems.append(f"the API saw {self.posts} POSTs: a generation was paid for twice")
+        return "; ".join(problems) or None
+
+    @property
+    def matches(self) -> bool:
+        return self.mismatch is None
+
+
+def _download_rows() -> list[DownloadRow]:
+    rows = [
+        DownloadRow("503 once", ("503",), None, 2),
+        DownloadRow("503 every time", ("503",) * _EVERY_TIME, InternalServerError, _EVERY_TIME),
+        DownloadRow("500 once", ("500",), None, 2),
+        DownloadRow("404", ("404",), NotFoundError, 1),
+        DownloadRow("connection dropped once", ("drop",), None, 2),
+        DownloadRow(
+            "connection dropped every time", ("drop",) * _EVERY_TIME, APIConnectionError, 4
+        ),
+        DownloadRow("body cut short once", ("truncate",), None, 2),
+        DownloadRow(f"slow drip ({DRIP_SECONDS} s), within the deadline", ("drip",), None, 1),
+        DownloadRow(
+            f"slow drip ({SLOW_SECONDS} s), past a {DOWNLOAD_DEADLINE} s deadline",
+            ("slow",),
+            APITimeoutError,
+            1,
+            deadline=DOWNLOAD_DEADLINE,
+        ),
+        DownloadRow("302 redirect to the file", ("redirect",), None, 2),
+        DownloadRow("200 with an HTML page once", ("html",), None, 2),
+        DownloadRow(
+            "200 with an HTML page every time",
+            ("html",) * _EVERY_TIME,
+            APIResponseValidationError,
+            _EVERY_TIME,
+        ),
+        DownloadRow("200 with 0 bytes once", ("empty",), None, 2),
+        DownloadRow(
+            "200 with 0 bytes every time",
+            ("empty",) * _EVERY_TIME,
+            APIResponseValidationError,
+            _EVERY_TIME,
+        ),
+    ]
+    return rows
+
+
+DOWNLOAD_ROWS: list[DownloadRow] = _download_rows()
+
+
+def run_download(row: DownloadRow) -> DownloadOutcome:
+    """Remix once against a :class:`PaidServer` playing ``row``, then save the paid image."""
+    error: ImageNotSavedError | None = None
+    with (
+        fast_backoff(),
+        PaidServer(downloads=row.script) as server,
+        ReveRemix(API_KEY, base_url=server.base_url) as client,
+        httpx.Client() as http,
+    ):
+        result = client.remix("<img>0</img> in the rain", [IMAGE_URL])
+        image = paid_image(Downloader(http, deadline=row.deadline), str(result.image.url), None)
+        started = time.monotonic()
+        try:
+            image.read()
+        except ImageNotSavedError as exc:
+            error = exc
+        elapsed = time.monotonic() - started
+        return DownloadOutcome(row, error, sum(server.posted.values()), server.gets, elapsed)

@@ -23,11 +23,9 @@ from reve_remix import (
 )
 from reve_remix._batch import BatchProgress, RemixJob, run_in_tasks
 from reve_remix._batch_file import (
-    JobLine,
     Manifest,
     ManifestRecord,
     read_jobs,
-    run_job,
     slugify,
 )
 from reve_remix.testing import Fault, MockServer
@@ -227,24 +225,29 @@ def test_job_ids_depend_on_the_line_content_only(tmp_path):
     assert read_jobs(first)[0][0].id != read_jobs(second)[0][0].id
 
 
-def test_manifest_survives_a_record_cut_short(tmp_path):
+def test_manifest_survives_a_record_cut_short_and_the_next_run_cuts_it_off(tmp_path):
     manifest = Manifest(tmp_path)
     manifest.append(ManifestRecord(id="a", status="failed", error="boom", line=1))
     manifest.append(ManifestRecord(id="a", status="done", file="a.png", line=1))
     manifest.close()
     with manifest.path.open("a", encoding="utf-8") as file:
         file.write('{"id": "b", "status": "do')  # a crash in the middle of a write
+    latest, unreadable = manifest.latest()
+    assert set(latest) == {"a"}
+    assert unreadable == [3]
     (tmp_path / "a.png").write_bytes(PNG_SIGNATURE)
     manifest.append(ManifestRecord(id="c", status="done", file="gone.png", line=3))
     manifest.close()
     latest, unreadable = manifest.latest()
     assert set(latest) == {"a", "c"}
     assert latest["a"].status == "done"
-    assert unreadable == [3]
-    jobs = [JobLine(n, job_id, RemixJob("p", ["u"])) for n, job_id in enumerate("abc", 1)]
-    pending, done = manifest.split(jobs, latest)
-    assert [job.id for job in done] == ["a"]
-    assert [job.id for job in pending] == ["b", "c"]  # c's file is missing: run it again
+    assert unreadable == []  # the torn line was cut off before appending
+    assert manifest.path.read_text().count("\n") == 3
+    actions = {
+        job_id: record.action(tmp_path, resend_ambiguous=False, regenerate_paid=False)
+        for job_id, record in latest.items()
+    }
+    assert actions == {"a": "skip", "c": "send"}  # c's file is missing: run it again
 
 
 def test_slugs_leave_out_image_tags():
@@ -316,7 +319,7 @@ def test_batch_of_50_with_rate_limits_outages_and_drops_never_pays_twice(
     prompts = write_jobs(tmp_path / "jobs.jsonl", 50, sample_png)
     retry_now = {"Retry-After": "0"}
     # Answers in arrival order; None is a normal 200. Drops are ambiguous (the request was sent),
-    # so they are not retried: those jobs fail, to be retried by the next run.
+    # so they are not retried: those jobs are recorded ambiguous and held back on a plain resume.
     pattern = [
         None,
         Fault(status=429, headers=retry_now),
@@ -342,15 +345,19 @@ def test_batch_of_50_with_rate_limits_outages_and_drops_never_pays_twice(
         answers[request.json["prompt"]].append(kind)
 
     latest = latest_by_id(out_dir)
-    assert len(latest) == 50  # every job ended, done or failed, and was recorded
-    assert {record.status for record in latest.values()} <= {"done", "failed"}
+    assert len(latest) == 50  # every job ended and was recorded
+    assert {record.status for record in latest.values()} <= {"done", "failed", "ambiguous"}
     check_done_files(out_dir, latest)
     done = [record for record in latest.values() if record.status == "done"]
-    failed = [record for record in latest.values() if record.status == "failed"]
-    assert failed, "the script drops connections: some jobs must fail"
+    failed = [record for record in latest.values() if record.status != "done"]
+    ambiguous = [record for record in failed if record.status == "ambiguous"]
+    assert ambiguous, "the script drops connections: some jobs must be ambiguous"
     assert first.returncode == 1, first.stderr
     for record in failed:
-        assert "Server disconnected" in record.error or record.error.startswith(("429", "503"))
+        if record.status == "ambiguous":
+            assert "Server disconnected" in record.error
+        else:
+            assert record.error.startswith(("429", "503"))
     assert set(answers) == set(prompts)
     for kinds in answers.values():
         assert kinds.count("ok") <= 1  # never requested again after a success
@@ -358,14 +365,23 @@ def test_batch_of_50_with_rate_limits_outages_and_drops_never_pays_twice(
         assert "drop" not in kinds[:-1]  # ...or after an ambiguous failure
         assert len(kinds) <= 3  # the first try and --max-retries (2) retries
     assert len(done) == sum("ok" in kinds for kinds in answers.values())
-    assert f"{len(done)} done, {len(failed)} failed" in first.stdout
+    assert f"{len(done)} done, {len(failed) - len(ambiguous)} failed" in first.stdout
+    assert f"{len(ambiguous)} held" in first.stdout
 
-    # Resume: only the failed jobs are sent again, once each, and now they all succeed.
-    # A fresh mock without faults (the first may have scripted answers left over).
+    # Resume: only the provably unpaid jobs are sent again, once each; the ambiguous ones wait
+    # for --resend-ambiguous. A fresh mock without faults (the first may have some left over).
     with MockServer() as healthy:
         second = run_batch(healthy, tmp_path / "jobs.jsonl", out_dir, "--concurrency", "4")
+        plain_posts = posts(healthy)
+        assert second.returncode == 1, second.stderr
+        assert second.stderr.count("held ") == len(ambiguous)
+        third = run_batch(
+            healthy, tmp_path / "jobs.jsonl", out_dir, "--concurrency", "4", "--resend-ambiguous"
+        )
         second_posts = posts(healthy)
-    assert second.returncode == 0, second.stderr
+    assert third.returncode == 0, third.stderr
+    unpaid = sorted(prompt for prompt, kinds in answers.items() if kinds[-1] in ("429", "503"))
+    assert sorted(request.json["prompt"] for request in plain_posts) == unpaid
     failed_prompts = sorted(prompt for prompt, kinds in answers.items() if "ok" not in kinds)
     second_prompts = sorted(request.json["prompt"] for request in second_posts)
     assert second_prompts == failed_prompts
@@ -407,15 +423,16 @@ def test_a_batch_killed_half_way_resumes_without_paying_twice(tmp_path, sample_p
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             manifest = out_dir / "manifest.jsonl"
-            if manifest.exists() and manifest.read_text().count("\n") >= 8:
+            if manifest.exists() and manifest.read_text().count('"status":"done"') >= 8:
                 break
             time.sleep(0.02)
         process.send_signal(how)
         stdout, stderr = process.communicate(timeout=30)
         assert API_KEY not in stdout + stderr
         first_posts = len(posts(server))
+        latest_first = latest_by_id(out_dir)
         finished_first = {
-            record.id: record for record in manifest_records(out_dir) if record is not None
+            job_id: record for job_id, record in latest_first.items() if record.status == "done"
         }
         assert 8 <= len(finished_first) < 32
         if how == signal.SIGINT:
@@ -424,12 +441,19 @@ def test_a_batch_killed_half_way_resumes_without_paying_twice(tmp_path, sample_p
             assert "not started (interrupted; run again to resume)" in stdout
             assert stdout.startswith(f"{len(finished_first)} done, 0 failed, ")
             # Ctrl-C lets running jobs finish: everything sent was also saved and recorded.
-            assert len(finished_first) == first_posts
+            assert len(finished_first) == first_posts == len(latest_first)
         else:
             assert process.returncode == -signal.SIGKILL
-        done_first = {record.id for record in finished_first.values() if record.status == "done"}
+        done_first = set(finished_first)
+        claimed = {job_id for job_id, record in latest_first.items() if record.status == "sent"}
 
         resumed = run_batch(server, tmp_path / "jobs.jsonl", out_dir, "--concurrency", "4")
+        if claimed:  # killed with requests in flight: held back until asked
+            assert resumed.returncode == 1, resumed.stderr
+            assert resumed.stderr.count("held ") == len(claimed)
+            resumed = run_batch(
+                server, tmp_path / "jobs.jsonl", out_dir, "--concurrency", "4", "--resend-ambiguous"
+            )
         assert resumed.returncode == 0, resumed.stderr
         all_posts = collections.Counter(request.json["prompt"] for request in posts(server))
 
@@ -495,16 +519,3 @@ def test_batch_without_a_key_sends_nothing(server, tmp_path, sample_png):
     assert completed.returncode == 2
     assert "ONEROUTER_API_KEY" in completed.stderr
     assert not server.requests
-
-
-def test_a_job_whose_download_fails_is_recorded_as_failed(tmp_path, sample_png):
-    jobs_file = tmp_path / "jobs.jsonl"
-    write_jobs(jobs_file, 1, sample_png)
-    with MockServer() as server, ReveRemix(API_KEY, base_url=server.base_url) as client:
-        server.enqueue(Fault(body={"created": 1, "data": [{"url": server.base_url + "/files/x"}]}))
-        manifest = Manifest(tmp_path / "out")
-        record = run_job(client, read_jobs(jobs_file)[0][0], tmp_path / "out", manifest)
-        manifest.close()
-    assert record.status == "failed"
-    assert "404" in record.error
-    assert manifest_records(tmp_path / "out") == [record]

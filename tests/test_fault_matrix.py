@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from .fault_matrix import ROWS, Row, run
+from .fault_matrix import DOWNLOAD_ROWS, ROWS, DownloadRow, Row, run, run_download
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
@@ -20,3 +20,9 @@ def test_fault_matrix_row(row: Row):
 def test_the_matrix_covers_every_status_the_issue_names():
     statuses = {fault.status for row in ROWS for fault in row.faults}
     assert statuses >= {400, 401, 402, 403, 404, 408, 413, 422, 429, 500, 502, 503, 504}
+
+
+@pytest.mark.parametrize("row", DOWNLOAD_ROWS, ids=[row.id for row in DOWNLOAD_ROWS])
+def test_download_fault_matrix_row(row: DownloadRow):
+    outcome = run_download(row)
+    assert outcome.mismatch is None

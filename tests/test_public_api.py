@@ -30,6 +30,7 @@ PUBLIC_NAMES = [
     "BatchProgress",
     "ContentPolicyError",
     "ImageInput",
+    "ImageNotSavedError",
     "InternalServerError",
     "NotFoundError",
     "OutputFormat",

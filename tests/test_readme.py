@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import doctest
 import re
+import shutil
 from pathlib import Path
 
 import pytest
+
+from reve_remix.testing import MockServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -76,3 +79,26 @@ def test_the_readme_stays_short_and_ci_runs_its_test_command():
     )
     assert command in readme
     assert f"\n{command}\n" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_the_remix_many_example_runs_and_saves_every_image(tmp_path, monkeypatch):
+    """The ``remix_many`` example, run as written against the mock server, saves all four.
+
+    It saves after its ``with`` block on purpose: results outlive their client.
+    """
+    blocks = [
+        (path, block.split("```", 1)[0])
+        for path in DOCUMENTS
+        for block in path.read_text(encoding="utf-8").split("```python\n")[1:]
+    ]
+    [(path, example)] = [(p, block) for p, block in blocks if "client.remix_many(jobs" in block]
+    shutil.copy(ROOT / "reve_remix" / "_samples" / "sofa.jpg", tmp_path / "park.jpg")
+    monkeypatch.chdir(tmp_path)
+    with MockServer() as server:
+        monkeypatch.setenv("ONEROUTER_API_KEY", "sk-readme-example")
+        monkeypatch.setenv("REVE_REMIX_BASE_URL", server.base_url)
+        exec(compile(example, str(path), "exec"), {})
+        posts = [request for request in server.requests if request.method == "POST"]
+    assert len(posts) == 4
+    for season in ("spring", "summer", "autumn", "winter"):
+        assert (tmp_path / f"park-{season}.png").read_bytes().startswith(b"\x89PNG")

@@ -488,8 +488,9 @@ def run_job(
         )
     except ReveRemixError as exc:
         request_id = getattr(exc, "request_id", None)
+        error = client._redact(str(exc))  # the one redaction, however the key got in
         record = ManifestRecord(
-            id=job.id, status="failed", request_id=request_id, error=str(exc), line=job.number
+            id=job.id, status="failed", request_id=request_id, error=error, line=job.number
         )
     manifest.append(record)
     return record

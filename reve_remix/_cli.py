@@ -65,6 +65,7 @@ from ._exceptions import (
 )
 from ._images import max_image_bytes
 from ._progress import RetryNotices, StatusLine, bar_line, is_terminal, spinner_line
+from ._redact import redact
 from ._request import Images, aspect_ratios, output_formats
 from ._results import RemixResult, write_atomic
 from ._version import __version__
@@ -74,7 +75,6 @@ EXIT_OK, EXIT_API_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEMO_OUTPUT = "reve-remix-demo.png"
 DEMO_PROMPT = "Put {cat} on {sofa}, as a watercolour"
 _IMAGE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")  # the names bind_images accepts
-_MIN_SECRET_LENGTH = 8  # shorter "keys" are not redacted: that would garble every line
 
 
 class UsageError(Exception):
@@ -127,8 +127,7 @@ class Console:
 
     def say(self, text: str) -> None:
         """Print ``text`` on stderr as a line of its own, with the API key redacted."""
-        if len(self._secret) >= _MIN_SECRET_LENGTH:
-            text = text.replace(self._secret, "<redacted>")
+        text = redact(text, self._secret)
         with self._lock:
             if self._status is not None:
                 self._status.message(text)

@@ -123,7 +123,7 @@ _HEIF_GENERIC_BRANDS = frozenset({b"mif1", b"msf1"})
 _HEAD_BYTES = 4096
 
 _SCHEME = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.-]+):")  # 2+ letters: "C:\x.png" is a path
-_BAD_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+_BAD_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _DATA_URL = re.compile(r"data:([^,]*),", re.IGNORECASE)
 _BASE64_LIKE = re.compile(r"[A-Za-z0-9+/=\s]{100,}")
 _PREVIEW_CHARS = 60
@@ -230,7 +230,7 @@ def check_uploaded_url(url: object, label: str) -> str:
         )
     scheme = _scheme_of(url)
     if scheme in ("http", "https"):
-        problem = _http_url_problem(url)
+        problem = http_url_problem(url)
         if problem:
             raise ValidationError(f"{label}: the uploader's URL {_preview(url)} {problem}")
         return url
@@ -311,7 +311,7 @@ def _image_urls_description() -> str:
 def _from_str(item: str, label: str, fit: bool) -> str | LocalImage:
     scheme = _scheme_of(item)
     if scheme in ("http", "https"):
-        problem = _http_url_problem(item)
+        problem = http_url_problem(item)
         if problem:
             raise ValidationError(f"{label}: URL {_preview(item)} {problem}")
         return item
@@ -588,9 +588,10 @@ def _scheme_of(text: str) -> str:
     return match[1].lower() if match else ""
 
 
-def _http_url_problem(url: str) -> str | None:
+def http_url_problem(url: str) -> str | None:
+    """What is wrong with an http(s) URL to send (its characters, host or port), or ``None``."""
     if _BAD_URL_CHARS.search(url):
-        return "contains whitespace or control characters; percent-encode them"
+        return "contains whitespace, control characters or lone surrogates; percent-encode them"
     try:
         parts = urlsplit(url)
         host = parts.hostname

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from ._exceptions import ValidationError
 from ._images import ImageInput, LocalImage, prepare_image
-from ._tags import MAX_IMAGES, bind_images, check_prompt
+from ._tags import MAX_IMAGES, bind_images, check_prompt, refuse_image_names
 
 if TYPE_CHECKING:
     from reve_remix_api.models import AspectRatio, OutputFormat, RemixRequest
@@ -113,8 +113,8 @@ def prepare_remix(
 
     if not isinstance(prompt, str):
         raise ValidationError(f"prompt: expected a string, got {type(prompt).__name__}")
-    if not isinstance(model, str) or not model.strip():
-        raise ValidationError("model: expected a non-empty string")
+    sendable(prompt, "prompt")
+    model = check_model(model)
     ratio = None if aspect_ratio is None else _member(AspectRatio, aspect_ratio, "aspect_ratio")
     fmt = _member(OutputFormat, output_format, "output_format")
     if isinstance(images, Mapping):
@@ -123,6 +123,7 @@ def prepare_remix(
         items = [images[name] for name in names]
         labels = [f"image {name!r}" for name in names]
     else:
+        refuse_image_names(prompt)
         items = list(images) if isinstance(images, list | tuple) else [images]
         labels = [f"image {index}" for index in range(len(items))]
     if not 1 <= len(items) <= MAX_IMAGES:
@@ -138,6 +139,42 @@ def prepare_remix(
         aspect_ratio=ratio,
         output_format=fmt,
     )
+
+
+def check_model(model: object) -> str:
+    """``model`` if it can name a model: a non-empty string that can be sent.
+
+    Example::
+
+        check_model("reve-remix-image-to-image")  # returned as is
+        check_model("")  # ValidationError: model: expected a non-empty string
+    """
+    if not isinstance(model, str) or not model.strip():
+        raise ValidationError("model: expected a non-empty string")
+    return sendable(model, "model")
+
+
+def sendable(text: str, name: str) -> str:
+    """``text`` if it can go into a request as UTF-8; ``ValidationError`` for a lone surrogate.
+
+    A lone surrogate (``"\\ud800"``) is not text: Python makes one when it decodes bytes that are
+    not UTF-8 with ``surrogateescape`` (a file name, a command-line argument) or when JSON holds
+    half of a ``"\\ud83d\\ude00"`` pair. It cannot be encoded, so it is refused here, not at send.
+
+    Example::
+
+        sendable("a cat", "prompt")  # 'a cat'
+        sendable("a cat\\udcff", "prompt")  # ValidationError: prompt: character 5 is a lone …
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            f"{name}: character {exc.start} is a lone surrogate ({text[exc.start]!r}), which is "
+            "not text and cannot be sent; it comes from bytes that are not UTF-8, or half of an "
+            "escaped emoji"
+        ) from None
+    return text
 
 
 def _member(enum: type[E], value: object, name: str) -> E:

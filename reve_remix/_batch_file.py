@@ -123,6 +123,12 @@ class Target:
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")  # any scheme (2+ letters: "C:\\x" is a path)
+_BAD_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+# A name is at most 255 bytes on every common file system. The file's own name keeps room for
+# the extension added to it and the ".<name>.<12 hex>.part" it is first written as.
+_MAX_NAME_BYTES = 255
+_MAX_FILE_NAME_BYTES = 200
+_MAX_OUTPUT_BYTES = 1024  # well under PATH_MAX (4096 on Linux), whatever --out is
 _LINE_KEYS = ("prompt", "images", "aspect_ratio", "output_format", "model", "id", "output")
 
 
@@ -227,6 +233,8 @@ def read_jobs(path: Path) -> tuple[list[JobLine], list[LineProblem]]:
                 _check_unique(job.output, "output", seen_outputs, number)
         except ValidationError as exc:
             problems.append(LineProblem(number, str(exc)))
+        except Exception as exc:  # a bug here must not sink the other lines: report and go on
+            problems.append(LineProblem(number, f"unexpected {type(exc).__name__}: {exc}"))
         else:
             jobs.append(job)
     return jobs, problems
@@ -237,6 +245,8 @@ def _parse_line(line: str, number: int, base: Path) -> JobLine:
         value = json.loads(line)
     except ValueError as exc:
         raise ValidationError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValidationError("not a job: nested too deeply to read") from None
     if not isinstance(value, dict):
         raise ValidationError(f"expected a JSON object, got {_json_type(value)}")
     unknown = [key for key in value if key not in _LINE_KEYS]
@@ -265,7 +275,9 @@ def _parse_line(line: str, number: int, base: Path) -> JobLine:
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return JobLine(
         number=number,
-        id=job_id or hashlib.sha256(canonical.encode()).hexdigest()[:16],
+        # surrogatepass: a lone surrogate ("\ud800" in the JSON) gets an id too, and the check
+        # before sending reports it for this line.
+        id=job_id or hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16],
         job=RemixJob(
             prompt=value["prompt"],
             images=_resolve_images(value["images"], base),
@@ -300,7 +312,25 @@ def _resolve_image(item: object, base: Path, where: str) -> str:
 def _check_output(output: object) -> str:
     if not isinstance(output, str):
         raise ValidationError(f'"output" must be a file name, got {_json_type(output)}')
+    bad = _BAD_NAME_CHARS.search(output)
+    if bad:
+        raise ValidationError(
+            f'"output" holds a control character or lone surrogate at position {bad.start()}; '
+            f"got {json.dumps(output)}"
+        )
     parts = PurePosixPath(output).parts
+    sizes = [len(part.encode()) for part in parts]
+    if sizes and (
+        sum(sizes) > _MAX_OUTPUT_BYTES
+        or sizes[-1] > _MAX_FILE_NAME_BYTES
+        or max(sizes) > _MAX_NAME_BYTES
+    ):
+        shown = json.dumps(output[:60]) + ("…" if len(output) > 60 else "")
+        raise ValidationError(
+            f'"output" is longer than file systems allow: at most {_MAX_FILE_NAME_BYTES} bytes '
+            f"for the file's name (leaving room for its extension and the temporary file written "
+            f"first), {_MAX_NAME_BYTES} for a folder's and {_MAX_OUTPUT_BYTES} in all; got {shown}"
+        )
     if (
         not parts
         or "\\" in output

@@ -104,7 +104,7 @@ def timeout(value: object, name: str = "timeout") -> float | httpx.Timeout:
         Traceback (most recent call last):
           ...
         reve_remix._exceptions.ValidationError: timeout: expected seconds above 0 and at most \
-86400 (httpx.Timeout(None) for none at all), got nan
+86400, got nan
     """
     if isinstance(value, httpx.Timeout):
         for part in ("connect", "read", "write", "pool"):
@@ -123,8 +123,7 @@ def _seconds(value: object, name: str) -> float:
     else:
         shown = f"{type(value).__name__} {value!r}" if isinstance(value, str) else repr(value)
     raise ValidationError(
-        f"{name}: expected seconds above 0 and at most {MAX_TIMEOUT:g} (httpx.Timeout(None) "
-        f"for none at all), got {shown}"
+        f"{name}: expected seconds above 0 and at most {MAX_TIMEOUT:g}, got {shown}"
     )
 
 

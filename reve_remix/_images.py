@@ -170,8 +170,8 @@ def prepare_image(item: object, label: str, *, fit: bool = False) -> str | Local
     format is re-encoded as WebP, downscaled as needed, and the change is logged at INFO on
     the ``reve_remix`` logger. Content that already fits is returned byte for byte.
 
-    Raises ``ValidationError`` for anything the API would reject that can be seen here, and
-    ``ImportError`` for ``fit=True`` without Pillow.
+    Raises ``ValidationError`` for anything the API would reject that can be seen here, and for
+    ``fit=True`` without Pillow.
 
     Example::
 
@@ -561,7 +561,7 @@ def _require_pillow() -> None:
     try:
         importlib.import_module("PIL.Image")
     except ImportError as exc:
-        raise ImportError("fit=True needs Pillow: pip install 'reve-remix[pillow]'") from exc
+        raise ValidationError("fit=True needs Pillow: pip install 'reve-remix[pillow]'") from exc
 
 
 def _as_pil_image(item: object) -> PIL.Image.Image | None:

@@ -84,7 +84,7 @@ class _BaseClient(Generic[HttpClient]):
             raise ValidationError(f"uploader: expected a function, got {type(uploader).__name__}")
         if http_client is not None and not isinstance(http_client, self._http_class):
             raise ValidationError(
-                f"http_client: {type(self).__name__} needs an {self._http_class.__qualname__}, "
+                f"http_client: {type(self).__name__} needs an httpx.{self._http_class.__name__}, "
                 f"got {type(http_client).__name__}"
             )
         timeout = _config.timeout(timeout)

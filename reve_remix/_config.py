@@ -160,6 +160,8 @@ def _kind(char: str) -> str:
         return "a line break"
     if char.isspace():
         return "whitespace"
+    if "\ud800" <= char <= "\udfff":
+        return "a lone surrogate"
     if not char.isprintable():
         return "a control character"
     return "a non-ASCII character"

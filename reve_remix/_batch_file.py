@@ -321,7 +321,7 @@ def _check_output(output: object) -> str:
     parts = PurePosixPath(output).parts
     sizes = [len(part.encode()) for part in parts]
     if sizes and (
-        sum(sizes) > _MAX_OUTPUT_BYTES
+        len(output.encode()) > _MAX_OUTPUT_BYTES
         or sizes[-1] > _MAX_FILE_NAME_BYTES
         or max(sizes) > _MAX_NAME_BYTES
     ):

@@ -123,7 +123,8 @@ class Target:
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")  # any scheme (2+ letters: "C:\\x" is a path)
-_BAD_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
 # A name is at most 255 bytes on every common file system. The file's own name keeps room for
 # the extension added to it and the ".<name>.<12 hex>.part" it is first written as.
 _MAX_NAME_BYTES = 255
@@ -309,28 +310,53 @@ def _resolve_image(item: object, base: Path, where: str) -> str:
     return str(base / item)
 
 
+def file_name_problem(path: str, *, limit: int | None = None) -> str | None:
+    """Why an image cannot be saved at ``path`` on common file systems, or ``None``.
+
+    Checked before a paid request, so that the image is not lost at the save: a control
+    character, a lone surrogate that no file name can hold (``"\\udcff"``, an undecodable byte of
+    a command-line argument, can), a name longer than 255 bytes, or ``limit`` bytes in all.
+
+    Example::
+
+        file_name_problem("out/cat.png")  # None
+        file_name_problem("a\\x00b.png")  # 'holds a control character at position 1'
+    """
+    control = _CONTROL_CHARS.search(path)
+    if control:
+        return f"holds a control character at position {control.start()}"
+    try:
+        size = len(os.fsencode(path))
+    except UnicodeEncodeError as exc:
+        return f"holds a lone surrogate at position {exc.start}, which no file name can"
+    sizes = [len(os.fsencode(part)) for part in PurePosixPath(path).parts]
+    if sizes and (
+        sizes[-1] > _MAX_FILE_NAME_BYTES
+        or max(sizes) > _MAX_NAME_BYTES
+        or (limit is not None and size > limit)
+    ):
+        in_all = f" and {limit} in all" if limit is not None else ""
+        return (
+            f"is longer than file systems allow: at most {_MAX_FILE_NAME_BYTES} bytes for the "
+            f"file's name (leaving room for its extension and the temporary file written first), "
+            f"{_MAX_NAME_BYTES} for a folder's{in_all}"
+        )
+    return None
+
+
 def _check_output(output: object) -> str:
     if not isinstance(output, str):
         raise ValidationError(f'"output" must be a file name, got {_json_type(output)}')
-    bad = _BAD_NAME_CHARS.search(output)
-    if bad:
+    shown = json.dumps(output[:60]) + ("…" if len(output) > 60 else "")
+    surrogate = _SURROGATES.search(output)  # the manifest, UTF-8, could not record the name
+    if surrogate:
         raise ValidationError(
-            f'"output" holds a control character or lone surrogate at position {bad.start()}; '
-            f"got {json.dumps(output)}"
+            f'"output" holds a lone surrogate at position {surrogate.start()}; got {shown}'
         )
+    problem = file_name_problem(output, limit=_MAX_OUTPUT_BYTES)
+    if problem:
+        raise ValidationError(f'"output" {problem}; got {shown}')
     parts = PurePosixPath(output).parts
-    sizes = [len(part.encode()) for part in parts]
-    if sizes and (
-        len(output.encode()) > _MAX_OUTPUT_BYTES
-        or sizes[-1] > _MAX_FILE_NAME_BYTES
-        or max(sizes) > _MAX_NAME_BYTES
-    ):
-        shown = json.dumps(output[:60]) + ("…" if len(output) > 60 else "")
-        raise ValidationError(
-            f'"output" is longer than file systems allow: at most {_MAX_FILE_NAME_BYTES} bytes '
-            f"for the file's name (leaving room for its extension and the temporary file written "
-            f"first), {_MAX_NAME_BYTES} for a folder's and {_MAX_OUTPUT_BYTES} in all; got {shown}"
-        )
     if (
         not parts
         or "\\" in output

@@ -38,6 +38,7 @@ from ._batch_file import (
     Manifest,
     ManifestRecord,
     Target,
+    file_name_problem,
     image_extension,
     read_jobs,
     run_job,
@@ -99,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     console = Console(sys.stderr, debug=args.debug)
-    with console.library_logs():
+    with console.library_logs(), _file_names_printable(sys.stdout):
         try:
             code: int = args.run(args, console)
         except KeyboardInterrupt:
@@ -108,6 +109,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:  # the command line reports every error itself
             return console.fail(exc, getattr(args, "images", None))
         return code
+
+
+@contextlib.contextmanager
+def _file_names_printable(stream: TextIO) -> Iterator[None]:
+    """Print file names on ``stream`` as the bytes they are.
+
+    A name that is not UTF-8 (``-o $'\\xff.png'``) reaches Python with a surrogate in it
+    (PEP 383), which a strict UTF-8 stdout refuses: after the paid image was saved, printing its
+    path would fail. ``surrogateescape`` writes the original bytes back, as the shell gave them.
+    """
+    reconfigure = getattr(stream, "reconfigure", None)
+    errors = getattr(stream, "errors", None)
+    if reconfigure is None or errors is None:
+        yield
+        return
+    reconfigure(errors="surrogateescape")
+    try:
+        yield
+    finally:
+        reconfigure(errors=errors)
 
 
 # --- output on stderr ------------------------------------------------------------------------
@@ -605,6 +626,9 @@ def _remix_output(option: str | None, prompt: str, *, force: bool) -> _Output:
     stem = f"{slugify(prompt)}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     if option is None:
         return _Output(Target(Path(stem), add_extension=True), unique=True)
+    problem = file_name_problem(option)
+    if problem:
+        raise UsageError(f"-o {option!r} {problem}")
     path = Path(option)
     if path.is_dir() or option.endswith(("/", os.sep)):
         return _Output(Target(path / stem, add_extension=True), unique=True)

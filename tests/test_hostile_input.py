@@ -50,6 +50,12 @@ def as_in_environment(text: str) -> str:
     return os.fsdecode(text.replace("\x00", "").encode("utf-8", "surrogatepass"))
 
 
+@pytest.fixture(autouse=True)
+def in_a_scratch_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command that does send saves its image in the current folder: keep it out of the repo."""
+    monkeypatch.chdir(tmp_path)
+
+
 @contextlib.contextmanager
 def key_in_environment(key: str | None = API_KEY) -> Iterator[None]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("REVE_REMIX")}
@@ -77,7 +83,8 @@ def cli(*args: str, key: str | None = API_KEY) -> tuple[int, str, str]:
     streams = []
     for stream in (stdout, stderr):
         stream.flush()
-        streams.append(stream.buffer.getvalue().decode())  # type: ignore[attr-defined]
+        data = stream.buffer.getvalue()  # type: ignore[attr-defined]
+        streams.append(data.decode("utf-8", "surrogateescape"))
     assert API_KEY not in streams[0] + streams[1]
     return code, streams[0], streams[1]
 
@@ -276,6 +283,40 @@ def test_a_blank_or_malformed_key_exits_2_and_never_shows_it(
     assert code == 2
     assert message in stderr
     assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("output", "problem"),
+    [
+        ("a\ud800.png", "holds a lone surrogate at position 1, which no file name can"),
+        ("a\x00b.png", "holds a control character at position 1"),
+        ("a" * 250 + ".png", "is longer than file systems allow"),
+        ("d/" + "b" * 256 + "/c.png", "is longer than file systems allow"),
+    ],
+)
+def test_an_output_no_file_can_have_exits_2_before_anything_is_paid(
+    server: MockServer, output: str, problem: str
+):
+    """The image would have been generated, paid for, and lost at the save."""
+    code, _, stderr = cli(
+        "remix", PROMPT, "-i", IMAGE_URL, "-o", output, "--base-url", server.base_url
+    )
+    assert code == 2
+    [line] = error_lines(stderr)
+    assert line.startswith(f"reve-remix: error: -o {output!r} {problem}")
+    assert server.requests == []
+
+
+def test_an_output_name_that_is_not_utf8_is_saved_and_printed_as_given(server: MockServer):
+    """``-o $'\\xff.png'``: Python sees a surrogate, which a strict stdout could not print."""
+    name = os.fsdecode(b"caf\xe9.png")  # Latin-1, as an old file system might hold
+    code, stdout, stderr = cli(
+        "remix", PROMPT, "-i", IMAGE_URL, "-o", name, "--base-url", server.base_url
+    )
+    assert code == 0, stderr
+    assert stdout == name + "\n"
+    assert Path(name).is_file()
+    assert b"caf\xe9.png" in os.listdir(b".")
 
 
 # --- batch lines ------------------------------------------------------------------------------
@@ -484,7 +525,11 @@ def exception_texts(exc: BaseException) -> Iterator[str]:
 PROPERTY = settings(
     max_examples=150,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,  # in_a_scratch_folder: each example makes its own
+    ],
 )
 
 

@@ -201,12 +201,15 @@ class ReveRemix(_BaseClient[httpx.Client]):
 
     Options (all keyword-only but ``api_key``):
 
-    - ``api_key``: defaults to ``$ONEROUTER_API_KEY``; a missing key is a ``ValidationError`` at
-      the first call, naming the variable;
-    - ``base_url``: defaults to ``$REVE_REMIX_BASE_URL``, else the spec's server;
+    - ``api_key``: defaults to ``$ONEROUTER_API_KEY``; surrounding whitespace is stripped; a
+      missing or blank key is a ``ValidationError`` at the first call, naming the variable;
+    - ``base_url``: defaults to ``$REVE_REMIX_BASE_URL``, else the spec's server; an http(s) URL
+      without credentials, query or fragment;
     - ``model``: defaults to ``reve-remix-image-to-image``; overridable per call;
     - ``timeout``: seconds or an ``httpx.Timeout``; 180 s read by default, as a generation takes
       tens of seconds;
+
+    Every option is checked here: a bad one is a ``ValidationError`` now, not at the first call.
     - ``max_retries`` and ``retry_on_ambiguous``: see the retry table in the README;
     - ``auth_scheme``: ``"bearer"`` sends ``Authorization: Bearer <key>``, ``"bare"`` the key alone;
     - ``uploader``: ``(bytes, mime) -> url`` for local images; by default a ``data:`` URL;

@@ -133,6 +133,13 @@ class Target:
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")  # any scheme (2+ letters: "C:\\x" is a path)
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
+# A name is at most 255 bytes on every common file system. The file's own name keeps room for
+# the extension added to it and the ".<name>.<12 hex>.part" it is first written as.
+_MAX_NAME_BYTES = 255
+_MAX_FILE_NAME_BYTES = 200
+_MAX_OUTPUT_BYTES = 1024  # well under PATH_MAX (4096 on Linux), whatever --out is
 _LINE_KEYS = (
     "prompt",
     "images",
@@ -248,6 +255,8 @@ def read_jobs(path: Path) -> tuple[list[JobLine], list[LineProblem]]:
                 _check_unique(job.output, "output", seen_outputs, number)
         except ValidationError as exc:
             problems.append(LineProblem(number, str(exc)))
+        except Exception as exc:  # a bug here must not sink the other lines: report and go on
+            problems.append(LineProblem(number, f"unexpected {type(exc).__name__}: {exc}"))
         else:
             jobs.append(job)
     return jobs, problems
@@ -258,6 +267,8 @@ def _parse_line(line: str, number: int, base: Path) -> JobLine:
         value = json.loads(line)
     except ValueError as exc:
         raise ValidationError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValidationError("not a job: nested too deeply to read") from None
     if not isinstance(value, dict):
         raise ValidationError(f"expected a JSON object, got {_json_type(value)}")
     unknown = [key for key in value if key not in _LINE_KEYS]
@@ -289,7 +300,9 @@ def _parse_line(line: str, number: int, base: Path) -> JobLine:
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return JobLine(
         number=number,
-        id=job_id or hashlib.sha256(canonical.encode()).hexdigest()[:16],
+        # surrogatepass: a lone surrogate ("\ud800" in the JSON) gets an id too, and the check
+        # before sending reports it for this line.
+        id=job_id or hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16],
         job=RemixJob(
             prompt=value["prompt"],
             images=_resolve_images(value["images"], base),
@@ -322,9 +335,52 @@ def _resolve_image(item: object, base: Path, where: str) -> str:
     return str(base / item)
 
 
+def file_name_problem(path: str, *, limit: int | None = None) -> str | None:
+    """Why an image cannot be saved at ``path`` on common file systems, or ``None``.
+
+    Checked before a paid request, so that the image is not lost at the save: a control
+    character, a lone surrogate that no file name can hold (``"\\udcff"``, an undecodable byte of
+    a command-line argument, can), a name longer than 255 bytes, or ``limit`` bytes in all.
+
+    Example::
+
+        file_name_problem("out/cat.png")  # None
+        file_name_problem("a\\x00b.png")  # 'holds a control character at position 1'
+    """
+    control = _CONTROL_CHARS.search(path)
+    if control:
+        return f"holds a control character at position {control.start()}"
+    try:
+        size = len(os.fsencode(path))
+    except UnicodeEncodeError as exc:
+        return f"holds a lone surrogate at position {exc.start}, which no file name can"
+    sizes = [len(os.fsencode(part)) for part in PurePosixPath(path).parts]
+    if sizes and (
+        sizes[-1] > _MAX_FILE_NAME_BYTES
+        or max(sizes) > _MAX_NAME_BYTES
+        or (limit is not None and size > limit)
+    ):
+        in_all = f" and {limit} in all" if limit is not None else ""
+        return (
+            f"is longer than file systems allow: at most {_MAX_FILE_NAME_BYTES} bytes for the "
+            f"file's name (leaving room for its extension and the temporary file written first), "
+            f"{_MAX_NAME_BYTES} for a folder's{in_all}"
+        )
+    return None
+
+
 def _check_output(output: object) -> str:
     if not isinstance(output, str):
         raise ValidationError(f'"output" must be a file name, got {_json_type(output)}')
+    shown = json.dumps(output[:60]) + ("…" if len(output) > 60 else "")
+    surrogate = _SURROGATES.search(output)  # the manifest, UTF-8, could not record the name
+    if surrogate:
+        raise ValidationError(
+            f'"output" holds a lone surrogate at position {surrogate.start()}; got {shown}'
+        )
+    problem = file_name_problem(output, limit=_MAX_OUTPUT_BYTES)
+    if problem:
+        raise ValidationError(f'"output" {problem}; got {shown}')
     parts = PurePosixPath(output).parts
     if (
         not parts
@@ -644,7 +700,7 @@ def run_job(
             id=job.id,
             status=state_after_error(exc),
             request_id=getattr(exc, "request_id", None),
-            error=str(exc),
+            error=client._redact(str(exc)),  # the one redaction, however the key got in
             line=job.number,
             body=_raw_body(exc),
         )

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -30,6 +31,7 @@ from typing import Any, TextIO
 
 import httpx
 
+from . import _config
 from ._batch import run_in_threads
 from ._batch_file import (
     Action,
@@ -38,6 +40,7 @@ from ._batch_file import (
     Manifest,
     ManifestRecord,
     Target,
+    file_name_problem,
     image_extension,
     read_jobs,
     remove_stale_parts,
@@ -71,7 +74,8 @@ from ._exceptions import (
 )
 from ._lifecycle import GENERATED_NOT_SAVED, MAY_HAVE_BEEN_GENERATED, JobState
 from ._progress import RetryNotices, StatusLine, bar_line, is_terminal, spinner_line
-from ._request import Images
+from ._redact import redact
+from ._request import Images, check_model
 from ._results import RemixResult, write_atomic
 from ._spec import spec
 from ._version import __version__
@@ -81,7 +85,6 @@ EXIT_OK, EXIT_API_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEMO_OUTPUT = "reve-remix-demo.png"
 DEMO_PROMPT = "Put {cat} on {sofa}, as a watercolour"
 _IMAGE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")  # the names bind_images accepts
-_MIN_SECRET_LENGTH = 8  # shorter "keys" are not redacted: that would garble every line
 
 
 class UsageError(Exception):
@@ -104,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     console = Console(sys.stderr, debug=args.debug)
-    with console.library_logs():
+    with console.library_logs(), _file_names_printable(sys.stdout):
         try:
             code: int = args.run(args, console)
         except KeyboardInterrupt:
@@ -113,6 +116,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:  # the command line reports every error itself
             return console.fail(exc, getattr(args, "images", None))
         return code
+
+
+@contextlib.contextmanager
+def _file_names_printable(stream: TextIO) -> Iterator[None]:
+    """Print file names on ``stream`` as the bytes they are.
+
+    A name that is not UTF-8 (``-o $'\\xff.png'``) reaches Python with a surrogate in it
+    (PEP 383), which a strict UTF-8 stdout refuses: after the paid image was saved, printing its
+    path would fail. ``surrogateescape`` writes the original bytes back, as the shell gave them.
+    """
+    reconfigure = getattr(stream, "reconfigure", None)
+    errors = getattr(stream, "errors", None)
+    if reconfigure is None or errors is None:
+        yield
+        return
+    reconfigure(errors="surrogateescape")
+    try:
+        yield
+    finally:
+        reconfigure(errors=errors)
 
 
 # --- output on stderr ------------------------------------------------------------------------
@@ -134,8 +157,7 @@ class Console:
 
     def say(self, text: str) -> None:
         """Print ``text`` on stderr as a line of its own, with the API key redacted."""
-        if len(self._secret) >= _MIN_SECRET_LENGTH:
-            text = text.replace(self._secret, "<redacted>")
+        text = redact(text, self._secret)
         with self._lock:
             if self._status is not None:
                 self._status.message(text)
@@ -212,7 +234,9 @@ def _explain(exc: BaseException, images: object) -> tuple[int, str, str | None]:
     if isinstance(exc, UsageError | ImportError):  # ImportError: an optional extra is missing
         return EXIT_USAGE, message, None
     if isinstance(exc, ValidationError):
-        return EXIT_USAGE, message.replace("pass fit=True", "use --fit"), None
+        for library, command_line in _CLI_WORDS:
+            message = library.sub(command_line, message)
+        return EXIT_USAGE, message, None
     if isinstance(exc, OSError):
         where = f": {exc.filename}" if exc.filename else ""
         return EXIT_API_ERROR, f"{exc.strerror or exc}{where}", None
@@ -221,6 +245,23 @@ def _explain(exc: BaseException, images: object) -> tuple[int, str, str | None]:
     return EXIT_API_ERROR, message, _api_hint(exc, images)
 
 
+# The library's words for an option, and the command line's.
+_CLI_WORDS = [
+    (re.compile(r"pass fit=True"), "use --fit"),
+    (re.compile(r"^fit=True needs"), "--fit needs"),
+    (re.compile(r"^base_url:"), "--base-url:"),
+    (
+        re.compile(r"pass a mapping of names to images, such as \{'([\w-]+)': \.\.\.\}"),
+        r"name the images: -i \1=IMAGE",
+    ),
+]
+# A 401 or 402 fails every later job the same way, so a batch stops at the first one. The
+# statuses are read from a failed record's error, which status_error starts with the status.
+_ACCOUNT_HINTS = {
+    "401": f"the key was refused: check that {API_KEY_ENV} holds a valid, active OneRouter key",
+    "402": "the account is out of credits: top it up on OneRouter, then run this again",
+}
+_ACCOUNT_FAILURE = re.compile(r"(401|402) ")
 _DEBUG_HINT = "run again with --debug for the traceback, and please report it"
 
 
@@ -228,9 +269,9 @@ def _api_hint(exc: ReveRemixError, images: object) -> str | None:
     if isinstance(exc, ImageNotSavedError):
         return "it is paid for: fetch it from the url (no key needed) rather than remixing again"
     if isinstance(exc, AuthenticationError):
-        return f"the key was refused: check that {API_KEY_ENV} holds a valid, active OneRouter key"
+        return _ACCOUNT_HINTS["401"]
     if isinstance(exc, PaymentRequiredError):
-        return "the account is out of credits: top it up on OneRouter, then run this again"
+        return _ACCOUNT_HINTS["402"]
     if isinstance(exc, PayloadTooLargeError):
         return _size_hint(images)
     if isinstance(exc, ContentPolicyError):
@@ -284,16 +325,18 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    commands = parser.add_subparsers(
+        title="commands", metavar="COMMAND", parser_class=_CommandParser
+    )
 
-    connection = argparse.ArgumentParser(add_help=False)
+    connection = _CommandParser(add_help=False)
     group = connection.add_argument_group("connection")
     group.add_argument(
         "--base-url", metavar="URL", help=f"API base URL (default: ${BASE_URL_ENV} or OneRouter)"
     )
     group.add_argument(
         "--timeout",
-        type=_number(float, 0.001),
+        type=_checked(_config.timeout, float),
         metavar="SECONDS",
         help="wait this long for a result",
     )
@@ -304,7 +347,7 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_RETRIES,
         help=f"retries of failures that cannot have been billed (default: {DEFAULT_MAX_RETRIES})",
     )
-    generation = argparse.ArgumentParser(add_help=False)
+    generation = _CommandParser(add_help=False)
     group = generation.add_argument_group("generation")
     ratios = spec().aspect_ratios
     ratio_help = f"one of {', '.join(ratios)}"
@@ -316,17 +359,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="|".join(sorted(spec().output_formats, reverse=True)),
         help=_FMT_HELP,
     )
-    group.add_argument("--model", help="model name (default: reve-remix-image-to-image)")
+    group.add_argument(
+        "--model",
+        type=_checked(check_model),
+        help="model name (default: reve-remix-image-to-image)",
+    )
     group.add_argument(
         "--fit",
         action="store_true",
         help="re-encode local images that are too large or in an unsupported format (needs Pillow)",
     )
-    debug = argparse.ArgumentParser(add_help=False)
+    debug = _CommandParser(add_help=False)
     debug.add_argument("--debug", action="store_true", help="show tracebacks and the debug log")
 
     def command(
-        name: str, summary: str, examples: str, *parents: argparse.ArgumentParser
+        name: str, summary: str, examples: str, *parents: _CommandParser
     ) -> argparse.ArgumentParser:
         sub = commands.add_parser(
             name,
@@ -418,6 +465,38 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser: an argument it does not know is reported with its own usage.
+
+    (argparse hands a command's leftovers to the top-level parser, whose usage says nothing
+    about the command's options.)
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
+def _checked(
+    check: Callable[[Any], object], convert: Callable[[str], object] = str
+) -> Callable[[str], Any]:
+    """An argparse ``type`` that applies the library's own ``check``, so both say the same."""
+
+    def parse(text: str) -> object:
+        try:
+            return check(convert(text))
+        except ValueError as exc:  # ValidationError is one; float("x") raises another
+            message = str(exc).partition(": ")[2] if isinstance(exc, ValidationError) else ""
+            raise argparse.ArgumentTypeError(message or f"not a number: {text!r}") from None
+
+    parse.__name__ = getattr(check, "__name__", "value")
+    return parse
+
+
 def _number(
     kind: type[int] | type[float], minimum: float, maximum: float | None = None
 ) -> Callable[[str], int | float]:
@@ -428,6 +507,8 @@ def _number(
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         if value < minimum or (maximum is not None and value > maximum):
             upper = f" and at most {maximum:g}" if maximum is not None else ""
             raise argparse.ArgumentTypeError(f"must be at least {minimum:g}{upper}, got {text}")
@@ -547,6 +628,8 @@ def _parse_images(values: list[str]) -> list[str] | dict[str, str]:
     for value in values:
         name, equals, image = value.partition("=")
         if equals and _IMAGE_NAME.fullmatch(name):
+            if not image:
+                raise UsageError(f"-i {value}: no image after '='; write -i {name}=IMAGE")
             if name in named:
                 raise UsageError(f"-i {name}=...: the name {name!r} is used twice")
             named[name] = image
@@ -565,14 +648,18 @@ def _remix_output(option: str | None, prompt: str, *, force: bool) -> _Output:
     stem = f"{slugify(prompt)}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     if option is None:
         output = _Output(Target(Path(stem), add_extension=True), unique=True)
-    elif Path(option).is_dir() or option.endswith(("/", os.sep)):
-        output = _Output(Target(Path(option) / stem, add_extension=True), unique=True)
     else:
+        problem = file_name_problem(option)
+        if problem:
+            raise UsageError(f"-o {option!r} {problem}")
         path = Path(option)
-        output = _Output(Target(path, add_extension=not path.suffix), unique=False)
-        existing = output.target.existing()
-        if existing is not None and not force:
-            raise UsageError(f"{existing} already exists; pass --force to overwrite it")
+        if path.is_dir() or option.endswith(("/", os.sep)):
+            output = _Output(Target(path / stem, add_extension=True), unique=True)
+        else:
+            output = _Output(Target(path, add_extension=not path.suffix), unique=False)
+            existing = output.target.existing()
+            if existing is not None and not force:
+                raise UsageError(f"{existing} already exists; pass --force to overwrite it")
     problem = unwritable(output.target.path.parent)
     if problem:
         raise UsageError(f"-o {option or '.'}: {problem}; nothing was sent")
@@ -588,7 +675,7 @@ def _warn_extension(console: Console, path: Path, data: bytes) -> None:
 
 def _client(args: argparse.Namespace) -> ReveRemix:
     """The client for the connection options, once the key is known to be set."""
-    if not os.environ.get(API_KEY_ENV):
+    if _config.api_key(None) is None:  # also refuses a malformed key, before anything is read
         raise UsageError(f"no API key: set the {API_KEY_ENV} environment variable")
     options: dict[str, Any] = {"base_url": args.base_url, "max_retries": args.max_retries}
     if args.model:
@@ -690,6 +777,8 @@ def _batch(args: argparse.Namespace, console: Console) -> int:
                 )
         except KeyboardInterrupt:
             interrupted = True
+        except _BatchStopped as stop:
+            console.say(f"{PROG}: stopped: {stop}")
     print(run.summary(len(done_before), len(held), len(problems), interrupted, manifest.path))
     if interrupted:
         return EXIT_INTERRUPTED
@@ -742,13 +831,17 @@ def _checked_jobs(
                         f"{existing} exists but no finished job of this batch wrote it; "
                         'remove it, set another "output", or pass --force to overwrite it'
                     )
-        except (ValidationError, UsageError) as exc:
+        except (ValidationError, UsageError, OSError) as exc:  # OSError: e.g. an unreadable --out
             problems.append(LineProblem(job.number, str(exc)))
         else:
             valid.append(job)
         finally:
             console.printer.prefix = ""
     return valid
+
+
+class _BatchStopped(Exception):
+    """A batch job failed in a way every other job would: stop starting them, and say why."""
 
 
 class _BatchRun:
@@ -761,6 +854,8 @@ class _BatchRun:
         self.done = 0
         self.ended: collections.Counter[JobState] = collections.Counter()
         self.started = time.monotonic()
+        self.stopped: str | None = None
+        """Why the batch stopped before its end, if it did (a 401 or 402)."""
 
     @property
     def failed(self) -> int:
@@ -792,6 +887,13 @@ class _BatchRun:
             JobState.AMBIGUOUS: "; not sent again unless you pass --resend-ambiguous",
         }.get(record.status, "")
         self.console.say(f"{PROG}: {counter} {label} {where}: {record.error}{advice}")
+        account = _ACCOUNT_FAILURE.match(record.error or "")
+        if account and record.status == JobState.FAILED:
+            self.stopped = f"{account[1]} on line {record.line}"
+            raise _BatchStopped(
+                f"{_ACCOUNT_HINTS[account[1]]}; every other job would fail the same way, "
+                "so those not started yet are left pending"
+            )
 
     def summary(
         self, before: int, held: int, invalid: int, interrupted: bool, manifest: Path
@@ -806,8 +908,9 @@ class _BatchRun:
         if invalid:
             parts.append(f"{invalid} invalid line(s) skipped")
         not_started = self.total - self.done - self.failed
-        if interrupted and not_started:
-            parts.append(f"{not_started} not started (interrupted; run again to resume)")
+        if (interrupted or self.stopped) and not_started:
+            why = "interrupted" if interrupted else f"stopped after the {self.stopped}"
+            parts.append(f"{not_started} not started ({why}; run again to resume)")
         seconds = time.monotonic() - self.started
         return f"{', '.join(parts)} in {seconds:.1f} s; manifest: {manifest}"
 

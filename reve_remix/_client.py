@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import os
 import platform
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -23,10 +22,22 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
 
 import httpx
 
+from . import _config
+from ._config import API_KEY_ENV as API_KEY_ENV  # re-exported: their home was here
+from ._config import BASE_URL_ENV as BASE_URL_ENV
+from ._config import DEFAULT_BASE_URL as DEFAULT_BASE_URL
 from ._download import Downloader
 from ._exceptions import ValidationError, connection_error, status_error
 from ._images import LocalImage, Uploader, check_uploaded_url, data_url
-from ._request import Images, PreparedRemix, RequestOptions, encode_body, prepare_remix
+from ._redact import redact
+from ._request import (
+    Images,
+    PreparedRemix,
+    RequestOptions,
+    check_model,
+    encode_body,
+    prepare_remix,
+)
 from ._results import RemixResult, parse_response
 from ._retry import Cooldown, RateLimiter, RetryPolicy
 from ._spec import spec
@@ -39,9 +50,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("reve_remix")
 
-API_KEY_ENV = "ONEROUTER_API_KEY"
-BASE_URL_ENV = "REVE_REMIX_BASE_URL"
-DEFAULT_BASE_URL = "https://image.onerouter.pro"
 DEFAULT_MODEL = "reve-remix-image-to-image"
 # A generation takes tens of seconds: the read timeout must outlast it.
 DEFAULT_TIMEOUT = httpx.Timeout(180.0, connect=10.0)
@@ -56,8 +64,12 @@ HttpClient = TypeVar("HttpClient", httpx.Client, httpx.AsyncClient)
 class _BaseClient(Generic[HttpClient]):
     """Everything about a remix call that does not touch the network.
 
-    The options are documented on :class:`ReveRemix`; both clients take the same ones.
+    The options are documented on :class:`ReveRemix`; both clients take the same ones. They are
+    all checked here (``_config`` holds the rules for the key, the URL and the timeout), so a
+    mistake is a ``ValidationError`` now rather than a network error at the first paid call.
     """
+
+    _http_class: type[HttpClient]
 
     def __init__(
         self,
@@ -77,9 +89,17 @@ class _BaseClient(Generic[HttpClient]):
             raise ValidationError(f"auth_scheme: {auth_scheme!r} is not 'bearer' or 'bare'")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValidationError(f"max_retries: expected an integer >= 0, got {max_retries!r}")
-        self._api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
-        self.base_url = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
-        self.model = model
+        if not callable(uploader):
+            raise ValidationError(f"uploader: expected a function, got {type(uploader).__name__}")
+        if http_client is not None and not isinstance(http_client, self._http_class):
+            raise ValidationError(
+                f"http_client: {type(self).__name__} needs an httpx.{self._http_class.__name__}, "
+                f"got {type(http_client).__name__}"
+            )
+        timeout = _config.timeout(timeout)
+        self._api_key = _config.api_key(api_key)
+        self.base_url = _config.base_url(base_url)
+        self.model = check_model(model)
         self.auth_scheme = auth_scheme
         self.uploader = uploader
         self.retry_policy = RetryPolicy(max_retries, retry_on_ambiguous)
@@ -145,6 +165,10 @@ class _BaseClient(Generic[HttpClient]):
             timeout=httpx.USE_CLIENT_DEFAULT if options.timeout is None else options.timeout,
         )
 
+    def _redact(self, text: str) -> str:
+        """``text`` without this client's key in any form (for text that leaves the client)."""
+        return redact(text, self._api_key)
+
     def _authorization(self) -> str:
         """The ``Authorization`` header value; a clear error, naming the variable, if no key."""
         if not self._api_key:
@@ -201,12 +225,15 @@ class ReveRemix(_BaseClient[httpx.Client]):
 
     Options (all keyword-only but ``api_key``):
 
-    - ``api_key``: defaults to ``$ONEROUTER_API_KEY``; a missing key is a ``ValidationError`` at
-      the first call, naming the variable;
-    - ``base_url``: defaults to ``$REVE_REMIX_BASE_URL``, else the spec's server;
+    - ``api_key``: defaults to ``$ONEROUTER_API_KEY``; surrounding whitespace is stripped; a
+      missing or blank key is a ``ValidationError`` at the first call, naming the variable;
+    - ``base_url``: defaults to ``$REVE_REMIX_BASE_URL``, else the spec's server; an http(s) URL
+      without credentials, query or fragment;
     - ``model``: defaults to ``reve-remix-image-to-image``; overridable per call;
     - ``timeout``: seconds or an ``httpx.Timeout``; 180 s read by default, as a generation takes
       tens of seconds;
+
+    Every option is checked here: a bad one is a ``ValidationError`` now, not at the first call.
     - ``max_retries`` and ``retry_on_ambiguous``: see the retry table in the README;
     - ``auth_scheme``: ``"bearer"`` sends ``Authorization: Bearer <key>``, ``"bare"`` the key alone;
     - ``uploader``: ``(bytes, mime) -> url`` for local images; by default a ``data:`` URL;
@@ -222,6 +249,8 @@ class ReveRemix(_BaseClient[httpx.Client]):
             result = client.remix("<img>0</img> as a watercolour", ["cat.png"])
             result.save("cat-watercolour.png")
     """
+
+    _http_class = httpx.Client
 
     @staticmethod
     def _new_http(timeout: float | httpx.Timeout) -> httpx.Client:
@@ -358,6 +387,8 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
             result = await client.remix("<img>0</img> at night", ["city.jpg"])
             await result.asave("city-night.png")
     """
+
+    _http_class = httpx.AsyncClient
 
     @staticmethod
     def _new_http(timeout: float | httpx.Timeout) -> httpx.AsyncClient:

@@ -23,8 +23,9 @@
             └── InternalServerError              5xx
 
 Every ``APIError`` carries the ``request_id`` the server returned (when it returned one) so that
-a support ticket can name the request. No message ever contains the API key: messages are built
-from the server's words, which never echo the ``Authorization`` header.
+a support ticket can name the request. No message ever contains the API key: every ``APIError``
+message, and the body of a status error, go through ``redact`` with the key its request carried,
+so a server (or an httpx error) that echoes the key back does not get it into the exception.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 import httpx
 
 from ._lifecycle import not_saved_message
+from ._redact import redact
 
 __all__ = [
     "APIConnectionError",
@@ -90,6 +92,7 @@ class APIError(ReveRemixError):
         request: httpx.Request | None = None,
         request_id: str | None = None,
     ) -> None:
+        message = redact(message, api_key_sent(request))
         super().__init__(message)
         self.message = message
         self.request = request
@@ -109,7 +112,7 @@ class _ResponseError(APIError):
 
     def __init__(self, message: str, *, response: httpx.Response, body: object) -> None:
         super().__init__(
-            message, request=response.request, request_id=request_id_of(response.headers)
+            message, request=_request_of(response), request_id=request_id_of(response.headers)
         )
         self.response = response
         self.status_code = response.status_code
@@ -262,7 +265,7 @@ def status_error(response: httpx.Response) -> APIStatusError:
     A server that echoes the API key back (``"invalid key sk-…"``) does not get it into the
     exception: the key is replaced by ``<redacted>`` in the body, and so in the message.
     """
-    body = _redacted(decode_body(response), _api_key_sent(response))
+    body = _redacted(decode_body(response), api_key_sent(_request_of(response)))
     envelope: dict[str, Any] = {}
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         envelope = body["error"]
@@ -289,27 +292,33 @@ def status_error(response: httpx.Response) -> APIStatusError:
     )
 
 
-def _api_key_sent(response: httpx.Response) -> str | None:
-    """The key the request carried in ``Authorization`` (``Bearer <key>`` or the bare key)."""
-    try:
-        authorization = response.request.headers.get("authorization", "")
-    except RuntimeError:  # a response built without a request
+def api_key_sent(request: httpx.Request | None) -> str | None:
+    """The key ``request`` carried in ``Authorization`` (``Bearer <key>`` or the bare key)."""
+    if request is None:
         return None
+    authorization = request.headers.get("authorization", "")
     scheme, _, key = authorization.partition(" ")
     secret = key.strip() if scheme.lower() == "bearer" else authorization.strip()
     return secret or None
 
 
+def _request_of(response: httpx.Response) -> httpx.Request | None:
+    try:
+        return response.request
+    except RuntimeError:  # a response built without a request
+        return None
+
+
 def _redacted(value: object, secret: str | None) -> object:
-    """``value`` (decoded JSON or text) with every occurrence of ``secret`` replaced."""
+    """``value`` (decoded JSON or text) with every form of ``secret`` replaced."""
     if not secret:
         return value
     if isinstance(value, str):
-        return value.replace(secret, "<redacted>")
+        return redact(value, secret)
     if isinstance(value, list):
         return [_redacted(item, secret) for item in value]
     if isinstance(value, dict):
-        return {key: _redacted(item, secret) for key, item in value.items()}
+        return {redact(str(key), secret): _redacted(item, secret) for key, item in value.items()}
     return value
 
 

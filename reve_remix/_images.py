@@ -128,7 +128,7 @@ _HEIF_GENERIC_BRANDS = frozenset({b"mif1", b"msf1"})
 _HEAD_BYTES = 4096
 
 _SCHEME = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.-]+):")  # 2+ letters: "C:\x.png" is a path
-_BAD_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+_BAD_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _DATA_URL = re.compile(r"data:([^,]*),", re.IGNORECASE)
 _BASE64_LIKE = re.compile(r"[A-Za-z0-9+/=\s]{100,}")
 _PREVIEW_CHARS = 60
@@ -172,8 +172,8 @@ def prepare_image(item: object, label: str, *, fit: bool = False) -> str | Local
     format is re-encoded as WebP, downscaled as needed, and the change is logged at INFO on
     the ``reve_remix`` logger. Content that already fits is returned byte for byte.
 
-    Raises ``ValidationError`` for anything the API would reject that can be seen here, and
-    ``ImportError`` for ``fit=True`` without Pillow.
+    Raises ``ValidationError`` for anything the API would reject that can be seen here, and for
+    ``fit=True`` without Pillow.
 
     Example::
 
@@ -232,7 +232,7 @@ def check_uploaded_url(url: object, label: str) -> str:
         )
     scheme = _scheme_of(url)
     if scheme in ("http", "https"):
-        problem = _http_url_problem(url)
+        problem = http_url_problem(url)
         if problem:
             raise ValidationError(f"{label}: the uploader's URL {_preview(url)} {problem}")
         return url
@@ -275,7 +275,7 @@ def sniff_format(data: bytes) -> str | None:
 def _from_str(item: str, label: str, fit: bool) -> str | LocalImage:
     scheme = _scheme_of(item)
     if scheme in ("http", "https"):
-        problem = _http_url_problem(item)
+        problem = http_url_problem(item)
         if problem:
             raise ValidationError(f"{label}: URL {_preview(item)} {problem}")
         return item
@@ -541,7 +541,7 @@ def _require_pillow() -> None:
     try:
         importlib.import_module("PIL.Image")
     except ImportError as exc:
-        raise ImportError("fit=True needs Pillow: pip install 'reve-remix[pillow]'") from exc
+        raise ValidationError("fit=True needs Pillow: pip install 'reve-remix[pillow]'") from exc
 
 
 def _as_pil_image(item: object) -> PIL.Image.Image | None:
@@ -568,9 +568,10 @@ def _scheme_of(text: str) -> str:
     return match[1].lower() if match else ""
 
 
-def _http_url_problem(url: str) -> str | None:
+def http_url_problem(url: str) -> str | None:
+    """What is wrong with an http(s) URL to send (its characters, host or port), or ``None``."""
     if _BAD_URL_CHARS.search(url):
-        return "contains whitespace or control characters; percent-encode them"
+        return "contains whitespace, control characters or lone surrogates; percent-encode them"
     try:
         parts = urlsplit(url)
         host = parts.hostname

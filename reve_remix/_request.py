@@ -13,12 +13,10 @@ The generated package (and attrs under it) is imported at the first remix rather
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import json
 import logging
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,10 +25,11 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import httpx
 
+from . import _config
 from ._exceptions import ValidationError
 from ._images import ImageInput, LocalImage, prepare_image
 from ._spec import ARGUMENT_FIELDS, IMAGES_FIELD, problem, spec
-from ._tags import bind_images, check_image_count, check_prompt
+from ._tags import bind_images, check_image_count, check_prompt, refuse_image_names
 
 if TYPE_CHECKING:
     from reve_remix_api.models import AspectRatio, OutputFormat, RemixRequest
@@ -119,8 +118,8 @@ def prepare_remix(
 
     if not isinstance(prompt, str):
         raise ValidationError(f"prompt: expected a string, got {type(prompt).__name__}")
-    if not isinstance(model, str) or not model.strip():
-        raise ValidationError("model: expected a non-empty string")
+    sendable(prompt, "prompt")
+    model = check_model(model)
     ratio = None if aspect_ratio is None else _member(AspectRatio, aspect_ratio, "aspect_ratio")
     fmt = _member(OutputFormat, output_format, "output_format")
     if isinstance(images, Mapping):
@@ -129,6 +128,7 @@ def prepare_remix(
         items = [images[name] for name in names]
         labels = [f"image {name!r}" for name in names]
     else:
+        refuse_image_names(prompt)
         items = list(images) if isinstance(images, list | tuple) else [images]
         labels = [f"image {index}" for index in range(len(items))]
     check_image_count(len(items))
@@ -224,20 +224,49 @@ def check_extra_headers(extra_headers: object) -> dict[str, str]:
 
 
 def check_timeout(timeout: object) -> float | httpx.Timeout | None:
-    """A per-call timeout: seconds > 0, an ``httpx.Timeout``, or ``None`` (the client's).
+    """A per-call timeout: ``None`` (the client's), else checked as the client's own timeout.
 
     Example::
 
         check_timeout(30)  # 30.0
     """
-    if timeout is None or isinstance(timeout, httpx.Timeout):
-        return timeout
-    if isinstance(timeout, int | float) and not isinstance(timeout, bool):
-        with contextlib.suppress(OverflowError):  # an int too large for a float
-            seconds = float(timeout)
-            if math.isfinite(seconds) and seconds > 0:
-                return seconds
-    raise ValidationError(f"timeout: expected seconds > 0 or an httpx.Timeout, got {timeout!r}")
+    return None if timeout is None else _config.timeout(timeout)
+
+
+def check_model(model: object) -> str:
+    """``model`` if it can name a model: a non-empty string that can be sent.
+
+    Example::
+
+        check_model("reve-remix-image-to-image")  # returned as is
+        check_model("")  # ValidationError: model: expected a non-empty string
+    """
+    if not isinstance(model, str) or not model.strip():
+        raise ValidationError("model: expected a non-empty string")
+    return sendable(model, "model")
+
+
+def sendable(text: str, name: str) -> str:
+    """``text`` if it can go into a request as UTF-8; ``ValidationError`` for a lone surrogate.
+
+    A lone surrogate (``"\\ud800"``) is not text: Python makes one when it decodes bytes that are
+    not UTF-8 with ``surrogateescape`` (a file name, a command-line argument) or when JSON holds
+    half of a ``"\\ud83d\\ude00"`` pair. It cannot be encoded, so it is refused here, not at send.
+
+    Example::
+
+        sendable("a cat", "prompt")  # 'a cat'
+        sendable("a cat\\udcff", "prompt")  # ValidationError: prompt: character 5 is a lone …
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            f"{name}: character {exc.start} is a lone surrogate ({text[exc.start]!r}), which is "
+            "not text and cannot be sent; it comes from bytes that are not UTF-8, or half of an "
+            "escaped emoji"
+        ) from None
+    return text
 
 
 def _member(enum: type[E], value: object, name: str) -> E:

@@ -313,6 +313,31 @@ def bind_images(prompt: str, images: Mapping[str, _T]) -> tuple[str, list[_T]]:
     return "".join(pieces), [images[name] for name in order]
 
 
+def refuse_image_names(prompt: str) -> None:
+    """Refuse ``{name}`` in a prompt whose images are a list: nothing would replace it.
+
+    Names are bound only when the images are a mapping; with a list, ``{cat}`` would reach the
+    model as the five characters ``{cat}``, and the generation would be paid for anyway.
+
+    >>> refuse_image_names("<img>0</img> in {{braces}}")  # no name: fine
+    >>> refuse_image_names("Put {cat} on <img>0</img>")
+    Traceback (most recent call last):
+      ...
+    reve_remix.ValidationError: prompt: `{cat}` at position 4 names an image, but \
+the images are a list, which names none; pass a mapping of names to images, such as {'cat': ...}
+    """
+    text = _text(prompt, "prompt")
+    problems = [
+        f"`{_preview(match.group())}` at position {match.start()} names an image, but the images"
+        f" are a list, which names none; pass a mapping of names to images, such as"
+        f" {{{match[1]!r}: ...}}"
+        for match in _BRACE.finditer(text)
+        if match[1] is not None and _NAME.fullmatch(match[1])
+    ]
+    if problems:
+        _fail("prompt", problems)
+
+
 def reindex(prompt: str, order: Sequence[int], *, drop_references: bool = False) -> str:
     """Renumber a prompt's tags after its list of images was reordered or shortened.
 

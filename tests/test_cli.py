@@ -205,7 +205,7 @@ def test_validation_errors_exit_2_before_sending(server, workdir):
         ("<img>0</img> x", "-i missing.png", "'missing.png' is neither"),
         ("<img>0</img> x", "-i huge.png", "too large; each image must be less than 1.5 MB"),
         ("<img>0</img> x", "-i cat.png --aspect-ratio 5:4", "invalid choice: '5:4'"),
-        ("<img>0</img> x", "-i cat.png --timeout -1", "must be at least"),
+        ("<img>0</img> x", "-i cat.png --timeout -1", "expected seconds above 0"),
     ]
     for prompt, options, message in cases:
         completed = remix(prompt, options, cwd=workdir, server=server)

@@ -632,7 +632,8 @@ def test_fit_reports_content_pillow_cannot_read() -> None:
 def test_fit_without_pillow_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "PIL", None)
     monkeypatch.setitem(sys.modules, "PIL.Image", None)
-    with pytest.raises(ImportError, match=r"pip install 'reve-remix\[pillow\]'"):
+    needs_pillow = r"^fit=True needs Pillow: pip install 'reve-remix\[pillow\]'"
+    with pytest.raises(ValidationError, match=needs_pillow):
         prepare_image("https://example.com/cat.png", "image 0", fit=True)
 
 

@@ -9,6 +9,7 @@ tracebacks included. A result URL on another host is fetched without the key.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -18,12 +19,15 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 
 from reve_remix import AsyncReveRemix, RemixResult, ReveRemix, ReveRemixError, ValidationError
+from reve_remix._cli import Console
 from reve_remix._images import prepare_image
+from reve_remix._redact import redact
 from reve_remix.testing import Fault, MockServer
 
 from .conftest import API_KEY, IMAGE_URL
@@ -270,9 +274,9 @@ def test_a_result_on_the_api_host_is_fetched_without_the_key_too(server: MockSer
 # --- the command line ------------------------------------------------------------------------
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, cwd: Path, key: str = API_KEY) -> subprocess.CompletedProcess[str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("REVE_REMIX")}
-    env["ONEROUTER_API_KEY"] = API_KEY
+    env["ONEROUTER_API_KEY"] = key
     completed = subprocess.run(
         [sys.executable, "-m", "reve_remix", *args],
         cwd=cwd,
@@ -340,3 +344,90 @@ def test_batch_on_the_command_line_never_prints_the_key(server: MockServer, tmp_
     assert completed.returncode == 1
     manifest = (tmp_path / "out" / "manifest.jsonl").read_text()
     assert API_KEY not in manifest
+
+
+# --- every form of the key: stripped, repr'd, escaped ----------------------------------------
+
+KEY_WITH_NEWLINE = API_KEY + "\n"  # what `export KEY=$(cat key.txt)` and copy-paste leave
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [
+        API_KEY,
+        KEY_WITH_NEWLINE,
+        repr(KEY_WITH_NEWLINE),
+        repr(f"Bearer {KEY_WITH_NEWLINE}".encode()),  # httpx: Illegal header value b'Bearer …\n'
+        json.dumps({"key": KEY_WITH_NEWLINE}),
+        json.dumps(" " + API_KEY + "é", ensure_ascii=True),
+        quote(KEY_WITH_NEWLINE, safe=""),
+    ],
+)
+@pytest.mark.parametrize("secret", [KEY_WITH_NEWLINE, f"  {API_KEY}\r\n", API_KEY])
+def test_redact_catches_every_form_of_the_key(shown: str, secret: str):
+    assert API_KEY not in redact(f"before {shown} after", secret)
+    assert redact(f"before {shown} after", secret).startswith("before ")
+
+
+def test_redact_leaves_short_secrets_and_other_text_alone():
+    assert redact("abc abc", "abc") == "abc abc"  # a "key" this short would garble everything
+    assert redact("nothing to see", None, "") == "nothing to see"
+
+
+@pytest.mark.parametrize("echo", [quote(API_KEY, safe=""), repr(API_KEY + "\n")])
+def test_an_escaped_echo_of_the_key_is_redacted_in_exceptions(server: MockServer, echo: str):
+    """A server that echoes the key escaped (URL-encoded, repr'd) does not get it through."""
+    server.enqueue(Fault(status=400, body={"error": {"message": f"bad key {echo}"}}))
+    with ReveRemix(API_KEY, base_url=server.base_url) as client:
+        error = raised_by(lambda: client.remix(PROMPT, [IMAGE_URL]))
+    assert REDACTED in str(error)
+
+
+def test_the_console_redacts_the_stripped_key_of_a_key_with_a_newline(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """The old redaction compared the raw key (with its newline) and missed the stripped one."""
+    monkeypatch.setenv("ONEROUTER_API_KEY", KEY_WITH_NEWLINE)
+    stream = io.StringIO()
+    console = Console(stream, debug=False)
+    console.say(f"Illegal header value b'Bearer {API_KEY}'")
+    console.say(f"key {KEY_WITH_NEWLINE!r}")
+    assert API_KEY not in stream.getvalue()
+    assert stream.getvalue().count(REDACTED) == 2
+
+
+def test_a_key_with_a_newline_works_on_the_command_line_and_is_never_shown(
+    server: MockServer, tmp_path: Path
+):
+    """The issue: the key leaked 4x with --debug and into every manifest record."""
+    jobs = [{"prompt": PROMPT, "images": [IMAGE_URL], "id": name} for name in ("a", "b")]
+    (tmp_path / "jobs.jsonl").write_text("".join(json.dumps(job) + "\n" for job in jobs))
+    server.enqueue(Fault(status=401))
+    completed = run_cli(
+        "batch", "jobs.jsonl", "--out", "out", "--debug", "--concurrency", "1",
+        "--base-url", server.base_url,
+        cwd=tmp_path, key=KEY_WITH_NEWLINE,
+    )  # fmt: skip
+    assert completed.returncode == 1, completed.stderr
+    assert "LocalProtocolError" not in completed.stderr
+    manifest = (tmp_path / "out" / "manifest.jsonl").read_text()
+    assert API_KEY not in manifest
+    assert "401" in manifest
+    assert [request.headers["authorization"] for request in server.requests] == [
+        f"Bearer {API_KEY}"
+    ]
+
+
+def test_manifest_errors_go_through_the_redaction(server: MockServer, tmp_path: Path):
+    """However the key got into an exception's text, the manifest record does not hold it."""
+    from reve_remix._batch_file import Manifest, read_jobs, run_job
+
+    (tmp_path / "jobs.jsonl").write_text(json.dumps({"prompt": PROMPT, "images": [IMAGE_URL]}))
+    [job], _ = read_jobs(tmp_path / "jobs.jsonl")
+    with ReveRemix(API_KEY, base_url=server.base_url) as client, Manifest(tmp_path) as manifest:
+        client.remix = lambda *args, **kwargs: (_ for _ in ()).throw(  # type: ignore[method-assign]
+            ValidationError(f"a message holding {API_KEY!r}")
+        )
+        record = run_job(client, job, tmp_path, manifest)
+    assert record.error == f"a message holding '{REDACTED}'"
+    assert API_KEY not in (tmp_path / "manifest.jsonl").read_text()

@@ -52,12 +52,17 @@ if TYPE_CHECKING:
     from reve_remix_api.models import AspectRatio, OutputFormat
 
     from ._batch import BatchProgress, RemixJob
+    from ._engine import RowOutcome, remix_rows
+    from ._store import PaidStore
 
 _LAZY = {
     "AspectRatio": "reve_remix_api.models",
     "OutputFormat": "reve_remix_api.models",
     "BatchProgress": "reve_remix._batch",
     "RemixJob": "reve_remix._batch",
+    "PaidStore": "reve_remix._store",
+    "RowOutcome": "reve_remix._engine",
+    "remix_rows": "reve_remix._engine",
 }
 
 
@@ -87,6 +92,7 @@ __all__ = [
     "InternalServerError",
     "NotFoundError",
     "OutputFormat",
+    "PaidStore",
     "PayloadTooLargeError",
     "PaymentRequiredError",
     "PermissionDeniedError",
@@ -98,6 +104,7 @@ __all__ = [
     "RequestTimeoutError",
     "ReveRemix",
     "ReveRemixError",
+    "RowOutcome",
     "SteadyRate",
     "TagProblem",
     "UnprocessableEntityError",
@@ -108,4 +115,5 @@ __all__ = [
     "img",
     "referenced_indices",
     "reindex",
+    "remix_rows",
 ]

@@ -122,7 +122,7 @@ class RayRateLimiter:
         """
         SteadyRate(requests_per_second)  # validate here, not inside the actor
         actor = ray.remote(num_cpus=0)(_SteadyRateActor)
-        handle = actor.options(name=name, get_if_exists=True).remote(requests_per_second)
+        handle: Any = actor.options(name=name, get_if_exists=True).remote(requests_per_second)
         ray.get(handle.set_rate.remote(requests_per_second))
         return cls(handle)
 

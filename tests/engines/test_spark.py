@@ -27,6 +27,7 @@ def spark() -> Iterator[SparkSession]:
         SparkSession.builder.master("local[2,2]")  # two cores, a failed task is tried twice
         .appName("reve-remix-engine-test")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "2")
         .getOrCreate()
     )

@@ -75,7 +75,10 @@ def spark_setup() -> Callable[[list[dict[str, object]], Path, str], list[str]]:
 
     os.environ["PYSPARK_PYTHON"] = sys.executable
     spark = (
-        SparkSession.builder.master("local[2,2]").config("spark.ui.enabled", "false").getOrCreate()
+        SparkSession.builder.master("local[2,2]")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
 

@@ -7,8 +7,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from reve_remix.testing import MockServer
 from tests.conftest import IMAGE_URL
@@ -58,18 +59,29 @@ class Killer(threading.Thread):
             time.sleep(0.01)
 
 
-def report(
-    engine: str, server: MockServer, statuses: Iterable[str], started: float, killer: Killer
-) -> tuple[int, int, int]:
-    """Print the counts; return (generations, duplicates, ambiguous)."""
+def assert_paid_once(
+    engine: str,
+    server: MockServer,
+    rows: list[dict[str, object]],
+    out: list[Mapping[str, Any]],
+    started: float,
+    killer: Killer,
+    in_flight: int,
+) -> None:
+    """Print the counts, then check the promise: a crash costs at most the rows in flight."""
     prompts = collections.Counter(r.json["prompt"] for r in server.requests if r.method == "POST")
     generations = sum(prompts.values())
     duplicates = sum(count - 1 for count in prompts.values())
-    counts = collections.Counter(statuses)
+    counts = collections.Counter(row["status"] for row in out)
+    ambiguous = counts["ambiguous"]
     print(
-        f"\n{engine}: rows={sum(counts.values())} generations={generations} "
-        f"duplicates={duplicates} ambiguous={counts['ambiguous']} statuses={dict(counts)} "
-        f"killed pid {killer.killed} after {killer.posts_at_kill} POSTs "
-        f"wall={time.monotonic() - started:.1f}s"
+        f"\n{engine}: rows={len(out)} generations={generations} duplicates={duplicates} "
+        f"ambiguous={ambiguous} statuses={dict(counts)} killed pid {killer.killed} after "
+        f"{killer.posts_at_kill} POSTs wall={time.monotonic() - started:.1f}s"
     )
-    return generations, duplicates, counts["ambiguous"]
+    assert killer.killed is not None, "nothing was killed: the test did not test anything"
+    assert duplicates == 0
+    assert sorted(row["id"] for row in out) == [row["id"] for row in rows]  # one outcome each
+    assert ambiguous <= in_flight
+    assert set(counts) <= {"done", "ambiguous"}
+    assert len(rows) - ambiguous <= generations <= len(rows)  # an ambiguous row may not have left

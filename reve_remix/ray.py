@@ -164,7 +164,6 @@ def remix_dataset(
         print(out.groupby("status").count().take_all())
     """
     check_concurrency(actors)
-    check_concurrency(concurrency_per_actor)
     if requests_per_second is not None:
         limiter: RateLimiter = RayRateLimiter.create(requests_per_second)
         client_options = {**client_options, "rate_limiter": limiter}
@@ -173,6 +172,7 @@ def remix_dataset(
         "concurrency": concurrency_per_actor,
         **client_options,
     }
+    RowRemixer(**remixer_options).close()  # a bad option fails here, not in every actor
     return ds.map_batches(
         RemixBatches,
         fn_constructor_kwargs=remixer_options,

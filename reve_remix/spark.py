@@ -29,7 +29,6 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("reve_remix.spark needs PySpark: pip install 'reve-remix[spark]'") from exc
 
-from ._batch import check_concurrency
 from ._engine import DEFAULT_CONCURRENCY, OUTCOME_COLUMNS, RowRemixer
 from ._store import PaidStore
 
@@ -66,8 +65,9 @@ def remix_partitions(
         outcomes = df.mapInPandas(remix, schema=OUTCOME_SCHEMA)
         outcomes.filter("status = 'ambiguous'").show()
     """
-    check_concurrency(concurrency)
     paid_store = store if isinstance(store, PaidStore) else PaidStore(store)
+    # A bad option fails here, on the driver, not in every task.
+    RowRemixer(paid_store, concurrency=concurrency, **client_options).close()
 
     def remix(batches: Iterator[Any]) -> Iterator[Any]:
         remixer = RowRemixer(paid_store, concurrency=concurrency, **client_options)

@@ -8,11 +8,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import ray
 import ray.data
 
+from reve_remix import ValidationError
 from reve_remix.ray import RayRateLimiter, remix_dataset
 from reve_remix.testing import Fault, MockServer
 from reve_remix.testing._server import RecordedRequest
@@ -109,3 +111,29 @@ def test_the_limiter_is_one_named_actor():
     assert waits[2] == pytest.approx(0.2, abs=0.05)
     second.on_rate_limited(5.0)
     assert first.reserve() == pytest.approx(5.0, abs=0.5)
+
+
+def test_the_api_key_stays_out_of_the_plan_and_the_logs(tmp_path):
+    with MockServer() as server:
+        out = remix_dataset(
+            ray.data.from_items(unique_rows(4)),
+            store=tmp_path / "store",
+            api_key=API_KEY,
+            base_url=server.base_url,
+        )
+        shown = f"{out!r} {out} {out.stats()}"
+        assert {row["status"] for row in out.take_all()} == {"done"}
+    logs = Path("/tmp/ray/session_latest/logs")
+    leaked = [
+        path for path in logs.rglob("*") if path.is_file() and API_KEY.encode() in path.read_bytes()
+    ]
+    assert API_KEY not in shown
+    assert leaked == []
+
+
+@pytest.mark.parametrize(
+    "options", [{"actors": 0}, {"concurrency_per_actor": 0}, {"auth_scheme": "nope"}]
+)
+def test_bad_options_fail_on_the_driver_before_any_actor(options):
+    with pytest.raises(ValidationError):
+        remix_dataset(ray.data.range(1), store="unused", **options)

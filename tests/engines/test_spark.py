@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from reve_remix import ValidationError
 from reve_remix.spark import OUTCOME_SCHEMA, remix_partitions
 from reve_remix.testing import MockServer
 from tests.conftest import API_KEY
@@ -76,3 +77,9 @@ def test_a_crashed_python_worker_costs_at_most_its_in_flight_rows(spark, tmp_pat
 
     done = next(row for row in out if row["status"] == "done")
     assert Path(done["image"]).read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("options", [{"concurrency": 0}, {"auth_scheme": "nope"}])
+def test_bad_options_fail_on_the_driver_before_any_task(options):
+    with pytest.raises(ValidationError):
+        remix_partitions(store="unused", **options)

@@ -271,7 +271,7 @@ def remix_rows(
 
     Running it again with the same store sends only rows that never reached the server or
     provably produced nothing; done rows are reported, paid ones downloaded, ambiguous ones
-    reported until :meth:`PaidStore.redrive` releases them.
+    reported until :meth:`PaidStore.resend_ambiguous` releases them.
 
     Example::
 

@@ -27,7 +27,7 @@ def test_the_engine_free_examples_run_as_written(server, tmp_path, monkeypatch, 
     assert capsys.readouterr().out == "cat done\nbad failed\n"
 
     PaidStore("remix-store").claim("lost", 1)  # what a worker killed mid-request leaves
-    exec(compile(blocks[1], GUIDE, "exec"), {})  # list and re-drive the ambiguous rows
+    exec(compile(blocks[1], GUIDE, "exec"), {})  # list the ambiguous rows, send them again
     assert capsys.readouterr().out.startswith("lost None sent (attempt 1) but no outcome")
     assert PaidStore("remix-store").lookup("lost").status == "pending"
 

@@ -66,7 +66,7 @@ def test_a_second_run_sends_nothing_for_done_rows(server, tmp_path):
     assert second == first
 
 
-def test_rows_claimed_by_a_dead_worker_are_ambiguous_until_redriven(server, tmp_path):
+def test_rows_claimed_by_a_dead_worker_are_ambiguous_until_resent(server, tmp_path):
     store = PaidStore(tmp_path)
     for crashed in ("row-1", "row-3"):  # what a SIGKILLed worker leaves: a claim, no outcome
         store.claim(crashed, 1)
@@ -84,7 +84,7 @@ def test_rows_claimed_by_a_dead_worker_are_ambiguous_until_redriven(server, tmp_
     assert "may have been generated" in outcomes[1].error
     assert "variation 1" not in str(posts(server))
 
-    assert store.redrive(["row-1"]) == ["row-1"]
+    assert store.resend_ambiguous(["row-1"]) == ["row-1"]
     outcomes = run(server, store, rows(5))
     assert [outcome.status for outcome in outcomes].count("ambiguous") == 1
     assert posts(server)["<img>0</img> variation 1"] == 1

@@ -145,6 +145,9 @@ class RowRemixer:
 
     def remix_row(self, row: Mapping[str, Any]) -> RowOutcome:
         """Remix one row through the store; every problem is returned as an outcome."""
+        if not isinstance(row, Mapping):
+            error = f"row: expected a mapping of columns, got {type(row).__name__}"
+            return RowOutcome("", JobState.FAILED.value, error=error)
         try:
             key = row_id(row.get("id"))
         except ValidationError as exc:
@@ -178,7 +181,12 @@ class RowRemixer:
             result = self.client.remix(**arguments)
             image = result.image
         except ReveRemixError as exc:
-            record = replace(record, request_id=getattr(exc, "request_id", None))
+            body = exc.body if isinstance(exc, APIResponseValidationError) else None
+            record = replace(
+                record,
+                request_id=getattr(exc, "request_id", None),
+                body=None if body is None else json.dumps(body, ensure_ascii=False),
+            )
             return self._settle(record, state_after_error(exc), exc)
         except Exception as exc:  # a bug or an uploader's error: we cannot know what was sent
             return self._settle(record, JobState.AMBIGUOUS, exc)
@@ -305,9 +313,11 @@ def _images(value: object) -> object:
 
 def _extra_body(value: object) -> dict[str, Any] | None:
     """A row's ``extra_body``: a mapping, or a JSON object as text (a Spark string column)."""
-    if _missing(value) or value == "":
+    if _missing(value):
         return None
     if isinstance(value, str):
+        if not value.strip():
+            return None
         try:
             value = json.loads(value)
         except ValueError as exc:

@@ -45,7 +45,8 @@ class RowRecord:
     """What the store knows about one row: its state, attempt number and where things are.
 
     ``attempt`` counts claims: ``0`` for a row never sent, ``n`` once attempt ``n`` is claimed.
-    ``image`` is the file name of the saved image inside the store.
+    ``image`` is the file name of the saved image inside the store; ``body`` keeps, as JSON text,
+    a 2xx body the SDK could not read (the row is *paid*: what was generated may be in it).
 
     Example::
 
@@ -62,6 +63,7 @@ class RowRecord:
     revised_prompt: str | None = None
     image: str | None = None
     error: str | None = None
+    body: str | None = None
 
     def to_json(self) -> bytes:
         """The record as compact JSON bytes."""
@@ -82,7 +84,7 @@ class RowRecord:
             return cls(row_id, JobState.AMBIGUOUS, error=f"unreadable record: {data[:200]!r}")
         texts = {
             name: value.get(name) if isinstance(value.get(name), str) else None
-            for name in ("request_id", "url", "revised_prompt", "image", "error")
+            for name in ("request_id", "url", "revised_prompt", "image", "error", "body")
         }
         return cls(row_id, status, attempt, **texts)
 

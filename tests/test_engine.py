@@ -124,6 +124,8 @@ def test_maybe_billed_rows_are_never_sent_again(server, tmp_path, fault, expecte
 
     assert second.status == expected
     assert len(server.requests) == 1
+    if expected == "paid":  # the body that could not be read is kept for the user
+        assert json.loads(PaidStore(tmp_path).lookup("row-0").body) == fault.body
 
 
 class FlakyCDN:
@@ -189,10 +191,12 @@ def test_bad_rows_are_failed_outcomes_and_nothing_is_sent(server, tmp_path):
         {"id": "no-images", "prompt": "<img>0</img>", "images": []},
         {"id": "bad-ratio", "prompt": "<img>0</img>", "images": [IMAGE_URL], "aspect_ratio": "7"},
         {"id": "bad-extra", "prompt": "<img>0</img>", "images": [IMAGE_URL], "extra_body": "{"},
+        ("not", "a", "mapping"),
     ]
     outcomes = run(server, tmp_path, bad)
 
-    assert [outcome.status for outcome in outcomes] == ["failed"] * 5
+    assert [outcome.status for outcome in outcomes] == ["failed"] * 6
+    assert "expected a mapping" in outcomes[5].error
     assert outcomes[0].id == "../escape"
     assert "id: expected" in outcomes[0].error
     assert "'prompt' and 'images'" in outcomes[1].error

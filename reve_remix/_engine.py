@@ -10,10 +10,11 @@ Every row goes through a :class:`~reve_remix._store.PaidStore`, which is what ma
 retry safe: a *done* row is reported from its record, a *paid* one downloaded again, a claimed one
 without an outcome reported *ambiguous*, and only rows that provably produced nothing are sent.
 
-A worker runs its rows with the sync client on a thread pool. Measured against the mock with
-0.2 s latency (400 rows, POST + download each), threads matched or beat the async client at the
-same concurrency (8: 19.5 vs 19.5 rows/s; 32: 74 vs 61 rows/s) for less CPU per row (3.4-3.8 vs
-4.5-5.1 ms), and they need no event loop inside an engine's synchronous batch function.
+A worker runs its rows with the sync client on a thread pool, chosen by measurement
+(``scripts/bench_engines.py --only threads --only async``: 8 in flight, a POST and a download per
+row against the mock at 0.2 s): the same throughput as the async client (19.4 vs 19.2 rows/s)
+for less CPU per row (3.5 vs 5.6 ms), and no event loop to run inside an engine's synchronous
+batch function.
 """
 
 from __future__ import annotations

@@ -240,3 +240,15 @@ def test_a_shared_rate_limiter_paces_every_row(server, tmp_path):
     outcomes = run(server, tmp_path, rows(6), concurrency=6, rate_limiter=SteadyRate(20))
     assert {outcome.status for outcome in outcomes} == {"done"}
     assert time.monotonic() - started >= 5 / 20  # six POSTs at 20/s span at least 0.25 s
+
+
+def test_the_api_key_stays_out_of_reprs_outcomes_and_the_store(server, tmp_path):
+    server.enqueue(Fault(status=401, body={"error": {"message": f"bad key {API_KEY}"}}))
+    remixer = RowRemixer(tmp_path, api_key=API_KEY, base_url=server.base_url)
+    [outcome] = remixer.remix_rows(rows(1))
+    remixer.close()
+    assert outcome.status == "failed"
+    assert "<redacted>" in outcome.error
+    stored = b"".join(path.read_bytes() for path in tmp_path.rglob("*") if path.is_file())
+    for text in (repr(remixer), repr(remixer.store), repr(outcome), stored.decode()):
+        assert API_KEY not in text

@@ -225,10 +225,13 @@ class PaidStore:
     """
 
     def __init__(self, location: str | os.PathLike[str], **storage_options: Any) -> None:  # noqa: ANN401 - fsspec options are any values
-        text = os.fspath(location)
+        text = os.fspath(location) if isinstance(location, str | os.PathLike) else None
         if not isinstance(text, str) or not text:
             raise ValidationError(f"store: expected a directory or URL, got {location!r}")
-        self.location = text
+        self.is_url = "://" in text and not text.startswith("file://")
+        # A local store is named absolutely here, on the driver: a worker may run elsewhere
+        # (Ray's runtime_env working_dir), and must still write to the same directory.
+        self.location = text if self.is_url else os.path.abspath(text.removeprefix("file://"))
         self._storage_options = storage_options
         self._files: _Files | None = None
 
@@ -241,11 +244,10 @@ class PaidStore:
     @property
     def files(self) -> _Files:
         if self._files is None:
-            url = "://" in self.location and not self.location.startswith("file://")
             self._files = (
                 _FsspecFiles(self.location, self._storage_options)
-                if url
-                else _LocalFiles(Path(self.location.removeprefix("file://")))
+                if self.is_url
+                else _LocalFiles(Path(self.location))
             )
         return self._files
 

@@ -156,3 +156,14 @@ def test_the_docstring_examples_pass():
         results = doctest.testmod(module)
         assert results.attempted >= 1
         assert results.failed == 0
+
+
+def test_a_local_store_is_named_absolutely_and_a_bad_location_is_a_validation_error(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    assert PaidStore("run-1").location == str(tmp_path / "run-1")
+    assert PaidStore(f"file://{tmp_path}/run-2").location == str(tmp_path / "run-2")
+    for bad in ("", 42, None):
+        with pytest.raises(ValidationError, match="store: expected a directory or URL"):
+            PaidStore(bad)

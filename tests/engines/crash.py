@@ -74,9 +74,11 @@ def assert_paid_once(
     duplicates = sum(count - 1 for count in prompts.values())
     counts = collections.Counter(row["status"] for row in out)
     ambiguous = counts["ambiguous"]
+    downloads = sum(1 for r in server.requests if r.method == "GET")  # > rows: paid, fetched again
     print(
         f"\n{engine}: rows={len(out)} generations={generations} duplicates={duplicates} "
-        f"ambiguous={ambiguous} statuses={dict(counts)} killed pid {killer.killed} after "
+        f"ambiguous={ambiguous} downloads={downloads} statuses={dict(counts)} "
+        f"killed pid {killer.killed} after "
         f"{killer.posts_at_kill} POSTs wall={time.monotonic() - started:.1f}s"
     )
     assert killer.killed is not None, "nothing was killed: the test did not test anything"

@@ -58,12 +58,17 @@ if TYPE_CHECKING:
     from reve_remix_api.models import AspectRatio, OutputFormat
 
     from ._batch import BatchProgress, RemixJob
+    from ._engine import RowOutcome, remix_rows
+    from ._store import PaidStore
 
 _LAZY = {
     "AspectRatio": "reve_remix_api.models",
     "OutputFormat": "reve_remix_api.models",
     "BatchProgress": "reve_remix._batch",
     "RemixJob": "reve_remix._batch",
+    "PaidStore": "reve_remix._store",
+    "RowOutcome": "reve_remix._engine",
+    "remix_rows": "reve_remix._engine",
 }
 
 
@@ -103,6 +108,7 @@ __all__ = [
     "InternalServerError",
     "NotFoundError",
     "OutputFormat",
+    "PaidStore",
     "PayloadTooLargeError",
     "PaymentRequiredError",
     "PermissionDeniedError",
@@ -114,6 +120,7 @@ __all__ = [
     "RequestTimeoutError",
     "ReveRemix",
     "ReveRemixError",
+    "RowOutcome",
     "SteadyRate",
     "TagProblem",
     "UnprocessableEntityError",
@@ -125,6 +132,7 @@ __all__ = [
     "img",
     "referenced_indices",
     "reindex",
+    "remix_rows",
 ]
 
 for _name in __all__:

@@ -123,7 +123,9 @@ def test_a_per_call_timeout_replaces_the_clients(server, remix):
 
 @pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), "10", True, 10**400])
 def test_a_bad_timeout_is_a_validation_error(server, remix, timeout):
-    with pytest.raises(ValidationError, match=r"^timeout: expected seconds above 0 and at most 86400, got "):
+    with pytest.raises(
+        ValidationError, match=r"^timeout: expected seconds above 0 and at most 86400, got "
+    ):
         remix("<img>0</img>", [IMAGE_URL], timeout=timeout)
     assert not server.requests
 

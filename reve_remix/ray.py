@@ -1,0 +1,183 @@
+"""Remixing a Ray Dataset without paying twice: ``remix_dataset`` and ``RemixBatches``.
+
+Needs the ``ray`` extra: ``pip install 'reve-remix[ray]'``. The guide is ``docs/engines.md``.
+
+Ray Data retries a batch whose actor died, from its first row. Every row goes through a paid store
+(:class:`~reve_remix.PaidStore`), so the retry reports the rows already done from their records,
+downloads the paid ones again, and reports the rows that were in flight on the dead actor as
+*ambiguous* instead of paying for them again.
+
+Example::
+
+    import ray
+    from reve_remix.ray import remix_dataset
+
+    ds = ray.data.from_items([
+        {"id": "sku-1", "prompt": "<img>0</img> on a marble table", "images": ["https://..."]},
+    ])
+    out = remix_dataset(ds, store="/shared/remix-run-1", requests_per_second=5)
+    out.filter(lambda row: row["status"] != "done").show()
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+try:
+    import ray
+    import ray.data
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("reve_remix.ray needs Ray Data: pip install 'reve-remix[ray]'") from exc
+
+from ._batch import check_concurrency
+from ._engine import DEFAULT_CONCURRENCY, RowRemixer
+from ._retry import RateLimiter, SteadyRate
+from ._store import PaidStore
+
+__all__ = ["DEFAULT_RATE_LIMITER_NAME", "RayRateLimiter", "RemixBatches", "remix_dataset"]
+
+DEFAULT_RATE_LIMITER_NAME = "reve-remix-rate-limiter"
+# A remix actor spends its time waiting on the network: a quarter of a CPU each lets two actors
+# and Ray Data's own read tasks share a 2-CPU node (one CPU per actor, Ray's default, hangs there).
+DEFAULT_NUM_CPUS = 0.25
+BATCH_ROWS_PER_THREAD = 4  # rows per batch = 4 x concurrency_per_actor: short tails, few batches
+
+
+class RemixBatches:
+    """A callable class for ``Dataset.map_batches(batch_format="pandas")``: remixes each batch.
+
+    Each actor builds one client and keeps ``concurrency`` rows in flight. The batch comes back
+    with the outcome columns added: ``status``, ``request_id``, ``image``, ``revised_prompt``,
+    ``error``. Other keyword arguments go to :class:`~reve_remix.ReveRemix`.
+
+    Example::
+
+        from ray.data import ActorPoolStrategy
+
+        out = ds.map_batches(
+            RemixBatches,
+            fn_constructor_kwargs={"store": "/shared/run-1", "concurrency": 8},
+            batch_format="pandas",
+            compute=ActorPoolStrategy(size=2),
+            num_cpus=0.25,
+        )
+    """
+
+    def __init__(
+        self,
+        store: PaidStore | str | os.PathLike[str],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        **client_options: Any,  # noqa: ANN401 - ReveRemix's options, checked there
+    ) -> None:
+        self._remixer = RowRemixer(store, concurrency=concurrency, **client_options)
+
+    def __call__(self, batch: Any) -> Any:  # noqa: ANN401 - a pandas DataFrame
+        """The batch with the outcome columns added."""
+        return self._remixer.remix_frame(batch)
+
+
+class _SteadyRateActor:
+    """The Ray actor behind :class:`RayRateLimiter`: one ``SteadyRate`` for every worker."""
+
+    def __init__(self, requests_per_second: float) -> None:
+        self._rate = SteadyRate(requests_per_second)
+
+    def set_rate(self, requests_per_second: float) -> None:
+        self._rate = SteadyRate(requests_per_second)
+
+    def reserve(self) -> float:
+        return self._rate.reserve()
+
+    def on_rate_limited(self, seconds: float) -> None:
+        self._rate.on_rate_limited(seconds)
+
+
+class RayRateLimiter:
+    """A ``RateLimiter`` shared by every worker of a Ray job: a proxy to a named actor.
+
+    Every attempt (retries included) asks the actor for a slot, and every 429 is told to it, so
+    all actors together stay under ``requests_per_second``. Get one with :meth:`create`; it
+    pickles as the actor's handle, so pass it to workers as ``rate_limiter=``.
+
+    Example::
+
+        limiter = RayRateLimiter.create(requests_per_second=5)
+        out = ds.map_batches(RemixBatches, fn_constructor_kwargs={"store": "run-1",
+                             "rate_limiter": limiter}, ...)
+    """
+
+    def __init__(self, handle: Any) -> None:  # noqa: ANN401 - a Ray actor handle
+        self._handle = handle
+
+    @classmethod
+    def create(
+        cls, requests_per_second: float, *, name: str = DEFAULT_RATE_LIMITER_NAME
+    ) -> RayRateLimiter:
+        """The limiter actor called ``name`` (made if absent), set to ``requests_per_second``.
+
+        Two calls with the same name share one actor (the last rate wins), so two datasets
+        remixed at once still respect one account's limit. It needs no CPU.
+        """
+        SteadyRate(requests_per_second)  # validate here, not inside the actor
+        actor = ray.remote(num_cpus=0)(_SteadyRateActor)
+        handle: Any = actor.options(name=name, get_if_exists=True).remote(requests_per_second)
+        ray.get(handle.set_rate.remote(requests_per_second))
+        return cls(handle)
+
+    def reserve(self) -> float:
+        """Seconds to wait for this attempt's slot (one round trip to the actor)."""
+        seconds: float = ray.get(self._handle.reserve.remote())
+        return seconds
+
+    def on_rate_limited(self, seconds: float) -> None:
+        """Tell the actor of a 429; calls from one worker reach it in order."""
+        self._handle.on_rate_limited.remote(seconds)
+
+
+def remix_dataset(
+    ds: ray.data.Dataset,
+    *,
+    store: PaidStore | str | os.PathLike[str],
+    actors: int = 2,
+    concurrency_per_actor: int = DEFAULT_CONCURRENCY,
+    requests_per_second: float | None = None,
+    num_cpus: float = DEFAULT_NUM_CPUS,
+    **client_options: Any,  # noqa: ANN401 - ReveRemix's options, checked there
+) -> ray.data.Dataset:
+    """Remix every row of ``ds``; the result is ``ds``'s columns plus the outcome columns.
+
+    Rows need ``id`` (unique and stable: it keys the store), ``prompt`` and ``images``, and may
+    have ``aspect_ratio``, ``output_format`` and ``extra_body``. ``store`` is a
+    :class:`~reve_remix.PaidStore` or its location, which every worker must reach (a shared
+    directory or an fsspec URL on a cluster). ``actors`` x ``concurrency_per_actor`` rows are in
+    flight at once; ``requests_per_second`` shares one :class:`RayRateLimiter` among them (off by
+    default). Other keyword arguments go to :class:`~reve_remix.ReveRemix` in each actor;
+    prefer setting ``ONEROUTER_API_KEY`` on the workers to passing ``api_key``, which travels
+    with the dataset's plan. Like every Ray Data call it is lazy: rows are sent when the result
+    is consumed.
+
+    Example::
+
+        out = remix_dataset(ds, store="/shared/run-1", actors=2, concurrency_per_actor=8)
+        print(out.groupby("status").count().take_all())
+    """
+    check_concurrency(actors)
+    if requests_per_second is not None:
+        limiter: RateLimiter = RayRateLimiter.create(requests_per_second)
+        client_options = {**client_options, "rate_limiter": limiter}
+    remixer_options = {
+        "store": store if isinstance(store, PaidStore) else PaidStore(store),
+        "concurrency": concurrency_per_actor,
+        **client_options,
+    }
+    RowRemixer(**remixer_options).close()  # a bad option fails here, not in every actor
+    return ds.map_batches(
+        RemixBatches,
+        fn_constructor_kwargs=remixer_options,
+        batch_format="pandas",
+        batch_size=BATCH_ROWS_PER_THREAD * concurrency_per_actor,
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=num_cpus,
+    )

@@ -1,0 +1,139 @@
+"""Ray Data: an actor SIGKILLed mid-run costs at most its in-flight rows, reported ambiguous;
+the shared named-actor limiter keeps every actor under one rate. Run by .ci/run with the ray extra.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import ray
+import ray.data
+
+from reve_remix import ValidationError
+from reve_remix.ray import RayRateLimiter, remix_dataset
+from reve_remix.testing import Fault, MockServer
+from reve_remix.testing._server import RecordedRequest
+from tests.conftest import API_KEY
+from tests.engines.crash import Killer, assert_paid_once, processes_named, unique_rows
+
+CONCURRENCY_PER_ACTOR = 8
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_on_two_cpus() -> Iterator[None]:
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=100 * 1024 * 1024,
+        log_to_driver=False,
+        logging_level="ERROR",
+    )
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield
+    ray.shutdown()
+
+
+def test_a_killed_actor_costs_at_most_its_in_flight_rows(tmp_path):
+    rows = unique_rows(300)
+    with MockServer(latency=0.2) as server:
+        killer = Killer(server, after=100, find=lambda: processes_named("RemixBatches"))
+        killer.start()
+        started = time.monotonic()
+        out = remix_dataset(
+            ray.data.from_items(rows, override_num_blocks=10),
+            store=tmp_path / "store",
+            actors=2,
+            concurrency_per_actor=CONCURRENCY_PER_ACTOR,
+            api_key=API_KEY,
+            base_url=server.base_url,
+        ).take_all()
+        killer.join()
+        assert_paid_once("ray", server, rows, out, started, killer, CONCURRENCY_PER_ACTOR)
+    assert set(rows[0]) <= set(out[0])  # the input columns are kept
+
+
+class RateLimitedMock(MockServer):
+    """A mock that answers 429 to any POST beyond ``per_second`` in the trailing second."""
+
+    def __init__(self, per_second: int) -> None:
+        super().__init__(latency=0.05)
+        self.per_second = per_second
+        self.recent: deque[float] = deque()
+        self.guard = threading.Lock()
+        self.rejected = 0
+
+    def _admit(self, request: RecordedRequest) -> Fault | None:
+        fault = super()._admit(request)
+        if request.method != "POST":
+            return fault
+        with self.guard:
+            now = time.monotonic()
+            while self.recent and now - self.recent[0] > 1.0:
+                self.recent.popleft()
+            if len(self.recent) >= self.per_second:
+                self.rejected += 1
+                return Fault(status=429, headers={"Retry-After": "1"})
+            self.recent.append(now)
+        return fault
+
+
+@pytest.mark.parametrize("limit", [None, 16], ids=["no-limiter", "shared-limiter"])
+def test_one_named_actor_paces_every_actor(tmp_path, limit):
+    with RateLimitedMock(per_second=20) as server:
+        out = remix_dataset(
+            ray.data.from_items(unique_rows(60), override_num_blocks=4),
+            store=tmp_path / "store",
+            actors=2,
+            requests_per_second=limit,
+            api_key=API_KEY,
+            base_url=server.base_url,
+            max_retries=0,
+        ).take_all()
+    print(f"\nray limiter={limit}: 429s={server.rejected}")
+    if limit is None:
+        assert server.rejected > 0  # the control: 16 rows in flight overrun 20/s
+    else:
+        assert server.rejected == 0
+        assert {row["status"] for row in out} == {"done"}
+
+
+def test_the_limiter_is_one_named_actor():
+    first = RayRateLimiter.create(requests_per_second=10, name="test-limiter")
+    second = RayRateLimiter.create(requests_per_second=10, name="test-limiter")
+    waits = [first.reserve(), second.reserve(), first.reserve()]
+    assert waits[0] == 0.0
+    assert waits[1] == pytest.approx(0.1, abs=0.05)
+    assert waits[2] == pytest.approx(0.2, abs=0.05)
+    second.on_rate_limited(5.0)
+    assert first.reserve() == pytest.approx(5.0, abs=0.5)
+
+
+def test_the_api_key_stays_out_of_the_plan_and_the_logs(tmp_path):
+    with MockServer() as server:
+        out = remix_dataset(
+            ray.data.from_items(unique_rows(4)),
+            store=tmp_path / "store",
+            api_key=API_KEY,
+            base_url=server.base_url,
+        )
+        shown = f"{out!r} {out} {out.stats()}"
+        assert {row["status"] for row in out.take_all()} == {"done"}
+    logs = Path("/tmp/ray/session_latest/logs")
+    leaked = [
+        path for path in logs.rglob("*") if path.is_file() and API_KEY.encode() in path.read_bytes()
+    ]
+    assert API_KEY not in shown
+    assert leaked == []
+
+
+@pytest.mark.parametrize(
+    "options", [{"actors": 0}, {"concurrency_per_actor": 0}, {"auth_scheme": "nope"}]
+)
+def test_bad_options_fail_on_the_driver_before_any_actor(options):
+    with pytest.raises(ValidationError):
+        remix_dataset(ray.data.range(1), store="unused", **options)

@@ -1,0 +1,266 @@
+"""The engine-neutral row core against the mock over real HTTP: one outcome per row, as data,
+and a second run through the same store never pays for a row twice."""
+
+from __future__ import annotations
+
+import collections
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from reve_remix import PaidStore, SteadyRate, remix_rows
+from reve_remix._download import DOWNLOAD_MAX_RETRIES
+from reve_remix._engine import RowRemixer
+from reve_remix._lifecycle import JobState
+from reve_remix.testing import Fault, MockServer
+from reve_remix.testing._png import gradient_png
+from tests.conftest import API_KEY, IMAGE_URL
+
+PNG = gradient_png(8, 8, seed=b"engine-seed")
+
+
+def rows(count: int, **extra: object) -> list[dict[str, object]]:
+    return [
+        {"id": f"row-{i}", "prompt": f"<img>0</img> variation {i}", "images": [IMAGE_URL], **extra}
+        for i in range(count)
+    ]
+
+
+def posts(server: MockServer) -> collections.Counter[str]:
+    """How many times each prompt reached the server."""
+    return collections.Counter(
+        request.json["prompt"] for request in server.requests if request.method == "POST"
+    )
+
+
+def run(server: MockServer, store: Path | PaidStore, batch: list[dict[str, object]], **options):
+    return remix_rows(batch, store=store, api_key=API_KEY, base_url=server.base_url, **options)
+
+
+@pytest.mark.parametrize("output_format", ["url", "b64_json"])
+def test_every_row_is_done_and_saved_as_its_id(server, tmp_path, output_format):
+    outcomes = run(server, tmp_path, rows(20, output_format=output_format))
+
+    assert [outcome.id for outcome in outcomes] == [f"row-{i}" for i in range(20)]
+    assert {outcome.status for outcome in outcomes} == {"done"}
+    for outcome in outcomes:
+        assert outcome.image == str(tmp_path / f"{outcome.id}.png")
+        assert Path(outcome.image).read_bytes().startswith(b"\x89PNG")
+        assert outcome.request_id.startswith("req_")
+        assert outcome.revised_prompt.startswith("image 0 variation")
+        assert outcome.error is None
+    assert max(posts(server).values()) == 1
+
+
+def test_a_second_run_sends_nothing_for_done_rows(server, tmp_path):
+    first = run(server, tmp_path, rows(10))
+    requests_after_first = len(server.requests)
+
+    second = run(server, tmp_path, rows(10))
+
+    assert len(server.requests) == requests_after_first  # no POST, no download
+    assert second == first
+
+
+def test_rows_claimed_by_a_dead_worker_are_ambiguous_until_resent(server, tmp_path):
+    store = PaidStore(tmp_path)
+    for crashed in ("row-1", "row-3"):  # what a SIGKILLed worker leaves: a claim, no outcome
+        store.claim(crashed, 1)
+
+    outcomes = run(server, store, rows(5))
+
+    states = {outcome.id: outcome.status for outcome in outcomes}
+    assert states == {
+        "row-0": "done",
+        "row-1": "ambiguous",
+        "row-2": "done",
+        "row-3": "ambiguous",
+        "row-4": "done",
+    }
+    assert "may have been generated" in outcomes[1].error
+    assert "variation 1" not in str(posts(server))
+
+    assert store.resend_ambiguous(["row-1"]) == ["row-1"]
+    outcomes = run(server, store, rows(5))
+    assert [outcome.status for outcome in outcomes].count("ambiguous") == 1
+    assert posts(server)["<img>0</img> variation 1"] == 1
+    assert max(posts(server).values()) == 1
+
+
+def test_provably_unpaid_failures_are_released_and_sent_again(server, tmp_path):
+    server.enqueue(Fault(status=400), Fault(status=503), Fault(status=503), Fault(status=503))
+    first = run(server, tmp_path, rows(2), concurrency=1, max_retries=2)
+    assert [outcome.status for outcome in first] == ["failed", "failed"]
+    assert first[0].error.startswith("400 Bad Request")
+    assert first[0].request_id.startswith("req_")
+
+    second = run(server, tmp_path, rows(2))
+
+    assert [outcome.status for outcome in second] == ["done", "done"]
+    assert PaidStore(tmp_path).lookup("row-0").attempt == 2
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (Fault(status=500), "ambiguous"),
+        (Fault(drop=True), "ambiguous"),
+        (Fault(status=200, body={"created": 1, "data": "no images"}), "paid"),
+    ],
+    ids=["500", "dropped-after-send", "unreadable-2xx"],
+)
+def test_maybe_billed_rows_are_never_sent_again(server, tmp_path, fault, expected):
+    server.enqueue(fault)
+    [first] = run(server, tmp_path, rows(1))
+    assert first.status == expected
+    marker = "may have been generated" if expected == "ambiguous" else "generated, not saved"
+    assert marker in first.error
+
+    [second] = run(server, tmp_path, rows(1))
+
+    assert second.status == expected
+    assert len(server.requests) == 1
+    if expected == "paid":  # the body that could not be read is kept for the user
+        assert json.loads(PaidStore(tmp_path).lookup("row-0").body) == fault.body
+
+
+class FlakyCDN:
+    """A result URL on 127.0.0.1 that answers 503 to its first ``failures`` GETs, then a PNG."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.gets = 0
+        cdn = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                cdn.gets += 1
+                ok = cdn.gets > cdn.failures
+                body = PNG if ok else b"busy"
+                self.send_response(200 if ok else 503)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/image.png"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def flaky_cdn() -> Iterator[FlakyCDN]:
+    cdn = FlakyCDN(failures=DOWNLOAD_MAX_RETRIES + 1)  # the first run's every attempt fails
+    yield cdn
+    cdn.httpd.shutdown()
+    cdn.httpd.server_close()
+
+
+@pytest.mark.usefixtures("fast_backoff")
+def test_a_paid_row_whose_download_failed_is_downloaded_again_not_regenerated(
+    server, tmp_path, flaky_cdn
+):
+    answer = {"created": 1, "data": [{"url": flaky_cdn.url, "revised_prompt": "p"}]}
+    server.enqueue(Fault(status=200, body=answer))
+
+    [first] = run(server, tmp_path, rows(1))
+    assert first.status == "paid"
+    assert "generated, not saved" in first.error
+    assert flaky_cdn.url in first.error
+    assert first.request_id in first.error
+    record = PaidStore(tmp_path).lookup("row-0")
+    assert (record.status, record.url) == (JobState.PAID, flaky_cdn.url)
+
+    [second] = run(server, tmp_path, rows(1))
+
+    assert second.status == "done"
+    assert (tmp_path / "row-0.png").read_bytes() == PNG
+    assert len(server.requests) == 1  # one generation
+    assert flaky_cdn.gets >= 2
+
+
+def test_bad_rows_are_failed_outcomes_and_nothing_is_sent(server, tmp_path):
+    bad = [
+        {"id": "../escape", "prompt": "<img>0</img>", "images": [IMAGE_URL]},
+        {"id": "no-prompt", "images": [IMAGE_URL]},
+        {"id": "no-images", "prompt": "<img>0</img>", "images": []},
+        {"id": "bad-ratio", "prompt": "<img>0</img>", "images": [IMAGE_URL], "aspect_ratio": "7"},
+        {"id": "bad-extra", "prompt": "<img>0</img>", "images": [IMAGE_URL], "extra_body": "{"},
+        ("not", "a", "mapping"),
+    ]
+    outcomes = run(server, tmp_path, bad)
+
+    assert [outcome.status for outcome in outcomes] == ["failed"] * 6
+    assert "expected a mapping" in outcomes[5].error
+    assert outcomes[0].id == "../escape"
+    assert "id: expected" in outcomes[0].error
+    assert "'prompt' and 'images'" in outcomes[1].error
+    assert "extra_body" in outcomes[4].error
+    assert server.requests == []
+
+
+def test_table_values_are_read_as_a_table_gives_them(server, tmp_path):
+    """Integer ids, images as a tuple (an Arrow list), NaN for a missing option."""
+    row = {"id": 7, "prompt": "<img>0</img> dusk", "images": (IMAGE_URL,), "aspect_ratio": None}
+    row["output_format"] = float("nan")
+    [outcome] = run(server, tmp_path, [row])
+    assert (outcome.id, outcome.status) == ("7", "done")
+    assert server.requests[0].json["image_urls"] == [IMAGE_URL]
+
+
+def test_a_rows_extra_body_is_sent_as_json_text_or_a_mapping(server, tmp_path):
+    remixer = RowRemixer(tmp_path, api_key=API_KEY, base_url=server.base_url)
+    first, second = remixer.remix_rows(
+        [
+            {
+                "id": "text",
+                "prompt": "<img>0</img>",
+                "images": [IMAGE_URL],
+                "extra_body": '{"seed": 3}',
+            },
+            {
+                "id": "map",
+                "prompt": "<img>0</img>",
+                "images": [IMAGE_URL],
+                "extra_body": {"seed": 4},
+            },
+        ]
+    )
+    remixer.close()
+    assert (first.status, second.status) == ("done", "done")
+    assert sorted(request.json["seed"] for request in server.requests if request.is_remix) == [3, 4]
+
+
+def test_an_unwritable_store_fails_rows_before_sending(server, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the store should be")
+    [outcome] = run(server, blocker, rows(1))
+    assert outcome.status == "failed"
+    assert "store" in outcome.error
+    assert server.requests == []
+
+
+def test_a_shared_rate_limiter_paces_every_row(server, tmp_path):
+    started = time.monotonic()
+    outcomes = run(server, tmp_path, rows(6), concurrency=6, rate_limiter=SteadyRate(20))
+    assert {outcome.status for outcome in outcomes} == {"done"}
+    assert time.monotonic() - started >= 5 / 20  # six POSTs at 20/s span at least 0.25 s
+
+
+def test_the_api_key_stays_out_of_reprs_outcomes_and_the_store(server, tmp_path):
+    server.enqueue(Fault(status=401, body={"error": {"message": f"bad key {API_KEY}"}}))
+    remixer = RowRemixer(tmp_path, api_key=API_KEY, base_url=server.base_url)
+    [outcome] = remixer.remix_rows(rows(1))
+    remixer.close()
+    assert outcome.status == "failed"
+    assert "<redacted>" in outcome.error
+    stored = b"".join(path.read_bytes() for path in tmp_path.rglob("*") if path.is_file())
+    for text in (repr(remixer), repr(remixer.store), repr(outcome), stored.decode()):
+        assert API_KEY not in text

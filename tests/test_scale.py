@@ -147,7 +147,8 @@ def test_async_iter_remix_yields_outcomes_and_stops_when_left(server):
             return seen, len(server.requests)
 
     seen, sent = asyncio.run(main())
-    assert len(seen) == 6 and all(isinstance(outcome, RemixResult) for outcome in seen)
+    assert len(seen) == 6
+    assert all(isinstance(outcome, RemixResult) for outcome in seen)
     assert sent <= 6 + 3
 
 

@@ -7,8 +7,10 @@ them over real HTTP on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +20,7 @@ import pytest
 from reve_remix import AsyncReveRemix, RemixResult, ReveRemix, ValidationError
 from tests.conftest import API_KEY, IMAGE_URL
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ANSWER = json.dumps({"created": 1, "data": [{"url": "https://cdn.example.com/a.png"}]}).encode()
 
 
@@ -166,3 +169,75 @@ def test_iter_remix_checks_the_concurrency_at_the_call():
 
 def _url(server: _Gathering) -> str:
     return f"http://127.0.0.1:{server.server_port}"
+
+
+def test_a_batch_check_reads_only_the_head_of_each_local_image(tmp_path, monkeypatch):
+    from reve_remix import _images
+    from reve_remix._batch import RemixJob
+    from reve_remix._batch_file import JobLine
+
+    image = tmp_path / "cat.png"
+    image.write_bytes(PNG_SIGNATURE + bytes(200_000))
+    reads: list[int] = []
+    read_file = _images._read_file
+
+    def counting(path, label, source, size=-1):
+        data = read_file(path, label, source, size)
+        reads.append(len(data))
+        return data
+
+    monkeypatch.setattr(_images, "_read_file", counting)
+    JobLine(1, "cat", RemixJob("<img>0</img> as ink", [str(image)])).check("m")
+    assert reads == [4096]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"GIF89a" + bytes(100), "GIF"),
+        (b"not an image at all", "unknown format"),
+        (PNG_SIGNATURE + bytes(1_500_000), "too large"),
+    ],
+)
+def test_a_batch_check_rejects_what_a_remix_would(tmp_path, content, message):
+    from reve_remix._batch import RemixJob
+    from reve_remix._batch_file import JobLine
+
+    image = tmp_path / "bad.img"
+    image.write_bytes(content)
+    job = JobLine(1, "bad", RemixJob("<img>0</img> as ink", [str(image)]))
+    with pytest.raises(ValidationError, match=message) as checked:
+        job.check("m")
+    with pytest.raises(ValidationError) as remixed:
+        ReveRemix(API_KEY).remix("<img>0</img> as ink", [str(image)])
+    assert str(checked.value) == str(remixed.value)
+
+
+def test_a_body_of_four_large_local_images_is_byte_valid_json_the_spec_accepts(server, tmp_path):
+    paths = []
+    for n in range(4):
+        path = tmp_path / f"image-{n}.png"
+        path.write_bytes(PNG_SIGNATURE + os.urandom(1_400_000))
+        paths.append(path)
+    with ReveRemix(API_KEY, base_url=server.base_url) as client:
+        # The mock server checks the body against the spec's RemixRequest schema.
+        client.remix("Blend <img>0</img>, <img>1</img>, <img>2</img> and <img>3</img>", paths)
+    body = server.requests[-1].body
+    parsed = json.loads(body)
+    assert body == json.dumps(parsed, ensure_ascii=False, separators=(",", ":")).encode()
+    assert [base64.b64decode(url.split(",", 1)[1]) for url in parsed["image_urls"]] == [
+        path.read_bytes() for path in paths
+    ]
+
+
+def test_only_text_that_needs_no_escaping_is_written_verbatim():
+    from reve_remix._images import JsonSafeText, data_url
+    from reve_remix._request import encode_body
+
+    assert type(data_url(b"\x89PNG", "image/png")) is JsonSafeText
+    odd = data_url(b"\x89PNG", 'image/png"\n')  # a caller's own media type: escaped as usual
+    assert type(odd) is str
+    payload = {"prompt": 'say "hi"\n', "image_urls": [odd + "A" * 70_000, data_url(b"x", "a/b")]}
+    expected = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    assert encode_body(payload) == expected

@@ -38,7 +38,7 @@ from ._images import LocalImage, Uploader, check_uploaded_url, data_url
 from ._pool import DEFAULT_MAX_CONNECTIONS, AsyncShardedTransport, ShardedTransport
 from ._request import Images, PreparedRemix, encode_body, prepare_remix
 from ._results import RemixResult, parse_response
-from ._retry import Cooldown, RateLimiter, RetryPolicy
+from ._retry import AdaptiveRate, RateLimiter, RetryPolicy
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -102,9 +102,10 @@ class _BaseClient(Generic[HttpClient]):
         self.auth_scheme = auth_scheme
         self.uploader = uploader
         self.retry_policy = RetryPolicy(max_retries, retry_on_ambiguous)
-        # Every client backs off together after a 429; a caller's limiter paces it further.
+        # Every client learns the rate the API admits (one 429 holds every job back, then AIMD
+        # pacing); a caller's limiter paces it further.
         self._limiters: tuple[RateLimiter, ...] = (
-            (Cooldown(),) if rate_limiter is None else (Cooldown(), rate_limiter)
+            (AdaptiveRate(),) if rate_limiter is None else (AdaptiveRate(), rate_limiter)
         )
         self._owns_http = http_client is None
         self._http: HttpClient = http_client or self._new_http(timeout, max_connections)

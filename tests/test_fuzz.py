@@ -40,13 +40,13 @@ from reve_remix import (
     referenced_indices,
     reindex,
 )
-
-pytestmark = pytest.mark.slow  # deep: .ci/run runs it after the README command
 from reve_remix._request import aspect_ratios, encode_body, output_formats
 from reve_remix._tags import check_prompt
 from reve_remix.testing._schema import violations
 
 from .conftest import API_KEY
+
+pytestmark = pytest.mark.slow  # deep: .ci/run runs it after the README command
 
 ROOT = Path(__file__).resolve().parent.parent
 VENDOR = json.loads((ROOT / "openapi" / "vendor.openapi.json").read_bytes())

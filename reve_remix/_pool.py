@@ -8,8 +8,8 @@ of CPU per request and falls behind (``scripts/bench.py`` prints the figures, an
 ``docs/performance.md`` the comparison with an aiohttp transport).
 
 :class:`ShardedTransport` therefore spreads requests over several small httpcore pools of at
-most :data:`SHARD_SIZE` connections each, all kept alive, sending each request to the pool with
-the fewest requests in flight. ``remix_many`` and ``iter_remix`` grow it to their concurrency
+most :data:`SHARD_SIZE` connections each, all kept alive, sending each request to the first pool
+with room. ``remix_many`` and ``iter_remix`` grow it to their concurrency
 with :meth:`ShardedTransport.ensure_capacity`.
 """
 
@@ -55,10 +55,19 @@ class _Shards(Generic[Shard]):
             self.capacity += missing * SHARD_SIZE
 
     def acquire(self) -> tuple[int, Shard]:
-        """The least loaded pool, counted as carrying one more request."""
+        """The first pool with room (else the least loaded), counted as carrying one more request.
+
+        Filling pools in order, rather than spreading requests over all of them, keeps the
+        connections as few as the concurrency needs: each holds buffers as large as the largest
+        body it has sent.
+        """
         with self._lock:
-            index = min(range(len(self._loads)), key=self._loads.__getitem__)
-            self._loads[index] += 1
+            loads = self._loads
+            index = next(
+                (n for n, load in enumerate(loads) if load < SHARD_SIZE),
+                min(range(len(loads)), key=loads.__getitem__),
+            )
+            loads[index] += 1
             return index, self.shards[index]
 
     def release(self, index: int) -> None:

@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import json
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from reve_remix import AsyncReveRemix, RemixResult, ReveRemix, ValidationError
@@ -241,3 +244,40 @@ def test_only_text_that_needs_no_escaping_is_written_verbatim():
     payload = {"prompt": 'say "hi"\n', "image_urls": [odd + "A" * 70_000, data_url(b"x", "a/b")]}
     expected = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     assert encode_body(payload) == expected
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_finished_remix_frees_its_request_body_without_the_garbage_collector(server, kind):
+    # httpx ties every response to its stream and back: unbroken, the cycle keeps the request
+    # and its body (megabytes of inline images) until a full collection, so a batch's memory
+    # grew with its length instead of its concurrency.
+    requests: list[weakref.ref[httpx.Request]] = []
+
+    def remember(response: httpx.Response) -> None:
+        requests.append(weakref.ref(response.request))
+
+    async def aremember(response: httpx.Response) -> None:
+        remember(response)
+
+    gc.collect()
+    gc.disable()
+    try:
+        if kind == "sync":
+            with (
+                httpx.Client(event_hooks={"response": [remember]}) as http,
+                ReveRemix(API_KEY, base_url=server.base_url, http_client=http) as client,
+            ):
+                client.remix("<img>0</img> as ink", [PNG_SIGNATURE + bytes(100_000)])
+        else:
+
+            async def main() -> None:
+                http = httpx.AsyncClient(event_hooks={"response": [aremember]})
+                async with AsyncReveRemix(API_KEY, base_url=server.base_url, http_client=http) as c:
+                    await c.remix("<img>0</img> as ink", [PNG_SIGNATURE + bytes(100_000)])
+                await http.aclose()
+
+            asyncio.run(main())
+        assert len(requests) == 1
+        assert requests[0]() is None
+    finally:
+        gc.enable()

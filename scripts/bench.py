@@ -48,11 +48,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import openai
-from openai.types import ImagesResponse
-from reve_remix_api import AuthenticatedClient
-from reve_remix_api.api.reve_remix import remix as generated_remix
-from reve_remix_api.models import OutputFormat, RemixRequest
 
 from reve_remix import AsyncReveRemix, RemixResult, ReveRemix
 from reve_remix._batch_file import Manifest, ManifestRecord
@@ -123,6 +118,12 @@ def _canned(request: httpx.Request) -> httpx.Response:
 
 def overhead_contenders() -> dict[str, Callable[[], object]]:
     """One call of each contender; each sends the same request and gets the same body back."""
+    import openai
+    from openai.types import ImagesResponse
+    from reve_remix_api import AuthenticatedClient
+    from reve_remix_api.api.reve_remix import remix as generated_remix
+    from reve_remix_api.models import OutputFormat, RemixRequest
+
     facade = ReveRemix(
         API_KEY, base_url=BASE_URL, http_client=httpx.Client(transport=httpx.MockTransport(_canned))
     )
@@ -479,6 +480,7 @@ def async_contenders(
     base_url: str, jobs: int, concurrency: int
 ) -> dict[str, Callable[[], Awaitable[object]]]:
     """One batch of each async contender: the facade, raw httpx, the OpenAI SDK (and aiohttp)."""
+    import openai  # imported where used: the memory figure's processes must not load it
 
     async def facade(http_client: httpx.AsyncClient | None = None) -> None:
         async with AsyncReveRemix(API_KEY, base_url=base_url, http_client=http_client) as client:
@@ -540,6 +542,8 @@ def bench_concurrency(settings: list[tuple[int, float]], jobs: int = 600) -> lis
 
 def bench_sync_concurrency(jobs: int = 600, concurrency: int = 64, latency: float = 0.5) -> Figure:
     """The sync client's thread pool at the same figures, beside httpx and OpenAI on threads."""
+    import openai  # imported where used: the memory figure's processes must not load it
+
     ideal = math.ceil(jobs / concurrency) * latency
     log(f"concurrency (sync): {jobs} jobs, concurrency {concurrency}, {latency} s per request")
 
@@ -634,6 +638,8 @@ def memory_child(kind: str, jobs: int, base_url: str, folder: str) -> None:
 
                 await gathered(send, jobs, 8)
         else:
+            import openai  # only here: the other contenders' peak must not include it
+
             async with openai.AsyncOpenAI(api_key=API_KEY, base_url=f"{base_url}/v1") as client:
                 await gathered(
                     lambda: client.post("/images/edits", body=body(), cast_to=object), jobs, 8
@@ -680,6 +686,8 @@ def bench_batch_memory(folder: Path, small: int, large: int) -> list[Figure]:
 
 def bench_rate_limit(rate: float = 100, jobs: int = 600, concurrency: int = 64) -> list[Figure]:
     """A server admitting ``rate`` requests/s; the rest get 429 + Retry-After."""
+    import openai  # imported where used: the memory figure's processes must not load it
+
     log(f"rate limit: {jobs} jobs, concurrency {concurrency}, server admits {rate:g}/s")
     latency = 0.2
     with Loopback(latency, rate) as server:
@@ -743,6 +751,8 @@ def bench_rate_limit(rate: float = 100, jobs: int = 600, concurrency: int = 64) 
 
 def bench_upload_cpu(folder: Path, sizes: Sizes) -> list[Figure]:
     """CPU of one remix with four 1.5 MB local images, against the floor and the OpenAI SDK."""
+    import openai  # imported where used: the memory figure's processes must not load it
+
     log("upload CPU: a remix with four 1.5 MB local images")
     paths = write_images(folder)
     prompt = "Blend " + ", ".join(f"<img>{n}</img>" for n in range(4))

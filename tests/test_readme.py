@@ -5,6 +5,8 @@ from __future__ import annotations
 import doctest
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -21,3 +23,13 @@ def test_readme_mock_server_example_runs():
     examples = [block for block in blocks if "MockServer()" in block]
     assert len(examples) == 1
     exec(compile(examples[0], str(README), "exec"), {})
+
+
+DOCS = sorted((README.parent / "docs").glob("*.md"))
+
+
+@pytest.mark.parametrize("guide", DOCS, ids=lambda path: path.name)
+def test_docs_examples_pass(guide):
+    """Every guide under docs/ keeps its ``>>>`` examples runnable."""
+    result = doctest.testfile(str(guide), module_relative=False, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0

@@ -281,10 +281,10 @@ class ReveRemix(_BaseClient[httpx.Client]):
             result.save("cat-on-sofa.png")
         """
         prepared = self._prepare(prompt, images, aspect_ratio, output_format, model, fit)
-        urls = [self._upload(item) for item in prepared.images]
-        request = self._build_request(prepared.body(urls))
-        # The request holds the images now: let their bytes and URLs go before it is sent.
-        del prepared, urls
+        body = prepared.body([self._upload(item) for item in prepared.images])
+        del prepared  # the body holds the images as URLs now: let their bytes go
+        request = self._build_request(body)
+        del body  # and the request holds them now: let the URLs go before it is sent
         return self._result(self._send(request))
 
     def remix_many(
@@ -436,9 +436,10 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
 
         prepared = self._prepare(prompt, images, aspect_ratio, output_format, model, fit)
         urls = await asyncio.gather(*(self._upload(item) for item in prepared.images))
-        request = self._build_request(prepared.body(urls))
-        # The request holds the images now: let their bytes and URLs go before it is sent.
-        del prepared, urls
+        body = prepared.body(urls)
+        del prepared, urls  # the body holds the images as URLs now: let their bytes go
+        request = self._build_request(body)
+        del body  # and the request holds them now: let the URLs go before it is sent
         return self._result(await self._send(request))
 
     async def remix_many(

@@ -196,8 +196,9 @@ class AdaptiveRate(SteadyRate):
     """A ``RateLimiter`` that learns the rate a server admits: additive increase, multiplicative
     decrease (AIMD), the way TCP finds a link's capacity.
 
-    Unpaced until the first 429. Then attempts are spaced at the rate the server admitted (at
-    the first 429: attempts in the last second, less the refused ones; later: the attempts it
+    Every 429 holds every attempt for its ``Retry-After``. Once a 429 comes among at least
+    :attr:`SAMPLE` recent attempts, attempts are also spaced at the rate the server admitted (at
+    the first cut: attempts in the last second, less the refused ones; later: the attempts it
     admitted since the previous cut) times :attr:`DECREASE`; the rate rises by :attr:`INCREASE`
     of itself every second without a 429, and is cut again on the next one (at most once every
     :attr:`HOLD` seconds, so that one burst of refusals counts once). A shared cooldown alone
@@ -215,6 +216,7 @@ class AdaptiveRate(SteadyRate):
     INCREASE = 0.05  # of the rate at the last cut, per second
     HOLD = 0.5  # seconds between two cuts
     WINDOW = 1.0  # seconds of attempts that estimate the admitted rate at the first 429
+    SAMPLE = 10  # attempts it takes to estimate a rate; below it, a 429 only holds attempts
 
     def __init__(self) -> None:
         super().__init__(requests_per_second=1.0)
@@ -247,10 +249,11 @@ class AdaptiveRate(SteadyRate):
                 while self._slots and self._slots[0] <= since:
                     self._slots.popleft()
                 sent = sum(1 for slot in self._slots if slot <= now)
-                admitted = max(0, sent - self._refusals) / (now - since)
-                self._rate = max(min(self._rate or admitted, admitted) * self.DECREASE, 0.1)
-                self._step = self._rate * self.INCREASE
-                self.interval = 1.0 / self._rate
-                self._cut_at = self._grown_at = now
-                self._refusals = 0
+                if sent >= self.SAMPLE:  # fewer say nothing of a rate: the hold alone will do
+                    admitted = max(0, sent - self._refusals) / (now - since)
+                    self._rate = max(min(self._rate or admitted, admitted) * self.DECREASE, 1.0)
+                    self._step = self._rate * self.INCREASE
+                    self.interval = 1.0 / self._rate
+                    self._cut_at = self._grown_at = now
+                    self._refusals = 0
             self._hold(now + seconds)

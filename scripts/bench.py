@@ -6,7 +6,8 @@ as a Markdown table (the README quotes it). The exit status is 1 if any target i
 Usage::
 
     python scripts/bench.py            # the full run: a few minutes
-    python scripts/bench.py --quick    # CI-sized: well under a minute
+    python scripts/bench.py --quick    # fewer repetitions and settings
+    python scripts/bench.py --only concurrency --only rate
 
 What is measured (the README explains each figure):
 
@@ -20,7 +21,14 @@ What is measured (the README explains each figure):
   TCP connections it accepted;
 - fan-out: ``remix_many`` against the mock server with a fixed latency per request;
 - memory: ``tracemalloc`` peaks while sending four local images and while saving a large
-  base64 result.
+  base64 result;
+- batch scale, against ``scripts/bench_server.py`` in its own process: requests in flight, TCP
+  connections and time at concurrency 64/128/256 (async) and 64 (threads); the peak RSS of
+  batches of four-image jobs in fresh processes; throughput under a server's rate limit;
+- one large remix's CPU against the floor (read, base64, one send), and reading back a
+  100,000-line ``batch`` manifest.
+
+``--only GROUP`` (repeatable) runs some groups; ``docs/performance.md`` explains each figure.
 """
 
 from __future__ import annotations

@@ -244,7 +244,8 @@ class AdaptiveRate(SteadyRate):
         with self._lock:
             now = time.monotonic()
             self._refusals += 1
-            if not self._rate or now - self._cut_at >= self.HOLD:
+            # A 429 that asks for no wait at all says nothing about the rate.
+            if seconds > 0 and (not self._rate or now - self._cut_at >= self.HOLD):
                 since = self._cut_at if self._rate else now - self.WINDOW
                 while self._slots and self._slots[0] <= since:
                     self._slots.popleft()

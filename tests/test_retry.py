@@ -126,9 +126,11 @@ def test_adaptive_rate_paces_at_what_the_server_admitted_then_probes_upward(monk
     for _ in range(50):  # 50 attempts in the last second, then refusals
         clock.now += 0.02
         limiter.reserve()
-    for _ in range(10):  # one burst of refusals: one cut, to 49 admitted/s less a tenth
-        limiter.on_rate_limited(0.0)
-    rate = 49 * AdaptiveRate.DECREASE
+    limiter.on_rate_limited(0.0)  # "retry now" says nothing of a rate
+    assert limiter.interval == 0
+    for _ in range(10):  # one burst of refusals: one cut, to 48 admitted/s less a tenth
+        limiter.on_rate_limited(0.01)
+    rate = 48 * AdaptiveRate.DECREASE
     assert 1 / limiter.interval == pytest.approx(rate)
     clock.now += 10
     limiter.reserve()  # ten seconds without a 429: the rate has grown

@@ -10,8 +10,18 @@ The ``reve-remix batch`` command uses the same thread scheduler (see ``_batch_fi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -148,6 +158,56 @@ def progress_counter(
     return count
 
 
+def iter_in_threads(
+    work: Callable[[_T], _R],
+    items: Iterable[_T],
+    *,
+    concurrency: int,
+    on_interrupt: Callable[[int], None] | None = None,
+) -> Generator[tuple[int, _T, _R | ReveRemixError]]:
+    """Run ``work`` on every item, ``concurrency`` at a time on threads, yielding as each ends.
+
+    Yields ``(index, item, outcome)`` in the order the items finish: what ``work`` returned, or
+    the ``ReveRemixError`` it raised. Items are drawn from ``items`` only as slots free up, and a
+    finished item's slot is handed on after its outcome has been consumed, so memory follows the
+    concurrency, not the number of items. On ``KeyboardInterrupt`` no further item is started,
+    ``on_interrupt(running)`` is called, the running items are waited for (and yielded), then the
+    interrupt propagates. Any other exception, or closing the iterator, stops the run the same
+    way without yielding more.
+    """
+    pending = iter(enumerate(items))
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="reve-remix")
+    running: dict[Future[_R | ReveRemixError], tuple[int, _T]] = {}
+
+    def start_next() -> None:
+        upcoming = next(pending, None)
+        if upcoming is not None:
+            running[pool.submit(_capture, work, upcoming[1])] = upcoming
+
+    def finished() -> Iterator[tuple[int, _T, _R | ReveRemixError]]:
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            index, item = running.pop(future)
+            yield index, item, future.result()
+
+    try:
+        for _ in range(concurrency):
+            start_next()
+        try:
+            while running:
+                for outcome in finished():
+                    yield outcome
+                    start_next()
+        except KeyboardInterrupt:
+            if on_interrupt is not None:
+                on_interrupt(len(running))
+            while running:
+                yield from finished()
+            raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def run_in_threads(
     work: Callable[[_T], _R],
     items: Sequence[_T],
@@ -156,50 +216,53 @@ def run_in_threads(
     on_outcome: Callable[[int, _R | ReveRemixError], None],
     on_interrupt: Callable[[int], None] | None = None,
 ) -> list[_R | ReveRemixError]:
-    """Run ``work`` on every item, ``concurrency`` at a time, on a thread pool.
+    """:func:`iter_in_threads`, gathered: one outcome per item, in input order.
 
-    Returns one outcome per item, in input order: what ``work`` returned, or the
-    ``ReveRemixError`` it raised. Items are started one by one as others finish, and
-    ``on_outcome(index, outcome)`` is called in the calling thread as each finishes, one call at
-    a time. On ``KeyboardInterrupt`` no further item is started, ``on_interrupt(running)`` is
-    called, the running items are waited for (and reported), then the interrupt propagates.
-    Any other exception stops the run the same way, without waiting to report.
+    ``on_outcome(index, outcome)`` is called in the calling thread as each item finishes, one
+    call at a time, before its slot is handed on.
     """
     outcomes: list[_R | ReveRemixError | None] = [None] * len(items)
+    run = iter_in_threads(work, items, concurrency=concurrency, on_interrupt=on_interrupt)
+    with contextlib.closing(run):
+        for index, _item, outcome in run:
+            outcomes[index] = outcome
+            on_outcome(index, outcome)
+    return _complete(outcomes)
+
+
+async def iter_in_tasks(
+    work: Callable[[_T], Awaitable[_R]],
+    items: Iterable[_T],
+    *,
+    concurrency: int,
+) -> AsyncGenerator[tuple[int, _T, _R | ReveRemixError]]:
+    """The asyncio twin of :func:`iter_in_threads`: at most ``concurrency`` tasks at a time.
+
+    A finished item's slot is handed on after its outcome has been consumed. Any exception other
+    than ``ReveRemixError`` (or cancellation, or closing the iterator) starts no further item,
+    cancels the running ones, and propagates as itself.
+    """
     pending = iter(enumerate(items))
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="reve-remix")
-    running: dict[Future[_R | ReveRemixError], int] = {}
+    running: dict[asyncio.Future[_R | ReveRemixError], tuple[int, _T]] = {}
 
     def start_next() -> None:
         upcoming = next(pending, None)
         if upcoming is not None:
-            index, item = upcoming
-            running[pool.submit(_capture, work, item)] = index
-
-    def report_until_idle(*, start_more: bool) -> None:
-        while running:
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                index = running.pop(future)
-                outcome = future.result()
-                outcomes[index] = outcome
-                on_outcome(index, outcome)
-                if start_more:
-                    start_next()
+            running[asyncio.ensure_future(_acapture(work, upcoming[1]))] = upcoming
 
     try:
         for _ in range(concurrency):
             start_next()
-        try:
-            report_until_idle(start_more=True)
-        except KeyboardInterrupt:
-            if on_interrupt is not None:
-                on_interrupt(len(running))
-            report_until_idle(start_more=False)
-            raise
+        while running:
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                index, item = running.pop(task)
+                yield index, item, task.result()
+                start_next()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    return _complete(outcomes)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
 
 async def run_in_tasks(
@@ -209,39 +272,25 @@ async def run_in_tasks(
     concurrency: int,
     on_outcome: Callable[[int, _R | ReveRemixError], None],
 ) -> list[_R | ReveRemixError]:
-    """The asyncio twin of :func:`run_in_threads`: one task per item, a semaphore for the limit.
+    """:func:`iter_in_tasks`, gathered: one outcome per item, in input order.
 
     ``on_outcome`` is called on the event loop before the finished item's slot is given to the
-    next one. Any exception other than ``ReveRemixError`` (or cancellation) starts no further
-    item, cancels the running ones, and propagates as itself (not in an ``ExceptionGroup``).
+    next one.
     """
     outcomes: list[_R | ReveRemixError | None] = [None] * len(items)
-    semaphore = asyncio.Semaphore(concurrency)
-    stopping = asyncio.Event()
-
-    async def one(index: int, item: _T) -> None:
-        async with semaphore:
-            if stopping.is_set():
-                return
-            try:
-                try:
-                    outcome: _R | ReveRemixError = await work(item)
-                except ReveRemixError as exc:
-                    outcome = exc
-                outcomes[index] = outcome
-                on_outcome(index, outcome)
-            except BaseException:
-                stopping.set()  # before the slot is released: no waiting item may start
-                raise
-
-    tasks = [asyncio.ensure_future(one(index, item)) for index, item in enumerate(items)]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    run = iter_in_tasks(work, items, concurrency=concurrency)
+    async with contextlib.aclosing(run):
+        async for index, _item, outcome in run:
+            outcomes[index] = outcome
+            on_outcome(index, outcome)
     return _complete(outcomes)
+
+
+async def _acapture(work: Callable[[_T], Awaitable[_R]], item: _T) -> _R | ReveRemixError:
+    try:
+        return await work(item)
+    except ReveRemixError as exc:
+        return exc
 
 
 def _capture(work: Callable[[_T], _R], item: _T) -> _R | ReveRemixError:

@@ -192,8 +192,9 @@ class JobLine:
     def check(self, default_model: str, *, fit: bool = False) -> None:
         """Validate the job as ``remix`` would, without sending it; ``ValidationError`` if not.
 
-        Local images are read and checked here, so that a bad file is reported with its line
-        before any job of the batch is paid for.
+        Local images are checked here by their size and leading bytes (read in full when the
+        job is sent), so that a bad file is reported with its line before any job of the batch
+        is paid for, and each image is read once.
         """
         job = self.job
         prepare_remix(
@@ -204,6 +205,7 @@ class JobLine:
             output_format=job.output_format or "url",
             fit=fit,
             extra_body=job.extra_body,
+            load_images=False,
         )
 
 

@@ -11,12 +11,21 @@ start would otherwise pay (``scripts/bench.py`` measures it).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
 import platform
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
 
@@ -29,6 +38,7 @@ from ._config import DEFAULT_BASE_URL as DEFAULT_BASE_URL
 from ._download import Downloader
 from ._exceptions import ValidationError, connection_error, status_error
 from ._images import LocalImage, Uploader, check_uploaded_url, data_url
+from ._pool import DEFAULT_MAX_CONNECTIONS, AsyncShardedTransport, ShardedTransport
 from ._redact import redact
 from ._request import (
     Images,
@@ -39,7 +49,7 @@ from ._request import (
     prepare_remix,
 )
 from ._results import RemixResult, parse_response
-from ._retry import Cooldown, RateLimiter, RetryPolicy
+from ._retry import AdaptiveRate, RateLimiter, RetryPolicy
 from ._spec import spec
 from ._version import __version__
 
@@ -59,6 +69,7 @@ USER_AGENT = f"reve-remix-python/{__version__} python/{platform.python_version()
 
 AuthScheme = Literal["bearer", "bare"]
 HttpClient = TypeVar("HttpClient", httpx.Client, httpx.AsyncClient)
+JobT = TypeVar("JobT", bound="RemixJob | Mapping[str, Any]")
 
 
 class _BaseClient(Generic[HttpClient]):
@@ -83,12 +94,21 @@ class _BaseClient(Generic[HttpClient]):
         auth_scheme: AuthScheme = "bearer",
         uploader: Uploader = data_url,
         rate_limiter: RateLimiter | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         http_client: HttpClient | None = None,
     ) -> None:
         if auth_scheme not in ("bearer", "bare"):
             raise ValidationError(f"auth_scheme: {auth_scheme!r} is not 'bearer' or 'bare'")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValidationError(f"max_retries: expected an integer >= 0, got {max_retries!r}")
+        if (
+            not isinstance(max_connections, int)
+            or isinstance(max_connections, bool)
+            or max_connections < 1
+        ):
+            raise ValidationError(
+                f"max_connections: expected an integer >= 1, got {max_connections!r}"
+            )
         if not callable(uploader):
             raise ValidationError(f"uploader: expected a function, got {type(uploader).__name__}")
         if http_client is not None and not isinstance(http_client, self._http_class):
@@ -103,18 +123,32 @@ class _BaseClient(Generic[HttpClient]):
         self.auth_scheme = auth_scheme
         self.uploader = uploader
         self.retry_policy = RetryPolicy(max_retries, retry_on_ambiguous)
-        # Every client backs off together after a 429; a caller's limiter paces it further.
+        # Every client learns the rate the API admits (one 429 holds every job back, then AIMD
+        # pacing); a caller's limiter paces it further.
         self._limiters: tuple[RateLimiter, ...] = (
-            (Cooldown(),) if rate_limiter is None else (Cooldown(), rate_limiter)
+            (AdaptiveRate(),) if rate_limiter is None else (AdaptiveRate(), rate_limiter)
         )
         self._owns_http = http_client is None
-        self._http: HttpClient = http_client or self._new_http(timeout)
+        self._http: HttpClient = http_client or self._new_http(timeout, max_connections)
         self._downloader = Downloader(self._http)  # results fetch their URLs through the pool
 
     @staticmethod
-    def _new_http(timeout: float | httpx.Timeout) -> HttpClient:
+    def _new_http(timeout: float | httpx.Timeout, max_connections: int) -> HttpClient:
         """The connection pool a client makes for itself when none is injected."""
         raise NotImplementedError
+
+    def _batch_concurrency(self, concurrency: object) -> int:
+        """``concurrency``, checked, with the client's own pool grown to serve it.
+
+        An injected ``http_client`` is left as it is: its pool is the caller's choice.
+        """
+        from ._batch import check_concurrency
+
+        checked = check_concurrency(concurrency)
+        transport = self._http._transport
+        if self._owns_http and isinstance(transport, ShardedTransport | AsyncShardedTransport):
+            transport.ensure_capacity(checked)
+        return checked
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "missing"
@@ -239,6 +273,9 @@ class ReveRemix(_BaseClient[httpx.Client]):
     - ``uploader``: ``(bytes, mime) -> url`` for local images; by default a ``data:`` URL;
     - ``rate_limiter``: a ``RateLimiter`` (e.g. ``SteadyRate(5)``) consulted before every attempt,
       retries included, and told of every 429; share one to pace many clients together;
+    - ``max_connections``: the most connections the client's own pool opens at once (100 by
+      default), every one kept alive; ``remix_many`` and ``iter_remix`` grow it to their
+      ``concurrency``, so the concurrency asked for is the concurrency served;
     - ``http_client``: an ``httpx.Client`` to use (and leave open) instead of a pool of its own.
 
     Example::
@@ -253,8 +290,8 @@ class ReveRemix(_BaseClient[httpx.Client]):
     _http_class = httpx.Client
 
     @staticmethod
-    def _new_http(timeout: float | httpx.Timeout) -> httpx.Client:
-        return httpx.Client(timeout=timeout)
+    def _new_http(timeout: float | httpx.Timeout, max_connections: int) -> httpx.Client:
+        return httpx.Client(timeout=timeout, transport=ShardedTransport(max_connections))
 
     def remix(
         self,
@@ -295,7 +332,9 @@ class ReveRemix(_BaseClient[httpx.Client]):
         urls = [self._upload(item) for item in prepared.images]
         body, options = prepared.body(urls), prepared.options
         del prepared  # the body holds the images as URLs now: let their bytes go
-        return self._result(self._send(self._build_request(body, options)))
+        request = self._build_request(body, options)
+        del body  # and the request holds them now: let the URLs go before it is sent
+        return self._result(self._send(request))
 
     def remix_many(
         self,
@@ -324,15 +363,49 @@ class ReveRemix(_BaseClient[httpx.Client]):
                 else:
                     outcome.save(f"park-{job.id}.png")
         """
-        from ._batch import check_concurrency, progress_counter, run_in_threads
+        from ._batch import progress_counter, run_in_threads
 
         items = list(jobs)
         return run_in_threads(
-            lambda job: self.remix(**_coerce(job).arguments()),
+            self._remix_job,
             items,
-            concurrency=check_concurrency(concurrency),
+            concurrency=self._batch_concurrency(concurrency),
             on_outcome=progress_counter(len(items), on_progress),
         )
+
+    def iter_remix(
+        self,
+        jobs: Iterable[JobT],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> Iterator[tuple[JobT, Outcome]]:
+        """Run many remixes like :meth:`remix_many`, yielding ``(job, outcome)`` as each finishes.
+
+        Jobs are drawn from ``jobs`` (any iterable, a generator included) only as slots free
+        up, and nothing is kept once yielded, so a million-job loop holds only the
+        ``concurrency`` jobs in flight. ``job`` is the item as given; ``outcome`` its
+        ``RemixResult`` or the ``ReveRemixError`` that ended it. A job's slot is handed on
+        once the loop body has dealt with its outcome. Leaving the loop early (``break``, an
+        exception) starts nothing more and waits for the running jobs.
+
+        Example::
+
+            jobs = ({"prompt": "<img>0</img> as a sketch", "images": [path]} for path in paths)
+            for job, outcome in client.iter_remix(jobs, concurrency=8):
+                if isinstance(outcome, ReveRemixError):
+                    print(job["images"][0], "failed:", outcome)
+                else:
+                    outcome.save(Path(job["images"][0]).with_suffix(".sketch.png"))
+        """
+        from ._batch import iter_in_threads
+
+        run = iter_in_threads(
+            self._remix_job, jobs, concurrency=self._batch_concurrency(concurrency)
+        )
+        return ((job, outcome) for _index, job, outcome in run)
+
+    def _remix_job(self, job: RemixJob | Mapping[str, Any]) -> RemixResult:
+        return self.remix(**_coerce(job).arguments())
 
     def _upload(self, item: str | LocalImage) -> str:
         if isinstance(item, str):
@@ -350,7 +423,7 @@ class ReveRemix(_BaseClient[httpx.Client]):
                 time.sleep(wait)
             logger.debug("%s %s (attempt %d)", request.method, request.url, retries + 1)
             try:
-                outcome: httpx.Response | httpx.TransportError = self._http.send(request)
+                outcome: httpx.Response | httpx.TransportError = _acyclic(self._http.send(request))
             except httpx.TransportError as exc:
                 outcome = exc
             decision = self._decide(request, outcome, retries)
@@ -391,8 +464,8 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
     _http_class = httpx.AsyncClient
 
     @staticmethod
-    def _new_http(timeout: float | httpx.Timeout) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=timeout)
+    def _new_http(timeout: float | httpx.Timeout, max_connections: int) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=timeout, transport=AsyncShardedTransport(max_connections))
 
     async def remix(
         self,
@@ -421,8 +494,10 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
         )  # fmt: skip
         urls = await asyncio.gather(*(self._upload(item) for item in prepared.images))
         body, options = prepared.body(urls), prepared.options
-        del prepared  # the body holds the images as URLs now: let their bytes go
-        return self._result(await self._send(self._build_request(body, options)))
+        del prepared, urls  # the body holds the images as URLs now: let their bytes go
+        request = self._build_request(body, options)
+        del body  # and the request holds them now: let the URLs go before it is sent
+        return self._result(await self._send(request))
 
     async def remix_many(
         self,
@@ -441,15 +516,40 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
             outcomes = await client.remix_many(jobs, concurrency=8)
             results = [outcome for outcome in outcomes if isinstance(outcome, RemixResult)]
         """
-        from ._batch import check_concurrency, progress_counter, run_in_tasks
+        from ._batch import progress_counter, run_in_tasks
 
         items = list(jobs)
         return await run_in_tasks(
-            lambda job: self.remix(**_coerce(job).arguments()),
+            self._remix_job,
             items,
-            concurrency=check_concurrency(concurrency),
+            concurrency=self._batch_concurrency(concurrency),
             on_outcome=progress_counter(len(items), on_progress),
         )
+
+    def iter_remix(
+        self,
+        jobs: Iterable[JobT],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> AsyncIterator[tuple[JobT, Outcome]]:
+        """Async twin of :meth:`ReveRemix.iter_remix`: ``async for job, outcome in ...``.
+
+        Leaving the loop early cancels the jobs still running (close the iterator with
+        ``contextlib.aclosing`` to do it at once rather than when it is collected).
+
+        Example::
+
+            async for job, outcome in client.iter_remix(jobs, concurrency=8):
+                if isinstance(outcome, RemixResult):
+                    await outcome.asave(f"{job['id']}.png")
+        """
+        from ._batch import iter_in_tasks
+
+        run = iter_in_tasks(self._remix_job, jobs, concurrency=self._batch_concurrency(concurrency))
+        return _pairs(run)
+
+    async def _remix_job(self, job: RemixJob | Mapping[str, Any]) -> RemixResult:
+        return await self.remix(**_coerce(job).arguments())
 
     async def _upload(self, item: str | LocalImage) -> str:
         if isinstance(item, str):
@@ -468,7 +568,9 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
                 await asyncio.sleep(wait)
             logger.debug("%s %s (attempt %d)", request.method, request.url, retries + 1)
             try:
-                outcome: httpx.Response | httpx.TransportError = await self._http.send(request)
+                outcome: httpx.Response | httpx.TransportError = _acyclic(
+                    await self._http.send(request)
+                )
             except httpx.TransportError as exc:
                 outcome = exc
             decision = self._decide(request, outcome, retries)
@@ -501,10 +603,30 @@ def _discard(awaitable: Awaitable[object]) -> None:
         close()
 
 
+def _acyclic(response: httpx.Response) -> httpx.Response:
+    """``response`` without httpx's reference cycle (response -> its stream -> response).
+
+    The body has been read and the stream closed, so the stream is not needed; without the cycle
+    a response, its request and the request's body (megabytes of inline images) are freed as
+    soon as nothing uses them, rather than at the next full garbage collection, which a batch
+    of large jobs reaches only after gigabytes (``scripts/bench.py`` prints the peak).
+    """
+    response.stream = httpx.ByteStream(response.content)
+    return response
+
+
 @functools.lru_cache(maxsize=32)
 def _parsed_url(url: str) -> httpx.URL:
     """``url`` parsed once: httpx re-parses a ``str`` URL on every request, a tenth of a call."""
     return httpx.URL(url)
+
+
+async def _pairs(
+    run: AsyncGenerator[tuple[int, JobT, Outcome]],
+) -> AsyncIterator[tuple[JobT, Outcome]]:
+    async with contextlib.aclosing(run):  # leaving the loop cancels the running jobs
+        async for _index, job, outcome in run:
+            yield job, outcome
 
 
 def _coerce(job: RemixJob | Mapping[str, Any]) -> RemixJob:

@@ -58,6 +58,7 @@ __all__ = [
     "ImageInput",
     "LocalImage",
     "Uploader",
+    "check_image",
     "check_uploaded_url",
     "data_url",
     "prepare_image",
@@ -130,6 +131,7 @@ _HEAD_BYTES = 4096
 _SCHEME = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.-]+):")  # 2+ letters: "C:\x.png" is a path
 _BAD_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _DATA_URL = re.compile(r"data:([^,]*),", re.IGNORECASE)
+_JSON_SAFE_MIME = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+")  # RFC 6838 names
 _BASE64_LIKE = re.compile(r"[A-Za-z0-9+/=\s]{100,}")
 _PREVIEW_CHARS = 60
 
@@ -203,6 +205,34 @@ def prepare_image(item: object, label: str, *, fit: bool = False) -> str | Local
     )
 
 
+class JsonSafeText(str):
+    """Text known to need no escaping in JSON: :func:`data_url`'s output.
+
+    Base64 text has no quote, backslash or control character, so the request body can carry
+    it verbatim instead of scanning megabytes of it for characters to escape (``encode_body``).
+    """
+
+    __slots__ = ()
+
+
+def check_image(item: object, label: str, *, fit: bool = False) -> None:
+    """Raise what :func:`prepare_image` would for ``item``, reading a local file's head only.
+
+    A file is checked by its size and leading bytes, so that checking a batch before sending
+    it does not read every image twice. With ``fit=True`` the whole check runs (re-encoding
+    needs the content).
+
+    Example::
+
+        check_image("cat.png", "image 0")  # None, or ValidationError naming the problem
+    """
+    path: str | os.PathLike[str] | None = item if isinstance(item, os.PathLike) else None
+    if isinstance(item, str) and _scheme_of(item) not in ("http", "https", "data"):
+        path = item
+    if fit or path is None or _from_path(path, label, fit, peek=True) is None:
+        prepare_image(item, label, fit=fit)
+
+
 def data_url(data: bytes, mime: str) -> str:
     """Inline ``data`` as a base64 ``data:`` URL; the default :data:`Uploader`.
 
@@ -212,7 +242,10 @@ def data_url(data: bytes, mime: str) -> str:
 
         data_url(b"\\x89PNG...", "image/png")  # 'data:image/png;base64,iVBORw0KGgo...'
     """
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    url = b"data:" + mime.encode("utf-8", "replace") + b";base64," + base64.b64encode(data)
+    if _JSON_SAFE_MIME.fullmatch(mime):
+        return JsonSafeText(url, "ascii")
+    return url.decode("utf-8")
 
 
 def check_uploaded_url(url: object, label: str) -> str:
@@ -331,9 +364,13 @@ def _from_data_url(url: str, label: str, fit: bool) -> str | LocalImage:
 
 
 def _from_path(
-    path: str | os.PathLike[str] | os.PathLike[bytes], label: str, fit: bool
+    path: str | os.PathLike[str] | os.PathLike[bytes], label: str, fit: bool, *, peek: bool = False
 ) -> LocalImage | None:
-    """The checked content of the file at ``path``; ``None`` when nothing is there."""
+    """The checked content of the file at ``path``; ``None`` when nothing is there.
+
+    With ``peek`` (and not ``fit``) only the size and the leading bytes are read, and the
+    ``LocalImage`` holds only those bytes: enough to check the file, not to send it.
+    """
     source = f"file {_preview_path(path)}"
     try:
         info = os.stat(path)
@@ -347,10 +384,13 @@ def _from_path(
         raise ValidationError(f"{label} ({source}): a directory, not an image file")
     if not stat.S_ISREG(info.st_mode):
         raise ValidationError(f"{label} ({source}): not a regular file")
-    if not fit and info.st_size >= spec().max_image_bytes:
-        # Too large whatever it is: read only what names the format, not the whole file.
+    if not fit and (peek or info.st_size >= spec().max_image_bytes):
+        # Checking only, or too large whatever it is: read what names the format, not the file.
         head = _read_file(path, label, source, _HEAD_BYTES)
-        raise _rejection(sniff_format(head), info.st_size, head, label, source)
+        fmt = sniff_format(head)
+        if peek and fmt in _MEDIA_TYPES and 0 < info.st_size < spec().max_image_bytes:
+            return LocalImage(label, head, _MEDIA_TYPES[fmt][0], fmt)
+        raise _rejection(fmt, info.st_size, head, label, source)
     return _checked(_read_file(path, label, source), label, fit, source)
 
 

@@ -11,6 +11,7 @@ This module decides; the clients wait and send. Both clients share it, so the po
 
 from __future__ import annotations
 
+import collections
 import email.utils
 import random
 import threading
@@ -148,26 +149,6 @@ class RateLimiter(Protocol):
     def on_rate_limited(self, seconds: float) -> None: ...
 
 
-class Cooldown:
-    """A moment before which no request is sent: one 429 slows every caller of the client.
-
-    Every client has one, shared across its threads and tasks, so a batch of concurrent jobs backs
-    off together instead of every worker hammering a rate-limited API. It is a ``RateLimiter``
-    that only ever holds requests back after a 429.
-    """
-
-    def __init__(self) -> None:
-        self._until = 0.0
-
-    def on_rate_limited(self, seconds: float) -> None:
-        """Hold every request for at least ``seconds`` from now."""
-        self._until = max(self._until, time.monotonic() + seconds)
-
-    def reserve(self) -> float:
-        """Seconds left to wait before the next request may go out."""
-        return max(0.0, self._until - time.monotonic())
-
-
 class SteadyRate:
     """A ``RateLimiter`` that spaces attempts ``1 / requests_per_second`` apart, and pauses on 429.
 
@@ -195,12 +176,85 @@ class SteadyRate:
     def reserve(self) -> float:
         """Seconds until this attempt's slot; the slot after it is reserved for the next one."""
         with self._lock:
-            now = time.monotonic()
-            slot = max(now, self._next)
-            self._next = slot + self.interval
-            return slot - now
+            return self._reserve(time.monotonic())
 
     def on_rate_limited(self, seconds: float) -> None:
         """No slot before ``seconds`` from now."""
         with self._lock:
-            self._next = max(self._next, time.monotonic() + seconds)
+            self._hold(time.monotonic() + seconds)
+
+    def _reserve(self, now: float) -> float:
+        slot = max(now, self._next)
+        self._next = slot + self.interval
+        return slot - now
+
+    def _hold(self, until: float) -> None:
+        self._next = max(self._next, until)
+
+
+class AdaptiveRate(SteadyRate):
+    """A ``RateLimiter`` that learns the rate a server admits: additive increase, multiplicative
+    decrease (AIMD), the way TCP finds a link's capacity.
+
+    Every 429 holds every attempt for its ``Retry-After``. Once a 429 comes among at least
+    :attr:`SAMPLE` recent attempts, attempts are also spaced at the rate the server admitted (at
+    the first cut: attempts in the last second, less the refused ones; later: the attempts it
+    admitted since the previous cut) times :attr:`DECREASE`; the rate rises by :attr:`INCREASE`
+    of itself every second without a 429, and is cut again on the next one (at most once every
+    :attr:`HOLD` seconds, so that one burst of refusals counts once). A shared cooldown alone
+    cannot do this: after every pause, every worker sends at once and most are refused again.
+    Every client has one; ``scripts/bench.py`` prints the throughput it reaches.
+
+    Example::
+
+        >>> limiter = AdaptiveRate()
+        >>> limiter.reserve()  # unpaced until a 429
+        0.0
+    """
+
+    DECREASE = 0.9
+    INCREASE = 0.05  # of the rate at the last cut, per second
+    HOLD = 0.5  # seconds between two cuts
+    WINDOW = 1.0  # seconds of attempts that estimate the admitted rate at the first 429
+    SAMPLE = 10  # attempts it takes to estimate a rate; below it, a 429 only holds attempts
+
+    def __init__(self) -> None:
+        super().__init__(requests_per_second=1.0)
+        self.interval = 0.0
+        self._slots: collections.deque[float] = collections.deque()  # when attempts go out
+        self._refusals = 0  # since the last cut
+        self._rate = 0.0  # requests per second; 0 until the first 429
+        self._step = 0.0
+        self._cut_at = self._grown_at = 0.0
+
+    def reserve(self) -> float:
+        """Seconds until this attempt's slot, at the rate learned so far."""
+        with self._lock:
+            now = time.monotonic()
+            if self._rate:
+                self._rate += self._step * (now - self._grown_at)
+                self.interval = 1.0 / self._rate
+                self._grown_at = now
+            wait = self._reserve(now)
+            self._slots.append(now + wait)
+            return wait
+
+    def on_rate_limited(self, seconds: float) -> None:
+        """Cut the rate (once every ``HOLD`` seconds at most); hold every attempt ``seconds``."""
+        with self._lock:
+            now = time.monotonic()
+            self._refusals += 1
+            # A 429 that asks for no wait at all says nothing about the rate.
+            if seconds > 0 and (not self._rate or now - self._cut_at >= self.HOLD):
+                since = self._cut_at if self._rate else now - self.WINDOW
+                while self._slots and self._slots[0] <= since:
+                    self._slots.popleft()
+                sent = sum(1 for slot in self._slots if slot <= now)
+                if sent >= self.SAMPLE:  # fewer say nothing of a rate: the hold alone will do
+                    admitted = max(0, sent - self._refusals) / (now - since)
+                    self._rate = max(min(self._rate or admitted, admitted) * self.DECREASE, 1.0)
+                    self._step = self._rate * self.INCREASE
+                    self.interval = 1.0 / self._rate
+                    self._cut_at = self._grown_at = now
+                    self._refusals = 0
+            self._hold(now + seconds)

@@ -6,7 +6,8 @@ as a Markdown table (the README quotes it). The exit status is 1 if any target i
 Usage::
 
     python scripts/bench.py            # the full run: a few minutes
-    python scripts/bench.py --quick    # CI-sized: well under a minute
+    python scripts/bench.py --quick    # fewer repetitions and settings
+    python scripts/bench.py --only concurrency --only rate
 
 What is measured (the README explains each figure):
 
@@ -20,7 +21,14 @@ What is measured (the README explains each figure):
   TCP connections it accepted;
 - fan-out: ``remix_many`` against the mock server with a fixed latency per request;
 - memory: ``tracemalloc`` peaks while sending four local images and while saving a large
-  base64 result.
+  base64 result;
+- batch scale, against ``scripts/bench_server.py`` in its own process: requests in flight, TCP
+  connections and time at concurrency 64/128/256 (async) and 64 (threads); the peak RSS of
+  batches of four-image jobs in fresh processes; throughput under a server's rate limit;
+- one large remix's CPU against the floor (read, base64, one send), and reading back a
+  100,000-line ``batch`` manifest.
+
+``--only GROUP`` (repeatable) runs some groups; ``docs/performance.md`` explains each figure.
 """
 
 from __future__ import annotations
@@ -28,29 +36,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import gc
+import importlib.util
 import json
+import math
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import openai
-from openai.types import ImagesResponse
-from reve_remix_api import AuthenticatedClient
-from reve_remix_api.api.reve_remix import remix as generated_remix
-from reve_remix_api.models import OutputFormat, RemixRequest
 
 from reve_remix import AsyncReveRemix, RemixResult, ReveRemix
+from reve_remix._batch_file import Manifest, ManifestRecord
 from reve_remix._client import DEFAULT_MODEL, USER_AGENT
+from reve_remix._images import data_url
+from reve_remix._request import encode_body
 from reve_remix._spec import spec
 from reve_remix.testing import MockServer
 
@@ -116,6 +127,12 @@ def _canned(request: httpx.Request) -> httpx.Response:
 
 def overhead_contenders() -> dict[str, Callable[[], object]]:
     """One call of each contender; each sends the same request and gets the same body back."""
+    import openai
+    from openai.types import ImagesResponse
+    from reve_remix_api import AuthenticatedClient
+    from reve_remix_api.api.reve_remix import remix as generated_remix
+    from reve_remix_api.models import OutputFormat, RemixRequest
+
     facade = ReveRemix(
         API_KEY, base_url=BASE_URL, http_client=httpx.Client(transport=httpx.MockTransport(_canned))
     )
@@ -332,16 +349,9 @@ def peak_extra_bytes(action: Callable[[], object]) -> int:
 
 
 def bench_upload_memory(folder: Path) -> list[Figure]:
-    size = spec().max_image_bytes - 1  # the largest image the API accepts
-    log(f"memory: a remix with four {size:,}-byte local images")
-    paths = []
-    for n in range(4):
-        path = folder / f"upload-{n}.png"
-        # Random bytes after a PNG signature: accepted (only the header is sniffed), and
-        # incompressible, so nothing along the way can make the figure look better than it is.
-        path.write_bytes(PNG_SIGNATURE + os.urandom(size - len(PNG_SIGNATURE)))
-        paths.append(path)
-    total = size * 4
+    paths = write_images(folder)
+    total = sum(path.stat().st_size for path in paths)
+    log(f"memory: a remix with four {total // 4:,}-byte local images")
     # The transport answers and lets the request go: nothing but the client holds the body.
     http = httpx.Client(transport=httpx.MockTransport(_canned))
     with ReveRemix(API_KEY, base_url=BASE_URL, http_client=http) as client:
@@ -386,6 +396,460 @@ def bench_save_memory(folder: Path, image_bytes: int = 6 * MB) -> list[Figure]:
     ]
 
 
+# --- batch scale: a loopback server in its own process -------------------------------------------
+
+
+class Loopback:
+    """``scripts/bench_server.py`` in a subprocess: connections, requests in flight, 429s."""
+
+    def __init__(self, latency: float = 0.0, rate: float | None = None) -> None:
+        self.args = [sys.executable, str(Path(__file__).with_name("bench_server.py"))]
+        self.args += ["--latency", str(latency)] + (["--rate", str(rate)] if rate else [])
+
+    def __enter__(self) -> Loopback:
+        self.process = subprocess.Popen(self.args, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        self.base_url = f"http://127.0.0.1:{int(self.process.stdout.readline())}"
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.process.terminate()
+        self.process.wait()
+
+    def reset(self) -> None:
+        httpx.post(f"{self.base_url}/reset")
+
+    def stats(self) -> dict[str, float]:
+        result: dict[str, float] = httpx.get(f"{self.base_url}/stats").json()
+        return result
+
+
+@dataclass(frozen=True)
+class Run:
+    """One contender's batch against the loopback server."""
+
+    wall: float
+    cpu_ms: float  # this process's CPU per job
+    peak: int  # requests in flight at once, seen by the server
+    connections: int
+    answered: int
+    refused: int
+    span: float  # seconds from the first admitted request to the last answer
+
+    def describe(self, ideal: float) -> str:
+        return (
+            f"{self.peak} in flight, {self.connections} connections, "
+            f"{self.wall / ideal:.2f}x ideal, {self.cpu_ms:.1f} ms CPU/job"
+        )
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure_run(server: Loopback, jobs: int, batch: Callable[[], object]) -> Run:
+    server.reset()
+    gc.collect()
+    started, cpu = time.perf_counter(), cpu_seconds()
+    batch()
+    wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    stats = server.stats()
+    return Run(
+        wall,
+        cpu / jobs * 1000,
+        int(stats["peak_in_flight"]),
+        int(stats["connections"]),
+        int(stats["answered"]),
+        int(stats["refused"]),
+        stats["span"],
+    )
+
+
+REQUEST_BODY = {
+    "model": DEFAULT_MODEL,
+    "prompt": PROMPT,
+    "image_urls": [IMAGE_URL],
+    "output_format": "url",
+}
+
+
+async def gathered(send: Callable[[], Awaitable[object]], jobs: int, concurrency: int) -> None:
+    """What a caller writes by hand: a semaphore and ``asyncio.gather``."""
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with semaphore:
+            await send()
+
+    await asyncio.gather(*(one() for _ in range(jobs)))
+
+
+def async_contenders(
+    base_url: str, jobs: int, concurrency: int
+) -> dict[str, Callable[[], Awaitable[object]]]:
+    """One batch of each async contender: the facade, raw httpx, the OpenAI SDK (and aiohttp)."""
+    import openai  # imported where used: the memory figure's processes must not load it
+
+    async def facade(http_client: httpx.AsyncClient | None = None) -> None:
+        async with AsyncReveRemix(API_KEY, base_url=base_url, http_client=http_client) as client:
+            outcomes = await client.remix_many(_fan_out_jobs(jobs), concurrency=concurrency)
+            _require_results(outcomes)
+        if http_client is not None:
+            await http_client.aclose()  # injected: the facade leaves it open
+
+    async def raw() -> None:
+        async with httpx.AsyncClient(timeout=180) as http:
+
+            async def send() -> object:
+                response = await http.post(f"{base_url}/v1/images/edits", json=REQUEST_BODY)
+                return response.raise_for_status().json()
+
+            await gathered(send, jobs, concurrency)
+
+    async def oai() -> None:
+        async with openai.AsyncOpenAI(api_key=API_KEY, base_url=f"{base_url}/v1") as client:
+            await gathered(
+                lambda: client.post("/images/edits", body=REQUEST_BODY, cast_to=object),
+                jobs,
+                concurrency,
+            )
+
+    contenders: dict[str, Callable[[], Awaitable[object]]] = {
+        "facade": facade,
+        "httpx": raw,
+        "openai": oai,
+    }
+    if importlib.util.find_spec("httpx_aiohttp") is not None:
+        from httpx_aiohttp import HttpxAiohttpClient
+
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        contenders["facade+aiohttp"] = lambda: facade(HttpxAiohttpClient(limits=limits))
+    return contenders
+
+
+def _require_results(outcomes: Iterable[object]) -> None:
+    failed = [outcome for outcome in outcomes if not isinstance(outcome, RemixResult)]
+    if failed:
+        raise RuntimeError(f"{len(failed)} jobs failed, the first with {failed[0]!r}")
+
+
+def bench_concurrency(settings: list[tuple[int, float]], jobs: int = 600) -> list[Figure]:
+    """``concurrency`` jobs in flight over reused connections, beside httpx and OpenAI."""
+    figures = []
+    for concurrency, latency in settings:
+        ideal = math.ceil(jobs / concurrency) * latency
+        log(f"concurrency: {jobs} jobs, concurrency {concurrency}, {latency} s per request")
+        with Loopback(latency) as server:
+            runs = {
+                name: measure_run(server, jobs, lambda batch=batch: asyncio.run(batch()))
+                for name, batch in async_contenders(server.base_url, jobs, concurrency).items()
+            }
+        figures.append(_served_figure("AsyncReveRemix", concurrency, latency, runs, ideal))
+    return figures
+
+
+def bench_sync_concurrency(jobs: int = 600, concurrency: int = 64, latency: float = 0.5) -> Figure:
+    """The sync client's thread pool at the same figures, beside httpx and OpenAI on threads."""
+    import openai  # imported where used: the memory figure's processes must not load it
+
+    ideal = math.ceil(jobs / concurrency) * latency
+    log(f"concurrency (sync): {jobs} jobs, concurrency {concurrency}, {latency} s per request")
+
+    def threaded(send: Callable[[], object]) -> None:
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(lambda _: send(), range(jobs)))
+
+    with Loopback(latency) as server:
+        url = f"{server.base_url}/v1/images/edits"
+
+        def facade() -> None:
+            with ReveRemix(API_KEY, base_url=server.base_url) as client:
+                _require_results(client.remix_many(_fan_out_jobs(jobs), concurrency=concurrency))
+
+        def raw() -> None:
+            with httpx.Client(timeout=180) as http:
+                threaded(lambda: http.post(url, json=REQUEST_BODY).raise_for_status().json())
+
+        def oai() -> None:
+            with openai.OpenAI(api_key=API_KEY, base_url=f"{server.base_url}/v1") as client:
+                threaded(lambda: client.post("/images/edits", body=REQUEST_BODY, cast_to=object))
+
+        runs = {
+            name: measure_run(server, jobs, batch)
+            for name, batch in {"facade": facade, "httpx": raw, "openai": oai}.items()
+        }
+    return _served_figure("ReveRemix", concurrency, latency, runs, ideal)
+
+
+def _served_figure(
+    client: str, concurrency: int, latency: float, runs: dict[str, Run], ideal: float
+) -> Figure:
+    ours = runs["facade"]
+    others = "; ".join(
+        f"{name}: {run.describe(ideal)}" for name, run in runs.items() if name != "facade"
+    )
+    return Figure(
+        f"Concurrency {concurrency}, {latency:g} s latency, 600 jobs ({client}.remix_many)",
+        f"{ours.describe(ideal)} (ideal {ideal:.1f} s) | {others}",
+        f">= {math.ceil(0.9 * concurrency)} in flight, <= {int(1.25 * concurrency)} "
+        "connections, <= 1.30x ideal",
+        ours.peak >= 0.9 * concurrency
+        and ours.connections <= 1.25 * concurrency
+        and ours.wall <= 1.3 * ideal,
+    )
+
+
+# --- batch scale: memory follows concurrency ---------------------------------------------------
+
+MEMORY_KINDS = ("iter_remix", "remix_many", "httpx", "openai")
+
+
+def write_images(folder: Path, count: int = 4) -> list[Path]:
+    """``count`` of the largest local images the API accepts, incompressible."""
+    size = spec().max_image_bytes - 1
+    paths = []
+    for n in range(count):
+        path = folder / f"upload-{n}.png"
+        # Random bytes after a PNG signature: accepted (only the header is sniffed), and
+        # incompressible, so nothing along the way can make the figure look better than it is.
+        path.write_bytes(PNG_SIGNATURE + os.urandom(size - len(PNG_SIGNATURE)))
+        paths.append(path)
+    return paths
+
+
+def memory_child(kind: str, jobs: int, base_url: str, folder: str) -> None:
+    """Run one batch of ``kind`` in this (fresh) process; print its peak RSS in bytes."""
+    paths = sorted(Path(folder).glob("upload-*.png"))
+    prompt = "Blend " + ", ".join(f"<img>{n}</img>" for n in range(len(paths)))
+    batch = [{"prompt": f"{prompt}, study {n}", "images": paths} for n in range(jobs)]
+
+    def inline(path: Path) -> str:
+        return f"data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+    def body() -> dict[str, object]:
+        return {**REQUEST_BODY, "prompt": prompt, "image_urls": [inline(path) for path in paths]}
+
+    async def run() -> None:
+        if kind in ("iter_remix", "remix_many"):
+            async with AsyncReveRemix(API_KEY, base_url=base_url) as client:
+                if kind == "iter_remix":
+                    async for _job, outcome in client.iter_remix(batch, concurrency=8):
+                        _require_results([outcome])
+                else:
+                    _require_results(await client.remix_many(batch, concurrency=8))
+        elif kind == "httpx":
+            async with httpx.AsyncClient(timeout=180) as http:
+
+                async def send() -> object:
+                    response = await http.post(f"{base_url}/v1/images/edits", json=body())
+                    return response.raise_for_status().json()
+
+                await gathered(send, jobs, 8)
+        else:
+            import openai  # only here: the other contenders' peak must not include it
+
+            async with openai.AsyncOpenAI(api_key=API_KEY, base_url=f"{base_url}/v1") as client:
+                await gathered(
+                    lambda: client.post("/images/edits", body=body(), cast_to=object), jobs, 8
+                )
+
+    asyncio.run(run())
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
+def peak_rss(kind: str, jobs: int, base_url: str, folder: Path) -> int:
+    command = [sys.executable, __file__, "--memory-child", kind, str(jobs), base_url, str(folder)]
+    return int(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+
+
+def bench_batch_memory(folder: Path, small: int, large: int) -> list[Figure]:
+    """Peak RSS of a batch of four-image jobs at concurrency 8, in fresh processes."""
+    log(f"memory: batches of {small} and {large} jobs x four 1.5 MB images, concurrency 8")
+    paths = write_images(folder)
+    body_bytes = len(
+        encode_body({"image_urls": [data_url(p.read_bytes(), "image/png") for p in paths]})
+    )
+    with Loopback() as server:
+        rss = {
+            (kind, jobs): peak_rss(kind, jobs, server.base_url, folder)
+            for kind in MEMORY_KINDS
+            for jobs in ((small, large) if kind == "iter_remix" else (large,))
+        }
+    target = 2 * 8 * body_bytes + 100 * MB
+    ours_small, ours_large = rss["iter_remix", small], rss["iter_remix", large]
+    others = ", ".join(f"{kind} {rss[kind, large] / MB:.0f} MB" for kind in MEMORY_KINDS[1:])
+    return [
+        Figure(
+            f"Memory: {large} jobs x four 1.5 MB images, concurrency 8 (AsyncReveRemix.iter_remix)",
+            f"peak RSS {ours_large / MB:.0f} MB ({small} jobs: {ours_small / MB:.0f} MB) | "
+            f"{large} jobs with {others}",
+            f"<= {target / MB:.0f} MB (2 x 8 x body + 100 MB); no growth with jobs (<= +10%)",
+            ours_large <= target and ours_large <= 1.1 * ours_small,
+        )
+    ]
+
+
+# --- batch scale: throughput under a rate limit ------------------------------------------------
+
+
+def bench_rate_limit(rate: float = 100, jobs: int = 600, concurrency: int = 64) -> list[Figure]:
+    """A server admitting ``rate`` requests/s; the rest get 429 + Retry-After."""
+    import openai  # imported where used: the memory figure's processes must not load it
+
+    log(f"rate limit: {jobs} jobs, concurrency {concurrency}, server admits {rate:g}/s")
+    latency = 0.2
+    with Loopback(latency, rate) as server:
+        url = f"{server.base_url}/v1/images/edits"
+
+        async def facade() -> None:
+            async with AsyncReveRemix(API_KEY, base_url=server.base_url) as client:
+                await client.remix_many(_fan_out_jobs(jobs), concurrency=concurrency)
+
+        async def raw() -> None:  # the hand-written loop: sleep what Retry-After says, again
+            async with httpx.AsyncClient(timeout=180) as http:
+
+                async def send() -> None:
+                    while (response := await http.post(url, json=REQUEST_BODY)).status_code == 429:
+                        await asyncio.sleep(float(response.headers["retry-after"]))
+
+                await gathered(send, jobs, concurrency)
+
+        async def oai() -> None:
+            async with openai.AsyncOpenAI(
+                api_key=API_KEY, base_url=f"{server.base_url}/v1"
+            ) as client:
+
+                async def send() -> None:
+                    with contextlib.suppress(openai.RateLimitError):
+                        await client.post("/images/edits", body=REQUEST_BODY, cast_to=object)
+
+                await gathered(send, jobs, concurrency)
+
+        runs = {
+            name: measure_run(server, jobs, lambda batch=batch: asyncio.run(batch()))
+            for name, batch in {"facade": facade, "httpx": raw, "openai": oai}.items()
+        }
+
+    def describe(run: Run) -> str:
+        # The server's bucket starts full (one second's worth): the rate is what came after it.
+        throughput = (run.answered - rate) / (run.wall - latency)
+        refused = run.refused / max(1, run.answered + run.refused)
+        return (
+            f"{throughput / rate:.0%} of the rate ({run.answered} of {jobs} done, "
+            f"{refused:.0%} of requests refused)"
+        )
+
+    ours = runs["facade"]
+    others = "; ".join(f"{name}: {describe(run)}" for name, run in runs.items() if name != "facade")
+    return [
+        Figure(
+            f"Rate limit: {jobs} jobs, concurrency {concurrency}, server admits {rate:g}/s "
+            "(AsyncReveRemix.remix_many)",
+            f"{describe(ours)} | {others}",
+            ">= 90% of the rate, <= 10% refused, every job done",
+            ours.answered == jobs
+            and (ours.answered - rate) / (ours.wall - latency) >= 0.9 * rate
+            and ours.refused <= 0.1 * (ours.answered + ours.refused),
+        )
+    ]
+
+
+# --- batch scale: a large remix, a long manifest -----------------------------------------------
+
+
+def bench_upload_cpu(folder: Path, sizes: Sizes) -> list[Figure]:
+    """CPU of one remix with four 1.5 MB local images, against the floor and the OpenAI SDK."""
+    import openai  # imported where used: the memory figure's processes must not load it
+
+    log("upload CPU: a remix with four 1.5 MB local images")
+    paths = write_images(folder)
+    prompt = "Blend " + ", ".join(f"<img>{n}</img>" for n in range(4))
+    transport = httpx.MockTransport(_canned)
+    client = ReveRemix(API_KEY, base_url=BASE_URL, http_client=httpx.Client(transport=transport))
+    raw = httpx.Client(transport=transport)
+    oai = openai.OpenAI(api_key=API_KEY, base_url=f"{BASE_URL}/v1", http_client=raw)
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+
+    def floor() -> object:  # read, one base64 pass, one join, one send
+        inline = [b"data:image/png;base64," + base64.b64encode(p.read_bytes()) for p in paths]
+        body = b'{"image_urls":["' + b'","'.join(inline) + b'"]}'
+        return raw.post(f"{BASE_URL}/v1/images/edits", content=body, headers=headers).json()
+
+    def openai_call() -> object:
+        urls = [f"data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}" for p in paths]
+        body = {**REQUEST_BODY, "prompt": prompt, "image_urls": urls}
+        return oai.post("/images/edits", body=body, cast_to=object)
+
+    contenders = {
+        "facade": lambda: client.remix(prompt, paths),
+        "floor": floor,
+        "openai": openai_call,
+    }
+    ms = median_cpu_times(contenders, rounds=max(5, sizes.rounds // 2), calls=5)
+    ratio = ms["facade"] / ms["floor"]
+    return [
+        Figure(
+            "CPU: a remix with four 1.5 MB local images vs the floor (read, base64, one send)",
+            f"{ratio:.2f}x ({ms['facade']:.1f} ms vs {ms['floor']:.1f} ms) | "
+            f"OpenAI SDK post with data: URLs {ms['openai']:.1f} ms",
+            "<= 1.50x",
+            ratio <= 1.5,
+        )
+    ]
+
+
+def median_cpu_times(
+    contenders: dict[str, Callable[[], object]], rounds: int, calls: int
+) -> dict[str, float]:
+    """Median CPU milliseconds per call of each contender, over interleaved rounds."""
+    for call in contenders.values():
+        call()
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, call in contenders.items():
+            gc.collect()
+            started = time.process_time()
+            for _ in range(calls):
+                call()
+            samples[name].append((time.process_time() - started) / calls * 1000)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def bench_manifest_resume(folder: Path, lines: int = 100_000) -> list[Figure]:
+    """Reading back a long ``batch`` manifest, against parsing its lines with ``json`` alone."""
+    log(f"manifest: resuming from {lines:,} lines")
+    manifest = Manifest(folder / "resume")
+    manifest.path.parent.mkdir()
+    records = (
+        ManifestRecord(
+            id=f"job-{n:06d}",
+            status="done",
+            file=f"a-watercolour-study-{n:06d}.png",
+            request_id=f"req_{n:032x}",
+            revised_prompt="A watercolour study of the image, soft light",
+            line=n + 1,
+        ).to_json()
+        for n in range(lines)
+    )
+    manifest.path.write_text("\n".join(records) + "\n", encoding="utf-8")
+    started = time.perf_counter()
+    latest, _ = manifest.latest()
+    ours = time.perf_counter() - started
+    started = time.perf_counter()
+    text = manifest.path.read_text(encoding="utf-8")
+    floor = [json.loads(line) for line in text.split("\n") if line]
+    floor_s = time.perf_counter() - started
+    return [
+        Figure(
+            f"Resume: `Manifest(out).latest()` on a {lines:,}-line manifest",
+            f"{ours:.2f} s ({ours / floor_s:.1f}x `json.loads` of every line, {floor_s:.2f} s)",
+            "< 3 s",
+            ours < 3 and len(latest) == lines == len(floor),
+        )
+    ]
+
+
 # --- report ----------------------------------------------------------------------------------
 
 
@@ -395,16 +859,43 @@ def table(figures: list[Figure]) -> str:
     return "\n".join(lines)
 
 
+GROUPS = ("overhead", "import", "loopback", "concurrency", "memory", "rate", "upload", "resume")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, for CI")
+    parser.add_argument("--only", choices=GROUPS, action="append", help="run only these groups")
+    parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.memory_child:
+        kind, jobs, base_url, folder = args.memory_child
+        memory_child(kind, int(jobs), base_url, folder)
+        return 0
     sizes = QUICK if args.quick else FULL
+    groups = set(args.only or GROUPS)
     started = time.perf_counter()
-    figures = bench_overhead(sizes) + bench_import(sizes)
-    figures += bench_connection_reuse() + bench_fan_out()
-    with tempfile.TemporaryDirectory(prefix="reve-remix-bench-") as folder:
-        figures += bench_upload_memory(Path(folder)) + bench_save_memory(Path(folder))
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="reve-remix-bench-") as name:
+        folder = Path(name)
+        if "overhead" in groups:
+            figures += bench_overhead(sizes)
+        if "import" in groups:
+            figures += bench_import(sizes)
+        if "loopback" in groups:
+            figures += bench_connection_reuse() + bench_fan_out()
+        if "concurrency" in groups:
+            settings = [(64, 0.5)] if args.quick else [(64, 0.5), (128, 1.0), (256, 2.0)]
+            figures += [*bench_concurrency(settings), bench_sync_concurrency()]
+        if "memory" in groups:
+            figures += bench_upload_memory(folder) + bench_save_memory(folder)
+            figures += bench_batch_memory(folder, *((20, 100) if args.quick else (100, 500)))
+        if "rate" in groups:
+            figures += bench_rate_limit()
+        if "upload" in groups:
+            figures += bench_upload_cpu(folder, sizes)
+        if "resume" in groups:
+            figures += bench_manifest_resume(folder)
     print(table(figures))
     missed = [figure.name for figure in figures if figure.passed is False]
     mode = "quick" if args.quick else "full"

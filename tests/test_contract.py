@@ -73,6 +73,7 @@ def test_every_request_in_the_matrix_validates_against_the_vendor_schema(client,
         assert request.headers["content-type"] == "application/json"
 
 
+@pytest.mark.slow  # schema-exhaustive: .ci/run runs it after the README command
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=from_schema(RESPONSE_SCHEMA))
 def test_every_spec_valid_response_parses(body):

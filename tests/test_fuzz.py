@@ -47,6 +47,8 @@ from reve_remix.testing._schema import violations
 
 from .conftest import API_KEY
 
+pytestmark = pytest.mark.slow  # deep: .ci/run runs it after the README command
+
 ROOT = Path(__file__).resolve().parent.parent
 VENDOR = json.loads((ROOT / "openapi" / "vendor.openapi.json").read_bytes())
 OPERATION = VENDOR["paths"]["/v1/images/edits"]["post"]

@@ -10,7 +10,7 @@ import pytest
 from reve_remix import ValidationError
 from reve_remix._retry import (
     MAX_RETRY_AFTER,
-    Cooldown,
+    AdaptiveRate,
     RetryPolicy,
     SteadyRate,
     backoff,
@@ -109,12 +109,38 @@ def test_zero_retries_never_retries():
     assert policy.delay_after_error(httpx.ConnectError("x"), 0) is None
 
 
-def test_cooldown_only_grows():
-    cooldown = Cooldown()
-    assert cooldown.reserve() == 0.0
-    cooldown.on_rate_limited(5)
-    cooldown.on_rate_limited(1)
-    assert 4.5 < cooldown.reserve() <= 5
+def test_adaptive_rate_holds_every_attempt_for_a_429s_wait(monkeypatch):
+    clock = _Clock(monkeypatch)
+    limiter = AdaptiveRate()
+    assert [limiter.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]  # unpaced until a 429
+    limiter.on_rate_limited(5)
+    limiter.on_rate_limited(1)  # a shorter wait does not shorten the hold
+    assert 4.5 < limiter.reserve() <= 5.1
+    clock.now += 10
+    assert limiter.interval == 0  # three attempts say nothing of a rate: not paced
+
+
+def test_adaptive_rate_paces_at_what_the_server_admitted_then_probes_upward(monkeypatch):
+    clock = _Clock(monkeypatch)
+    limiter = AdaptiveRate()
+    for _ in range(50):  # 50 attempts in the last second, then refusals
+        clock.now += 0.02
+        limiter.reserve()
+    limiter.on_rate_limited(0.0)  # "retry now" says nothing of a rate
+    assert limiter.interval == 0
+    for _ in range(10):  # one burst of refusals: one cut, to 48 admitted/s less a tenth
+        limiter.on_rate_limited(0.01)
+    rate = 48 * AdaptiveRate.DECREASE
+    assert 1 / limiter.interval == pytest.approx(rate)
+    clock.now += 10
+    limiter.reserve()  # ten seconds without a 429: the rate has grown
+    assert 1 / limiter.interval == pytest.approx(rate * (1 + 10 * AdaptiveRate.INCREASE))
+
+
+class _Clock:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 1000.0
+        monkeypatch.setattr("reve_remix._retry.time.monotonic", lambda: self.now)
 
 
 def test_steady_rate_spaces_attempts_and_pauses_on_429():

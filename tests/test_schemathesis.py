@@ -16,9 +16,12 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "schemathesis_mock.py"
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("schemathesis") is None, reason="schemathesis is not installed"
-)
+pytestmark = [
+    pytest.mark.slow,  # deep: .ci/run runs it after the README command
+    pytest.mark.skipif(
+        importlib.util.find_spec("schemathesis") is None, reason="schemathesis is not installed"
+    ),
+]
 
 
 def test_schemathesis_finds_nothing_unexpected_in_the_mock_server():

@@ -1,0 +1,283 @@
+"""At scale: the concurrency asked for is served over reused connections, outcomes stream.
+
+The speed and memory figures live in ``scripts/bench.py``; these tests pin the behaviour behind
+them over real HTTP on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import gc
+import json
+import os
+import threading
+import weakref
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from reve_remix import AsyncReveRemix, RemixResult, ReveRemix, ValidationError
+from tests.conftest import API_KEY, IMAGE_URL
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ANSWER = json.dumps({"created": 1, "data": [{"url": "https://cdn.example.com/a.png"}]}).encode()
+
+
+class _Gathering(ThreadingHTTPServer):
+    """Answers no request until ``gather`` of them are in flight at once; counts connections."""
+
+    daemon_threads = True
+    request_queue_size = 512
+
+    def __init__(self, gather: int) -> None:
+        self.barrier = threading.Barrier(gather, timeout=10)
+        self.connections = 0
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _GatheringHandler)
+
+
+class _GatheringHandler(BaseHTTPRequestHandler):
+    server: _Gathering
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.lock:
+            self.server.connections += 1
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        try:
+            self.server.barrier.wait()
+        except threading.BrokenBarrierError:
+            self.send_response(504)  # fewer than `gather` requests were ever in flight together
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(ANSWER)))
+        self.end_headers()
+        self.wfile.write(ANSWER)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def gathering(gather: int) -> Iterator[_Gathering]:
+    server = _Gathering(gather)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def jobs(count: int) -> list[dict[str, object]]:
+    return [{"prompt": f"<img>0</img> study {n}", "images": [IMAGE_URL]} for n in range(count)]
+
+
+# Above httpx's default pool of 100: before the pool grew to the concurrency, the 101st request
+# waited for a connection, the barrier never filled and every request timed out with a 504.
+CONCURRENCY = 120
+
+
+def test_sync_remix_many_serves_the_concurrency_asked_for_over_reused_connections():
+    with gathering(CONCURRENCY) as server, ReveRemix(API_KEY, base_url=_url(server)) as client:
+        # Two rounds: the second must reuse the first round's connections.
+        outcomes = client.remix_many(jobs(2 * CONCURRENCY), concurrency=CONCURRENCY)
+        assert all(isinstance(outcome, RemixResult) for outcome in outcomes), outcomes[0]
+        assert server.connections == CONCURRENCY
+
+
+def test_async_remix_many_serves_the_concurrency_asked_for_over_reused_connections():
+    async def main() -> list[object]:
+        async with AsyncReveRemix(API_KEY, base_url=_url(server)) as client:
+            return list(await client.remix_many(jobs(2 * CONCURRENCY), concurrency=CONCURRENCY))
+
+    with gathering(CONCURRENCY) as server:
+        outcomes = asyncio.run(main())
+        assert all(isinstance(outcome, RemixResult) for outcome in outcomes), outcomes[0]
+        assert server.connections == CONCURRENCY
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "8"])
+def test_max_connections_must_be_a_positive_integer(bad):
+    with pytest.raises(ValidationError, match="max_connections"):
+        ReveRemix(API_KEY, max_connections=bad)
+
+
+def test_iter_remix_draws_jobs_lazily_and_yields_them_as_they_finish(server):
+    drawn: list[int] = []
+
+    def generate() -> Iterator[dict[str, object]]:
+        for n in range(10):
+            drawn.append(n)
+            yield {"prompt": f"<img>0</img> study {n}", "images": [IMAGE_URL]}
+
+    with ReveRemix(API_KEY, base_url=server.base_url) as client:
+        stream = client.iter_remix(generate(), concurrency=3)
+        assert drawn == []  # nothing runs before the loop asks
+        job, outcome = next(stream)
+        assert len(drawn) <= 4  # the three in flight, and the one that took the freed slot
+        assert isinstance(outcome, RemixResult)
+        assert job["prompt"].startswith("<img>0</img> study")
+        rest = list(stream)
+    prompts = sorted(job["prompt"] for job, _ in [(job, outcome), *rest])
+    assert prompts == sorted(f"<img>0</img> study {n}" for n in range(10))
+    assert drawn == list(range(10))
+
+
+def test_leaving_iter_remix_early_starts_nothing_more(server):
+    with ReveRemix(API_KEY, base_url=server.base_url) as client:
+        with contextlib.closing(client.iter_remix(jobs(50), concurrency=2)) as stream:
+            for _ in stream:
+                break
+    assert len(server.requests) <= 3
+
+
+def test_async_iter_remix_yields_outcomes_and_stops_when_left(server):
+    async def main() -> tuple[list[object], int]:
+        async with AsyncReveRemix(API_KEY, base_url=server.base_url) as client:
+            seen = [outcome async for _job, outcome in client.iter_remix(jobs(6), concurrency=3)]
+            async with contextlib.aclosing(client.iter_remix(jobs(50), concurrency=2)) as stream:
+                async for _ in stream:
+                    break
+            return seen, len(server.requests)
+
+    seen, sent = asyncio.run(main())
+    assert len(seen) == 6
+    assert all(isinstance(outcome, RemixResult) for outcome in seen)
+    assert sent <= 6 + 3
+
+
+def test_iter_remix_reports_a_bad_job_as_its_outcome(server):
+    with ReveRemix(API_KEY, base_url=server.base_url) as client:
+        outcomes = [outcome for _, outcome in client.iter_remix([{"prompt": "x"}, *jobs(1)])]
+    assert sum(isinstance(outcome, ValidationError) for outcome in outcomes) == 1
+    assert sum(isinstance(outcome, RemixResult) for outcome in outcomes) == 1
+
+
+def test_iter_remix_checks_the_concurrency_at_the_call():
+    with ReveRemix(API_KEY) as client, pytest.raises(ValidationError, match="concurrency"):
+        client.iter_remix(jobs(1), concurrency=0)
+
+
+def _url(server: _Gathering) -> str:
+    return f"http://127.0.0.1:{server.server_port}"
+
+
+def test_a_batch_check_reads_only_the_head_of_each_local_image(tmp_path, monkeypatch):
+    from reve_remix import _images
+    from reve_remix._batch import RemixJob
+    from reve_remix._batch_file import JobLine
+
+    image = tmp_path / "cat.png"
+    image.write_bytes(PNG_SIGNATURE + bytes(200_000))
+    reads: list[int] = []
+    read_file = _images._read_file
+
+    def counting(path, label, source, size=-1):
+        data = read_file(path, label, source, size)
+        reads.append(len(data))
+        return data
+
+    monkeypatch.setattr(_images, "_read_file", counting)
+    JobLine(1, "cat", RemixJob("<img>0</img> as ink", [str(image)])).check("m")
+    assert reads == [4096]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"GIF89a" + bytes(100), "GIF"),
+        (b"not an image at all", "unknown format"),
+        (PNG_SIGNATURE + bytes(1_500_000), "too large"),
+    ],
+)
+def test_a_batch_check_rejects_what_a_remix_would(tmp_path, content, message):
+    from reve_remix._batch import RemixJob
+    from reve_remix._batch_file import JobLine
+
+    image = tmp_path / "bad.img"
+    image.write_bytes(content)
+    job = JobLine(1, "bad", RemixJob("<img>0</img> as ink", [str(image)]))
+    with pytest.raises(ValidationError, match=message) as checked:
+        job.check("m")
+    with pytest.raises(ValidationError) as remixed:
+        ReveRemix(API_KEY).remix("<img>0</img> as ink", [str(image)])
+    assert str(checked.value) == str(remixed.value)
+
+
+def test_a_body_of_four_large_local_images_is_byte_valid_json_the_spec_accepts(server, tmp_path):
+    paths = []
+    for n in range(4):
+        path = tmp_path / f"image-{n}.png"
+        path.write_bytes(PNG_SIGNATURE + os.urandom(1_400_000))
+        paths.append(path)
+    with ReveRemix(API_KEY, base_url=server.base_url) as client:
+        # The mock server checks the body against the spec's RemixRequest schema.
+        client.remix("Blend <img>0</img>, <img>1</img>, <img>2</img> and <img>3</img>", paths)
+    body = server.requests[-1].body
+    parsed = json.loads(body)
+    assert body == json.dumps(parsed, ensure_ascii=False, separators=(",", ":")).encode()
+    assert [base64.b64decode(url.split(",", 1)[1]) for url in parsed["image_urls"]] == [
+        path.read_bytes() for path in paths
+    ]
+
+
+def test_only_text_that_needs_no_escaping_is_written_verbatim():
+    from reve_remix._images import JsonSafeText, data_url
+    from reve_remix._request import encode_body
+
+    assert type(data_url(b"\x89PNG", "image/png")) is JsonSafeText
+    odd = data_url(b"\x89PNG", 'image/png"\n')  # a caller's own media type: escaped as usual
+    assert type(odd) is str
+    payload = {"prompt": 'say "hi"\n', "image_urls": [odd + "A" * 70_000, data_url(b"x", "a/b")]}
+    expected = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    assert encode_body(payload) == expected
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_finished_remix_frees_its_request_body_without_the_garbage_collector(server, kind):
+    # httpx ties every response to its stream and back: unbroken, the cycle keeps the request
+    # and its body (megabytes of inline images) until a full collection, so a batch's memory
+    # grew with its length instead of its concurrency.
+    requests: list[weakref.ref[httpx.Request]] = []
+
+    def remember(response: httpx.Response) -> None:
+        requests.append(weakref.ref(response.request))
+
+    async def aremember(response: httpx.Response) -> None:
+        remember(response)
+
+    gc.collect()
+    gc.disable()
+    try:
+        if kind == "sync":
+            with (
+                httpx.Client(event_hooks={"response": [remember]}) as http,
+                ReveRemix(API_KEY, base_url=server.base_url, http_client=http) as client,
+            ):
+                client.remix("<img>0</img> as ink", [PNG_SIGNATURE + bytes(100_000)])
+        else:
+
+            async def main() -> None:
+                http = httpx.AsyncClient(event_hooks={"response": [aremember]})
+                async with AsyncReveRemix(API_KEY, base_url=server.base_url, http_client=http) as c:
+                    await c.remix("<img>0</img> as ink", [PNG_SIGNATURE + bytes(100_000)])
+                await http.aclose()
+
+            asyncio.run(main())
+        assert len(requests) == 1
+        assert requests[0]() is None
+    finally:
+        gc.enable()

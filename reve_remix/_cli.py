@@ -41,7 +41,6 @@ from ._batch_file import (
     ManifestRecord,
     Target,
     file_name_problem,
-    image_extension,
     read_jobs,
     remove_stale_parts,
     run_job,
@@ -72,19 +71,20 @@ from ._exceptions import (
     ReveRemixError,
     ValidationError,
 )
+from ._images import image_extension
 from ._lifecycle import GENERATED_NOT_SAVED, MAY_HAVE_BEEN_GENERATED, JobState
 from ._progress import RetryNotices, StatusLine, bar_line, is_terminal, spinner_line
 from ._redact import redact
 from ._request import Images, check_model
 from ._results import RemixResult, write_atomic
 from ._spec import spec
+from ._tags import IMAGE_NAME
 from ._version import __version__
 
 PROG = "reve-remix"
 EXIT_OK, EXIT_API_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEMO_OUTPUT = "reve-remix-demo.png"
 DEMO_PROMPT = "Put {cat} on {sofa}, as a watercolour"
-_IMAGE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")  # the names bind_images accepts
 
 
 class UsageError(Exception):
@@ -627,7 +627,7 @@ def _parse_images(values: list[str]) -> list[str] | dict[str, str]:
     plain: list[str] = []
     for value in values:
         name, equals, image = value.partition("=")
-        if equals and _IMAGE_NAME.fullmatch(name):
+        if equals and IMAGE_NAME.fullmatch(name):
             if not image:
                 raise UsageError(f"-i {value}: no image after '='; write -i {name}=IMAGE")
             if name in named:

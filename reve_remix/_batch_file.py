@@ -39,6 +39,7 @@ from ._images import IMAGE_FORMATS, UNKNOWN_EXTENSION, image_extension, url_sche
 from ._lifecycle import JOB_ID, JOB_ID_RULE, JobState, state_after_error
 from ._request import prepare_remix
 from ._results import PART_FILE, RemixImage, paid_image
+from ._spec import spec
 from ._tags import strip_tags
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ class JobLine:
             job.images,
             model=job.model or default_model,
             aspect_ratio=job.aspect_ratio,
-            output_format=job.output_format or "url",
+            output_format=job.output_format or spec().default_output_format,
             fit=fit,
             extra_body=job.extra_body,
         )

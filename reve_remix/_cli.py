@@ -601,7 +601,7 @@ def _remix(args: argparse.Namespace, console: Console) -> int:
             args.prompt,
             images,
             aspect_ratio=args.aspect_ratio,
-            output_format=args.output_format or "url",
+            output_format=args.output_format,
             fit=args.fit,
         )
     image = result.image
@@ -692,13 +692,17 @@ def _generate(
     images: Images,
     *,
     aspect_ratio: str | None = None,
-    output_format: str = "url",
+    output_format: str | None = None,
     fit: bool = False,
 ) -> tuple[RemixResult, bytes]:
     """One remix with a live indicator; the result and the image's bytes."""
     with console.status(lambda elapsed, retry: spinner_line(elapsed, "remixing", retry)):
         result = client.remix(
-            prompt, images, aspect_ratio=aspect_ratio, output_format=output_format, fit=fit
+            prompt,
+            images,
+            aspect_ratio=aspect_ratio,
+            output_format=output_format or spec().default_output_format,
+            fit=fit,
         )
         return result, result.read()
 

@@ -26,7 +26,8 @@ def copy_tree(destination: Path) -> Path:
         shutil.copytree(
             ROOT / name, destination / name, ignore=shutil.ignore_patterns("__pycache__")
         )
-    shutil.copy(ROOT / "pyproject.toml", destination / "pyproject.toml")
+    for name in ("pyproject.toml", "conftest.py"):  # conftest.py: the doctest collection rules
+        shutil.copy(ROOT / name, destination / name)
     return destination
 
 

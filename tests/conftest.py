@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 from unittest import mock
 
 import pytest
 
-from reve_remix import AsyncReveRemix, ReveRemix
+from reve_remix import AsyncReveRemix, RemixResult, ReveRemix
 from reve_remix._cli import main
 from reve_remix._config import API_KEY_ENV
 from reve_remix.testing import MockServer
@@ -41,6 +43,85 @@ def client(server: MockServer) -> Iterator[ReveRemix]:
 async def aclient(server: MockServer) -> AsyncIterator[AsyncReveRemix]:
     async with AsyncReveRemix(API_KEY, base_url=server.base_url) as remix_client:
         yield remix_client
+
+
+# --- the sync and async clients as twins ---------------------------------------------------------
+
+_T = TypeVar("_T")
+CLIENT_KINDS = ("sync", "async")
+
+
+class Twin:
+    """A ``ReveRemix`` or an ``AsyncReveRemix`` behind the same blocking calls.
+
+    One test body then checks both twins. The async client lives on an event loop in a thread of
+    its own, so that callers in several threads share one client, as with the sync client.
+    """
+
+    def __init__(self, kind: str, **options: Any) -> None:
+        self.kind = kind
+        self._loop: asyncio.AbstractEventLoop | None = None
+        if kind == "sync":
+            self.client: ReveRemix | AsyncReveRemix = ReveRemix(**options)
+            return
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+        async def build() -> AsyncReveRemix:  # on the loop that will use it
+            return AsyncReveRemix(**options)
+
+        self.client = self._run(build())
+
+    def _run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def remix(self, *args: Any, **kwargs: Any) -> RemixResult:
+        """``client.remix(...)``, awaited on the async twin."""
+        if isinstance(self.client, AsyncReveRemix):
+            return self._run(self.client.remix(*args, **kwargs))
+        return self.client.remix(*args, **kwargs)
+
+    def read(self, result: RemixResult) -> bytes:
+        """The image's bytes: ``result.read()``, or ``await result.aread()`` on the async twin."""
+        return self._run(result.aread()) if self._loop is not None else result.read()
+
+    def close(self) -> None:
+        if isinstance(self.client, AsyncReveRemix):
+            self._run(self.client.aclose())
+        else:
+            self.client.close()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    def __enter__(self) -> Twin:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+@pytest.fixture(params=CLIENT_KINDS)
+def make_twin(request: pytest.FixtureRequest) -> Iterator[Callable[..., Twin]]:
+    """Build clients of one kind (``sync`` or ``async``: each test runs with both); closed after."""
+    made: list[Twin] = []
+
+    def make(**options: Any) -> Twin:
+        made.append(Twin(request.param, **options))
+        return made[-1]
+
+    yield make
+    for twin in made:
+        twin.close()
+
+
+@pytest.fixture
+def twin(make_twin: Callable[..., Twin], server: MockServer) -> Twin:
+    """A client of either kind pointed at ``server``."""
+    return make_twin(api_key=API_KEY, base_url=server.base_url)
 
 
 @pytest.fixture

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 from unittest import mock
 
+import httpx
 import pytest
 
-from reve_remix import AsyncReveRemix, RemixResult, ReveRemix
+from reve_remix import AsyncReveRemix, RemixImage, RemixResult, ReveRemix
 from reve_remix._cli import main
 from reve_remix._config import API_KEY_ENV
 from reve_remix.testing import MockServer
@@ -61,6 +62,7 @@ class Twin:
     def __init__(self, kind: str, **options: Any) -> None:
         self.kind = kind
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._http: list[httpx.Client | httpx.AsyncClient] = []
         if kind == "sync":
             self.client: ReveRemix | AsyncReveRemix = ReveRemix(**options)
             return
@@ -83,11 +85,21 @@ class Twin:
             return self._run(self.client.remix(*args, **kwargs))
         return self.client.remix(*args, **kwargs)
 
-    def read(self, result: RemixResult) -> bytes:
+    def read(self, result: RemixResult | RemixImage) -> bytes:
         """The image's bytes: ``result.read()``, or ``await result.aread()`` on the async twin."""
         return self._run(result.aread()) if self._loop is not None else result.read()
 
+    def http_client(self) -> httpx.Client | httpx.AsyncClient:
+        """A plain httpx client of this twin's kind (for a ``Downloader``); closed with the twin."""
+        self._http.append(httpx.Client() if self._loop is None else httpx.AsyncClient())
+        return self._http[-1]
+
     def close(self) -> None:
+        for http in self._http:
+            if isinstance(http, httpx.AsyncClient):
+                self._run(http.aclose())
+            else:
+                http.close()
         if isinstance(self.client, AsyncReveRemix):
             self._run(self.client.aclose())
         else:

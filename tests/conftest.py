@@ -85,13 +85,22 @@ class Twin:
             return self._run(self.client.remix(*args, **kwargs))
         return self.client.remix(*args, **kwargs)
 
+    def call(self, owner: object, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``owner.method(...)``, or ``await owner.amethod(...)`` on the async twin, as the SDK
+        names its twins (``read``/``aread``, ``save``/``asave``, ``download``/``adownload``)."""
+        if self._loop is None:
+            return getattr(owner, method)(*args, **kwargs)
+        return self._run(getattr(owner, f"a{method}")(*args, **kwargs))
+
     def read(self, result: RemixResult | RemixImage) -> bytes:
         """The image's bytes: ``result.read()``, or ``await result.aread()`` on the async twin."""
-        return self._run(result.aread()) if self._loop is not None else result.read()
+        result_bytes: bytes = self.call(result, "read")
+        return result_bytes
 
-    def http_client(self) -> httpx.Client | httpx.AsyncClient:
+    def http_client(self, **options: Any) -> httpx.Client | httpx.AsyncClient:
         """A plain httpx client of this twin's kind (for a ``Downloader``); closed with the twin."""
-        self._http.append(httpx.Client() if self._loop is None else httpx.AsyncClient())
+        kind = httpx.Client if self._loop is None else httpx.AsyncClient
+        self._http.append(kind(**options))
         return self._http[-1]
 
     def close(self) -> None:

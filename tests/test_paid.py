@@ -215,12 +215,13 @@ def test_defect_4_batch_checks_out_and_the_manifest_before_paying(capsys, tmp_pa
         assert server.generations == 0
 
 
-def test_a_save_that_fails_after_the_200_names_the_request_and_url(tmp_path):
+def test_a_save_that_fails_after_the_200_names_the_request_and_url(tmp_path, make_twin):
     (tmp_path / "afile").write_text("a file")
-    with PaidServer() as server, ReveRemix(API_KEY, base_url=server.base_url) as client:
+    with PaidServer() as server:
+        client = make_twin(api_key=API_KEY, base_url=server.base_url)
         result = client.remix(PROMPT, [IMAGE_URL])
         with pytest.raises(ImageNotSavedError) as info:
-            result.save(tmp_path / "afile" / "out.png")
+            client.call(result, "save", tmp_path / "afile" / "out.png")
     error = info.value
     assert str(error).startswith(
         f"the image was generated (request id {result.request_id}, url {result.image.url}) "
@@ -319,24 +320,25 @@ def test_defect_6_a_body_that_is_not_an_image_is_never_saved(capsys, tmp_path, f
     assert "--base-url" not in err
 
 
-def test_defect_6_a_redirect_is_followed_without_the_key(capsys, tmp_path):
+def test_defect_6_a_redirect_is_followed_without_the_key(tmp_path, make_twin):
     with PaidServer(downloads=["redirect"]) as server:
-        keyed = httpx.Client(headers={"Authorization": f"Bearer {API_KEY}"})
-        with ReveRemix(API_KEY, base_url=server.base_url, http_client=keyed) as client:
-            client.remix(PROMPT, [IMAGE_URL]).save(tmp_path / "o.png")
-        keyed.close()
+        plain = make_twin(api_key=API_KEY)  # only to make the keyed httpx client of its kind
+        keyed = plain.http_client(headers={"Authorization": f"Bearer {API_KEY}"})
+        client = make_twin(api_key=API_KEY, base_url=server.base_url, http_client=keyed)
+        client.call(client.remix(PROMPT, [IMAGE_URL]), "save", tmp_path / "o.png")
         gets = [headers for method, _, headers in server.headers if method == "GET"]
     assert (tmp_path / "o.png").read_bytes().startswith(PNG)
     assert len(gets) == 2  # the 302, then the file
     assert all("Authorization" not in headers for headers in gets)
 
 
-def test_a_drip_ends_at_the_deadline_not_never():
+def test_a_drip_ends_at_the_deadline_not_never(make_twin):
     with PaidServer(downloads=lambda rng: "slow") as server:
-        downloader = Downloader(httpx.Client(), max_retries=5, deadline=0.5)
+        twin = make_twin(api_key=API_KEY)
+        downloader = Downloader(twin.http_client(), max_retries=5, deadline=0.5)
         started = time.monotonic()
         with pytest.raises(ReveRemixError, match="deadline"):
-            downloader.download(f"{server.base_url}/files/{server.image_for('x')[0]}")
+            twin.call(downloader, "download", f"{server.base_url}/files/{server.image_for('x')[0]}")
         assert time.monotonic() - started < 1.5
         assert server.gets == 1  # no time left for another attempt
 
@@ -409,21 +411,13 @@ def test_a_run_removes_the_temporary_files_a_killed_run_left(capsys, tmp_path):
     assert all(path.exists() for path in kept)
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
-def test_sync_and_async_downloads_retry_the_same_way(mode):
+def test_sync_and_async_downloads_retry_the_same_way(make_twin):
     script = ["503", "drop", "truncate", "redirect"]  # three retries, then a redirect to the file
     with PaidServer(downloads=script) as server:
         name, png = server.image_for("x")
-        url = f"{server.base_url}/files/{name}"
-        if mode == "sync":
-            with httpx.Client() as http:
-                data = Downloader(http).download(url)
-        else:
-
-            async def fetch():
-                async with httpx.AsyncClient() as http:
-                    return await Downloader(http).adownload(url)
-
-            data = asyncio.run(fetch())
+        twin = make_twin(api_key=API_KEY)
+        data = twin.call(
+            Downloader(twin.http_client()), "download", f"{server.base_url}/files/{name}"
+        )
         assert server.gets == 5
     assert data == png

@@ -118,15 +118,11 @@ _SURROGATES = re.compile(r"[\ud800-\udfff]")
 _MAX_NAME_BYTES = 255
 _MAX_FILE_NAME_BYTES = 200
 _MAX_OUTPUT_BYTES = 1024  # well under PATH_MAX (4096 on Linux), whatever --out is
+# A line's keys: RemixJob's fields, but headers (a file is no place for credentials), and where
+# to save the image.
 _LINE_KEYS = (
-    "prompt",
-    "images",
-    "aspect_ratio",
-    "output_format",
-    "model",
-    "id",
+    *(field.name for field in dataclasses.fields(RemixJob) if field.name != "extra_headers"),
     "output",
-    "extra_body",
 )
 
 

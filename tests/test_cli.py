@@ -167,6 +167,9 @@ def test_missing_key_names_the_variable_and_sends_nothing(server, workdir):
         (402, "out of credits"),
         (413, "each image must be less than 1.5 MB (1,500,000 bytes); the largest here is cat.png"),
         (503, "try again in a moment"),
+        (403, "this key may not do this: check its permissions and the --model"),
+        (404, "check --base-url (or REVE_REMIX_BASE_URL) and --model"),
+        (429, "still rate limited after retrying"),
     ],
 )
 def test_api_errors_are_one_line_with_a_hint(server, workdir, status, hint):
@@ -179,6 +182,38 @@ def test_api_errors_are_one_line_with_a_hint(server, workdir, status, hint):
     assert hint in line
     assert "(request id req_" in line
     assert completed.stdout == ""
+
+
+def test_an_answer_that_breaks_the_spec_asks_for_a_report(server, workdir):
+    server.enqueue(Fault(status=200, body=b"[]", headers={"Content-Type": "application/json"}))
+    completed = remix("<img>0</img> x", "-i cat.png", cwd=workdir, server=server)
+    assert completed.returncode == 1
+    [line] = completed.stderr.splitlines()
+    assert line.endswith("please report it with the request id")
+
+
+def test_an_extension_that_is_not_the_images_format_gets_a_warning(server, workdir):
+    completed = remix("<img>0</img> x", "-i cat.png -o out.jpg", cwd=workdir, server=server)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr == "reve-remix: warning: out.jpg holds PNG data\n"
+    assert (workdir / "out.jpg").read_bytes().startswith(PNG_SIGNATURE)  # saved where asked
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["batch", "jobs.jsonl", "--out", "o", "--concurrency", "x"], "not a number: 'x'"),
+        (["batch", "jobs.jsonl", "--out", "o", "--concurrency", "0"], "must be at least 1, got 0"),
+        (["mock", "--latency", "nan"], "must be a finite number, got nan"),
+        (["mock", "--port", "70000"], "must be at least 0 and at most 65535, got 70000"),
+        (["remix", "x", "-i", "a.png", "--timeout", "soon"], "not a number: 'soon'"),
+    ],
+)
+def test_numbers_are_checked_by_the_parser(tmp_path, args, message):
+    completed = run_cli(*args, cwd=tmp_path)
+    assert completed.returncode == 2
+    assert message in completed.stderr
+    assert completed.stderr.startswith(f"usage: reve-remix {args[0]} ")  # the command's usage
 
 
 def test_debug_shows_the_traceback_but_never_the_key(server, workdir):

@@ -28,11 +28,10 @@ from reve_remix import (
     ReveRemixError,
 )
 from reve_remix._batch_file import ManifestRecord
-from reve_remix._cli import main
 from reve_remix._download import DOWNLOAD_MAX_RETRIES, Downloader
 from reve_remix._results import parse_response
 
-from .conftest import API_KEY, IMAGE_URL
+from .conftest import API_KEY, IMAGE_URL, run_cli
 from .paid_server import PaidServer
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -43,13 +42,6 @@ PROMPT = "<img>0</img> in the rain"
 def key_and_fast_backoff(monkeypatch, fast_backoff):
     monkeypatch.setenv("ONEROUTER_API_KEY", API_KEY)
     monkeypatch.delenv("REVE_REMIX_BASE_URL", raising=False)
-
-
-def cli(capsys, *argv):
-    code = main([str(arg) for arg in argv])
-    out, err = capsys.readouterr()
-    assert API_KEY not in out + err
-    return code, out, err
 
 
 def write_jobs(path, lines):
@@ -70,18 +62,19 @@ def latest(out_dir):
     return {record.id: record for record in records(out_dir)}
 
 
-def batch(capsys, server, jobs_file, out_dir, *extra):
-    return cli(capsys, "batch", jobs_file, "--out", out_dir, "--base-url", server.base_url, *extra)
+def batch(server, jobs_file, out_dir, *extra):
+    """``reve-remix batch`` in this process (``run_cli`` checks the key is never printed)."""
+    return run_cli("batch", jobs_file, "--out", out_dir, "--base-url", server.base_url, *extra)
 
 
 # --- 1. a download that fails is paid, not failed; the resume downloads, never generates ---------
 
 
-def test_defect_1_a_failed_download_is_recorded_paid_and_resumed_without_paying(capsys, tmp_path):
+def test_defect_1_a_failed_download_is_recorded_paid_and_resumed_without_paying(tmp_path):
     jobs = write_jobs(tmp_path / "jobs.jsonl", [job_line(0, id="a"), job_line(1, id="b")])
     out = tmp_path / "out"
     with PaidServer(downloads=lambda rng: "503") as server:
-        code, _, err = batch(capsys, server, jobs, out, "--concurrency", "1")
+        code, _, err = batch(server, jobs, out, "--concurrency", "1")
         assert server.gets == 2 * (1 + DOWNLOAD_MAX_RETRIES)  # each download retried
         assert server.generations == 2
     assert code == 1
@@ -97,7 +90,7 @@ def test_defect_1_a_failed_download_is_recorded_paid_and_resumed_without_paying(
         for record in latest(out).values():
             healthy.image_for(f"<img>0</img> job {'ab'.index(record.id)}")
         rewrite_urls(out, healthy.base_url)
-        code, stdout, err = batch(capsys, healthy, jobs, out)
+        code, stdout, err = batch(healthy, jobs, out)
         assert healthy.generations == 0  # nothing generated again
         assert healthy.gets == 2
     assert code == 0, err
@@ -148,7 +141,7 @@ def test_defect_2_sigkill_during_the_download_leaves_it_paid_and_the_resume_down
 # --- 3. two jobs, one file ----------------------------------------------------------------------
 
 
-def test_defect_3_jobs_sharing_a_target_are_refused_naming_both_lines(capsys, tmp_path):
+def test_defect_3_jobs_sharing_a_target_are_refused_naming_both_lines(tmp_path):
     lines = [
         job_line(0, id="cat"),
         job_line(1, output="cat.png"),
@@ -159,25 +152,25 @@ def test_defect_3_jobs_sharing_a_target_are_refused_naming_both_lines(capsys, tm
     jobs = write_jobs(tmp_path / "jobs.jsonl", lines)
     out = tmp_path / "out"
     with PaidServer() as server:
-        code, _, err = batch(capsys, server, jobs, out, "--strict")
+        code, _, err = batch(server, jobs, out, "--strict")
         assert (code, server.generations) == (2, 0)
         assert "line 2: saves to the same file as line 1" in err
         assert "line 4: saves to the same file as line 3" in err
-        code, _, err = batch(capsys, server, jobs, out)
+        code, _, err = batch(server, jobs, out)
         assert code == 1
         assert server.generations == 3  # lines 1, 3 and 5; never the clashing 2 and 4
     assert sorted(path.name for path in out.glob("*.png")) == ["cat.png", "dog.png", "fine.png"]
     assert {record.line for record in records(out)} == {1, 3, 5}
 
 
-def test_a_target_through_a_symlink_out_of_the_folder_is_refused(capsys, tmp_path):
+def test_a_target_through_a_symlink_out_of_the_folder_is_refused(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (tmp_path / "elsewhere").mkdir()
     (out / "sub").symlink_to(tmp_path / "elsewhere")
     jobs = write_jobs(tmp_path / "jobs.jsonl", [job_line(0, output="sub/x.png")])
     with PaidServer() as server:
-        code, _, err = batch(capsys, server, jobs, out, "--strict")
+        code, _, err = batch(server, jobs, out, "--strict")
         assert server.generations == 0
     assert code == 2
     assert "leads outside" in err
@@ -187,11 +180,11 @@ def test_a_target_through_a_symlink_out_of_the_folder_is_refused(capsys, tmp_pat
 
 
 @pytest.mark.parametrize("option", ["afile/out.png", "afile/sub/"])
-def test_defect_4_remix_checks_the_output_before_paying(capsys, tmp_path, option):
+def test_defect_4_remix_checks_the_output_before_paying(tmp_path, option):
     (tmp_path / "afile").write_text("a file, not a folder")
     with PaidServer() as server:
-        code, _, err = cli(
-            capsys, "remix", PROMPT, "-i", IMAGE_URL, "-o", tmp_path / option,
+        code, _, err = run_cli(
+            "remix", PROMPT, "-i", IMAGE_URL, "-o", tmp_path / option,
             "--base-url", server.base_url,
         )  # fmt: skip
         assert server.generations == 0
@@ -199,16 +192,16 @@ def test_defect_4_remix_checks_the_output_before_paying(capsys, tmp_path, option
     assert "is a file, not a folder; nothing was sent" in err
 
 
-def test_defect_4_batch_checks_out_and_the_manifest_before_paying(capsys, tmp_path):
+def test_defect_4_batch_checks_out_and_the_manifest_before_paying(tmp_path):
     jobs = write_jobs(tmp_path / "jobs.jsonl", [job_line(0)])
     (tmp_path / "afile").write_text("a file")
     blocked = tmp_path / "out"
     (blocked / "manifest.jsonl").mkdir(parents=True)  # the manifest cannot be opened
     with PaidServer() as server:
-        code, _, err = batch(capsys, server, jobs, tmp_path / "afile" / "out")
+        code, _, err = batch(server, jobs, tmp_path / "afile" / "out")
         assert code == 2
         assert "is a file, not a folder" in err
-        code, _, err = batch(capsys, server, jobs, blocked)
+        code, _, err = batch(server, jobs, blocked)
         assert code == 2
         assert "cannot write the manifest" in err
         assert "nothing was sent" in err
@@ -281,22 +274,22 @@ def test_results_keep_no_response(tmp_path):
     assert result.image.url == "https://a/b.png"
 
 
-def test_defect_5_batch_records_an_unreadable_200_as_paid_and_holds_it(capsys, tmp_path):
+def test_defect_5_batch_records_an_unreadable_200_as_paid_and_holds_it(tmp_path):
     jobs = write_jobs(tmp_path / "jobs.jsonl", [job_line(0, id="x")])
     out = tmp_path / "out"
     with PaidServer(post_body=b"<html>oops</html>") as server:
-        code, _, err = batch(capsys, server, jobs, out)
+        code, _, err = batch(server, jobs, out)
         assert code == 1
         [*_, record] = records(out)
         assert record.status == "paid"
         assert record.body == "<html>oops</html>"
-        code, _, err = batch(capsys, server, jobs, out)  # a plain resume: not paid again
+        code, _, err = batch(server, jobs, out)  # a plain resume: not paid again
         assert code == 1
         assert "held x (line 1)" in err
         assert "--regenerate-paid" in err
         assert server.generations == 1
         server.post_body = None
-        code, _, err = batch(capsys, server, jobs, out, "--regenerate-paid")
+        code, _, err = batch(server, jobs, out, "--regenerate-paid")
         assert code == 0, err
         assert server.generations == 2  # asked for explicitly
 
@@ -305,10 +298,10 @@ def test_defect_5_batch_records_an_unreadable_200_as_paid_and_holds_it(capsys, t
 
 
 @pytest.mark.parametrize("fault", ["html", "empty"])
-def test_defect_6_a_body_that_is_not_an_image_is_never_saved(capsys, tmp_path, fault):
+def test_defect_6_a_body_that_is_not_an_image_is_never_saved(tmp_path, fault):
     with PaidServer(downloads=lambda rng: fault) as server:
-        code, _out, err = cli(
-            capsys, "remix", PROMPT, "-i", IMAGE_URL, "-o", tmp_path / "o.png",
+        code, _out, err = run_cli(
+            "remix", PROMPT, "-i", IMAGE_URL, "-o", tmp_path / "o.png",
             "--base-url", server.base_url,
         )  # fmt: skip
         assert server.gets == 1 + DOWNLOAD_MAX_RETRIES
@@ -367,16 +360,16 @@ def test_defect_7_results_are_read_and_saved_after_the_client_is_closed(tmp_path
 # --- 8. a lone surrogate from the server --------------------------------------------------------
 
 
-def test_defect_8_a_lone_surrogate_in_the_revised_prompt_breaks_nothing(capsys, tmp_path):
+def test_defect_8_a_lone_surrogate_in_the_revised_prompt_breaks_nothing(tmp_path):
     with PaidServer(revised_prompt="cat \ud800 rain") as server:
-        code, out, err = cli(
-            capsys, "remix", PROMPT, "-i", IMAGE_URL, "-o", tmp_path / "o.png", "--json",
+        code, out, err = run_cli(
+            "remix", PROMPT, "-i", IMAGE_URL, "-o", tmp_path / "o.png", "--json",
             "--base-url", server.base_url,
         )  # fmt: skip
         assert code == 0, err
         assert json.loads(out)["revised_prompt"] == "cat \ud800 rain"
         jobs = write_jobs(tmp_path / "jobs.jsonl", [job_line(0, id="s")])
-        code, _, err = batch(capsys, server, jobs, tmp_path / "out")
+        code, _, err = batch(server, jobs, tmp_path / "out")
         assert code == 0, err
     assert latest(tmp_path / "out")["s"].revised_prompt == "cat \ud800 rain"
     assert (tmp_path / "out" / "s.png").read_bytes().startswith(PNG)
@@ -396,7 +389,7 @@ def test_the_batches_guide_examples_run():
         exec(compile(example, str(guide), "exec"), {})
 
 
-def test_a_run_removes_the_temporary_files_a_killed_run_left(capsys, tmp_path):
+def test_a_run_removes_the_temporary_files_a_killed_run_left(tmp_path):
     out = tmp_path / "out"
     (out / "sub").mkdir(parents=True)
     stale = [out / ".a.png.0123456789ab.part", out / "sub" / ".b.jpg.abcdef012345.part"]
@@ -405,7 +398,7 @@ def test_a_run_removes_the_temporary_files_a_killed_run_left(capsys, tmp_path):
         path.write_bytes(b"half an image")
     jobs = write_jobs(tmp_path / "jobs.jsonl", [job_line(0, id="a")])
     with PaidServer() as server:
-        code, _, err = batch(capsys, server, jobs, out)
+        code, _, err = batch(server, jobs, out)
     assert code == 0, err
     assert not any(path.exists() for path in stale)
     assert all(path.exists() for path in kept)

@@ -35,10 +35,12 @@ from ._exceptions import (
     ReveRemixError,
     ValidationError,
 )
-from ._images import sniff_format
-from ._lifecycle import JobState, state_after_error
+from ._images import IMAGE_FORMATS, UNKNOWN_EXTENSION, image_extension, url_scheme
+from ._lifecycle import JOB_ID, JOB_ID_RULE, JobState, state_after_error
 from ._request import prepare_remix
 from ._results import PART_FILE, RemixImage, paid_image
+from ._spec import spec
+from ._tags import strip_tags
 
 if TYPE_CHECKING:
     from ._client import ReveRemix
@@ -48,29 +50,7 @@ MANIFEST_NAME = "manifest.jsonl"
 
 # --- output files ------------------------------------------------------------------------------
 
-_EXTENSIONS = {
-    "png": ".png",
-    "jpeg": ".jpg",
-    "webp": ".webp",
-    "avif": ".avif",
-    "heif": ".heic",
-    "gif": ".gif",
-    "bmp": ".bmp",
-    "tiff": ".tiff",
-}
-_UNKNOWN_EXTENSION = ".bin"
-_TAG = re.compile(r"<(?:img|ref)>[^<]*</(?:img|ref)>", re.IGNORECASE)
-_ALL_EXTENSIONS = (*dict.fromkeys(_EXTENSIONS.values()), _UNKNOWN_EXTENSION)
-
-
-def image_extension(data: bytes) -> str:
-    """The file extension for image ``data``, sniffed from its bytes (``.bin`` if unknown).
-
-    Example::
-
-        image_extension(b"\\x89PNG\\r\\n\\x1a\\n...")  # '.png'
-    """
-    return _EXTENSIONS.get(sniff_format(data) or "", _UNKNOWN_EXTENSION)
+_ALL_EXTENSIONS = (*(known.extension for known in IMAGE_FORMATS.values()), UNKNOWN_EXTENSION)
 
 
 def slugify(text: str, max_length: int = 40) -> str:
@@ -82,7 +62,7 @@ def slugify(text: str, max_length: int = 40) -> str:
 
         slugify("Put <img>0</img> on a sofa!")  # 'put-on-a-sofa'
     """
-    untagged = _TAG.sub(" ", text)
+    untagged = strip_tags(text)
     ascii_text = unicodedata.normalize("NFKD", untagged).encode("ascii", "ignore").decode()
     words: list[str] = re.findall(r"[a-z0-9]+", ascii_text.lower())
     if not words:
@@ -131,8 +111,6 @@ class Target:
 
 # --- the batch file ----------------------------------------------------------------------------
 
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")  # any scheme (2+ letters: "C:\\x" is a path)
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
 # A name is at most 255 bytes on every common file system. The file's own name keeps room for
@@ -140,15 +118,11 @@ _SURROGATES = re.compile(r"[\ud800-\udfff]")
 _MAX_NAME_BYTES = 255
 _MAX_FILE_NAME_BYTES = 200
 _MAX_OUTPUT_BYTES = 1024  # well under PATH_MAX (4096 on Linux), whatever --out is
+# A line's keys: RemixJob's fields, but headers (a file is no place for credentials), and where
+# to save the image.
 _LINE_KEYS = (
-    "prompt",
-    "images",
-    "aspect_ratio",
-    "output_format",
-    "model",
-    "id",
+    *(field.name for field in dataclasses.fields(RemixJob) if field.name != "extra_headers"),
     "output",
-    "extra_body",
 )
 
 
@@ -202,7 +176,7 @@ class JobLine:
             job.images,
             model=job.model or default_model,
             aspect_ratio=job.aspect_ratio,
-            output_format=job.output_format or "url",
+            output_format=job.output_format or spec().default_output_format,
             fit=fit,
             extra_body=job.extra_body,
             load_images=False,
@@ -288,11 +262,8 @@ def _parse_line(line: str, number: int, base: Path) -> JobLine:
         if value.get(key) is not None and not isinstance(value[key], str):
             raise ValidationError(f'"{key}" must be a string, got {_json_type(value[key])}')
     job_id = value.get("id")
-    if job_id is not None and (not isinstance(job_id, str) or not _ID.fullmatch(job_id)):
-        raise ValidationError(
-            f'"id" must be 1-128 letters, digits, ".", "_" or "-", starting with a letter or '
-            f"digit; got {json.dumps(job_id)}"
-        )
+    if job_id is not None and (not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id)):
+        raise ValidationError(f'"id" must be {JOB_ID_RULE}; got {json.dumps(job_id)}')
     output = value.get("output")
     if output is not None:
         output = _check_output(output)
@@ -332,7 +303,7 @@ def _resolve_images(images: object, base: Path) -> list[str] | dict[str, str]:
 def _resolve_image(item: object, base: Path, where: str) -> str:
     if not isinstance(item, str):
         raise ValidationError(f"{where} must be a URL or a path string, got {_json_type(item)}")
-    if _URL.match(item) or Path(item).is_absolute():
+    if url_scheme(item) or Path(item).is_absolute():
         return item
     return str(base / item)
 

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeAlias
 
 import httpx
 
@@ -41,7 +41,6 @@ from ._batch_file import (
     ManifestRecord,
     Target,
     file_name_problem,
-    image_extension,
     read_jobs,
     remove_stale_parts,
     run_job,
@@ -72,19 +71,20 @@ from ._exceptions import (
     ReveRemixError,
     ValidationError,
 )
+from ._images import image_extension
 from ._lifecycle import GENERATED_NOT_SAVED, MAY_HAVE_BEEN_GENERATED, JobState
 from ._progress import RetryNotices, StatusLine, bar_line, is_terminal, spinner_line
 from ._redact import redact
 from ._request import Images, check_model
 from ._results import RemixResult, write_atomic
 from ._spec import spec
+from ._tags import IMAGE_NAME
 from ._version import __version__
 
 PROG = "reve-remix"
 EXIT_OK, EXIT_API_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEMO_OUTPUT = "reve-remix-demo.png"
 DEMO_PROMPT = "Put {cat} on {sofa}, as a watercolour"
-_IMAGE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")  # the names bind_images accepts
 
 
 class UsageError(Exception):
@@ -318,6 +318,7 @@ def _image_values(images: object) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The ``reve-remix`` parser: one sub-parser per command, each built by its own function."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=f"Remix images with the Reve Remix API ({spec().method} {spec().path}).",
@@ -328,69 +329,95 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         title="commands", metavar="COMMAND", parser_class=_CommandParser
     )
+    shared = _SharedOptions()
+    _add_remix(commands, shared)
+    _add_batch(commands, shared)
+    _add_demo(commands, shared)
+    _add_mock(commands, shared)
+    return parser
 
-    connection = _CommandParser(add_help=False)
-    group = connection.add_argument_group("connection")
-    group.add_argument(
-        "--base-url", metavar="URL", help=f"API base URL (default: ${BASE_URL_ENV} or OneRouter)"
-    )
-    group.add_argument(
-        "--timeout",
-        type=_checked(_config.timeout, float),
-        metavar="SECONDS",
-        help="wait this long for a result",
-    )
-    group.add_argument(
-        "--max-retries",
-        type=_number(int, 0),
-        metavar="N",
-        default=DEFAULT_MAX_RETRIES,
-        help=f"retries of failures that cannot have been billed (default: {DEFAULT_MAX_RETRIES})",
-    )
-    generation = _CommandParser(add_help=False)
-    group = generation.add_argument_group("generation")
-    ratios = spec().aspect_ratios
-    ratio_help = f"one of {', '.join(ratios)}"
-    group.add_argument("--aspect-ratio", choices=ratios, metavar="W:H", help=ratio_help)
-    group.add_argument(
-        "--format",
-        dest="output_format",
-        choices=spec().output_formats,
-        metavar="|".join(sorted(spec().output_formats, reverse=True)),
-        help=_FMT_HELP,
-    )
-    group.add_argument(
-        "--model",
-        type=_checked(check_model),
-        help="model name (default: reve-remix-image-to-image)",
-    )
-    group.add_argument(
-        "--fit",
-        action="store_true",
-        help="re-encode local images that are too large or in an unsupported format (needs Pillow)",
-    )
-    debug = _CommandParser(add_help=False)
-    debug.add_argument("--debug", action="store_true", help="show tracebacks and the debug log")
+
+_Commands: TypeAlias = "argparse._SubParsersAction[_CommandParser]"
+
+
+class _SharedOptions:
+    """The option groups several commands share, each defined once: ``connection`` (where and
+    how to call the API), ``generation`` (what to ask for) and ``--debug`` (every command)."""
+
+    def __init__(self) -> None:
+        self.connection = _CommandParser(add_help=False)
+        group = self.connection.add_argument_group("connection")
+        group.add_argument(
+            "--base-url",
+            metavar="URL",
+            help=f"API base URL (default: ${BASE_URL_ENV} or OneRouter)",
+        )
+        group.add_argument(
+            "--timeout",
+            type=_checked(_config.timeout, float),
+            metavar="SECONDS",
+            help="wait this long for a result",
+        )
+        group.add_argument(
+            "--max-retries",
+            type=_number(int, 0),
+            metavar="N",
+            default=DEFAULT_MAX_RETRIES,
+            help="retries of failures that cannot have been billed "
+            f"(default: {DEFAULT_MAX_RETRIES})",
+        )
+        self.generation = _CommandParser(add_help=False)
+        group = self.generation.add_argument_group("generation")
+        ratios = spec().aspect_ratios
+        group.add_argument(
+            "--aspect-ratio", choices=ratios, metavar="W:H", help=f"one of {', '.join(ratios)}"
+        )
+        group.add_argument(
+            "--format",
+            dest="output_format",
+            choices=spec().output_formats,
+            metavar="|".join(sorted(spec().output_formats, reverse=True)),
+            help=_FMT_HELP,
+        )
+        group.add_argument(
+            "--model",
+            type=_checked(check_model),
+            help="model name (default: reve-remix-image-to-image)",
+        )
+        group.add_argument(
+            "--fit",
+            action="store_true",
+            help="re-encode local images that are too large or in an unsupported format "
+            "(needs Pillow)",
+        )
+        self.debug = _CommandParser(add_help=False)
+        self.debug.add_argument(
+            "--debug", action="store_true", help="show tracebacks and the debug log"
+        )
 
     def command(
-        name: str, summary: str, examples: str, *parents: _CommandParser
+        self,
+        commands: _Commands,
+        name: str,
+        summary: str,
+        examples: str,
+        *parents: _CommandParser,
     ) -> argparse.ArgumentParser:
-        sub = commands.add_parser(
+        """Add the command ``name``, with ``parents``' options and ``--debug``."""
+        return commands.add_parser(
             name,
             help=summary,
             description=summary,
             epilog=examples,
-            parents=[*parents, debug],
+            parents=[*parents, self.debug],
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        return sub
 
-    remix = command(
-        "remix",
-        f"Remix {spec().images_text()} images with a prompt and save the result.",
-        _REMIX_EXAMPLES,
-        generation,
-        connection,
+
+def _add_remix(commands: _Commands, shared: _SharedOptions) -> None:
+    summary = f"Remix {spec().images_text()} images with a prompt and save the result."
+    remix = shared.command(
+        commands, "remix", summary, _REMIX_EXAMPLES, shared.generation, shared.connection
     )
     remix.add_argument("prompt", help="what to make; refer to images as <img>N</img> or {name}")
     remix.add_argument(
@@ -410,12 +437,11 @@ def _parser() -> argparse.ArgumentParser:
     remix.add_argument("--json", action="store_true", help="print a JSON object, not the path")
     remix.set_defaults(run=_remix)
 
-    batch = command(
-        "batch",
-        "Run every job of a JSONL file; resumable, never paying twice.",
-        _BATCH_EXAMPLES,
-        generation,
-        connection,
+
+def _add_batch(commands: _Commands, shared: _SharedOptions) -> None:
+    summary = "Run every job of a JSONL file; resumable, never paying twice."
+    batch = shared.command(
+        commands, "batch", summary, _BATCH_EXAMPLES, shared.generation, shared.connection
     )
     batch.add_argument("jobs", metavar="JOBS.jsonl", help="one JSON job per line")
     batch.add_argument("--out", required=True, metavar="DIR", help="folder for images and manifest")
@@ -426,31 +452,29 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_CONCURRENCY,
         help=f"jobs in flight at once (default: {DEFAULT_CONCURRENCY})",
     )
-    batch.add_argument(
-        "--strict", action="store_true", help="stop before sending anything if any line is invalid"
-    )
-    batch.add_argument(
-        "--force", action="store_true", help="overwrite files in DIR that no finished job wrote"
-    )
-    batch.add_argument(
-        "--resend-ambiguous",
-        action="store_true",
-        help="send again the jobs whose last run may have been billed without an answer",
-    )
-    batch.add_argument(
-        "--regenerate-paid",
-        action="store_true",
-        help="generate again (pay again) paid jobs whose image cannot be downloaded",
-    )
+    flags = {
+        "--strict": "stop before sending anything if any line is invalid",
+        "--force": "overwrite files in DIR that no finished job wrote",
+        "--resend-ambiguous": "send again the jobs whose last run may have been billed without "
+        "an answer",
+        "--regenerate-paid": "generate again (pay again) paid jobs whose image cannot be "
+        "downloaded",
+    }
+    for flag, text in flags.items():
+        batch.add_argument(flag, action="store_true", help=text)
     batch.set_defaults(run=_batch)
 
-    demo = command(
-        "demo", "Remix the bundled sample images offline, through the mock server.", _DEMO_EXAMPLES
-    )
+
+def _add_demo(commands: _Commands, shared: _SharedOptions) -> None:
+    summary = "Remix the bundled sample images offline, through the mock server."
+    demo = shared.command(commands, "demo", summary, _DEMO_EXAMPLES)
     demo.add_argument("-o", "--output", default=DEMO_OUTPUT, help=f"default: ./{DEMO_OUTPUT}")
     demo.set_defaults(run=_demo)
 
-    mock = command("mock", "Serve the offline mock API on 127.0.0.1 until Ctrl-C.", _MOCK_EXAMPLES)
+
+def _add_mock(commands: _Commands, shared: _SharedOptions) -> None:
+    summary = "Serve the offline mock API on 127.0.0.1 until Ctrl-C."
+    mock = shared.command(commands, "mock", summary, _MOCK_EXAMPLES)
     mock.add_argument(
         "--port", type=_number(int, 0, 65535), default=0, help="default 0: any free port"
     )
@@ -462,7 +486,6 @@ def _parser() -> argparse.ArgumentParser:
         help="delay each answer",
     )
     mock.set_defaults(run=_mock)
-    return parser
 
 
 class _CommandParser(argparse.ArgumentParser):
@@ -601,7 +624,7 @@ def _remix(args: argparse.Namespace, console: Console) -> int:
             args.prompt,
             images,
             aspect_ratio=args.aspect_ratio,
-            output_format=args.output_format or "url",
+            output_format=args.output_format,
             fit=args.fit,
         )
     image = result.image
@@ -627,7 +650,7 @@ def _parse_images(values: list[str]) -> list[str] | dict[str, str]:
     plain: list[str] = []
     for value in values:
         name, equals, image = value.partition("=")
-        if equals and _IMAGE_NAME.fullmatch(name):
+        if equals and IMAGE_NAME.fullmatch(name):
             if not image:
                 raise UsageError(f"-i {value}: no image after '='; write -i {name}=IMAGE")
             if name in named:
@@ -676,7 +699,7 @@ def _warn_extension(console: Console, path: Path, data: bytes) -> None:
 def _client(args: argparse.Namespace) -> ReveRemix:
     """The client for the connection options, once the key is known to be set."""
     if _config.api_key(None) is None:  # also refuses a malformed key, before anything is read
-        raise UsageError(f"no API key: set the {API_KEY_ENV} environment variable")
+        raise _config.missing_api_key()
     options: dict[str, Any] = {"base_url": args.base_url, "max_retries": args.max_retries}
     if args.model:
         options["model"] = args.model
@@ -692,13 +715,17 @@ def _generate(
     images: Images,
     *,
     aspect_ratio: str | None = None,
-    output_format: str = "url",
+    output_format: str | None = None,
     fit: bool = False,
 ) -> tuple[RemixResult, bytes]:
     """One remix with a live indicator; the result and the image's bytes."""
     with console.status(lambda elapsed, retry: spinner_line(elapsed, "remixing", retry)):
         result = client.remix(
-            prompt, images, aspect_ratio=aspect_ratio, output_format=output_format, fit=fit
+            prompt,
+            images,
+            aspect_ratio=aspect_ratio,
+            output_format=output_format or spec().default_output_format,
+            fit=fit,
         )
         return result, result.read()
 

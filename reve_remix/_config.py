@@ -37,6 +37,16 @@ MAX_TIMEOUT = 86_400.0
 _KEY = re.compile(r"[!-~]+")  # printable ASCII, no space: what a header value can carry as is
 
 
+def missing_api_key(alternative: str = "") -> ValidationError:
+    """The error for a missing key: it names the variable, after ``alternative`` ways to give one.
+
+    Example:
+        >>> print(missing_api_key("pass api_key=... or "))
+        no API key: pass api_key=... or set the ONEROUTER_API_KEY environment variable
+    """
+    return ValidationError(f"no API key: {alternative}set the {API_KEY_ENV} environment variable")
+
+
 def api_key(value: object) -> str | None:
     """The key to send: ``value``, else ``$ONEROUTER_API_KEY``, stripped; ``None`` if missing.
 

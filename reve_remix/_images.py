@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import (
     TYPE_CHECKING,
     BinaryIO,
+    NamedTuple,
     Protocol,
     TypeAlias,
     TypeGuard,
@@ -92,25 +93,33 @@ as a ``data:`` URL; a custom uploader might put it in a bucket and return a sign
 
 _log = logging.getLogger("reve_remix")
 
-# The media types of each format the SDK can send, the first being the one sent; which of them
-# the API accepts is the spec's business (``spec().image_formats``).
-_MEDIA_TYPES: dict[str, tuple[str, ...]] = {
-    "png": ("image/png",),
-    "jpeg": ("image/jpeg", "image/jpg", "image/pjpeg"),
-    "webp": ("image/webp",),
-    "avif": ("image/avif",),
-    "heif": ("image/heif", "image/heic", "image/heif-sequence", "image/heic-sequence"),
+
+class ImageFormat(NamedTuple):
+    """A format ``sniff_format`` knows: its name, its file extension, and the media types the
+    SDK sends it as (the first is the one sent; none: never sent). Which of them the API accepts
+    is the spec's business (``spec().image_formats``)."""
+
+    name: str
+    extension: str
+    media_types: tuple[str, ...] = ()
+
+
+IMAGE_FORMATS = {
+    "png": ImageFormat("PNG", ".png", ("image/png",)),
+    "jpeg": ImageFormat("JPEG", ".jpg", ("image/jpeg", "image/jpg", "image/pjpeg")),
+    "webp": ImageFormat("WebP", ".webp", ("image/webp",)),
+    "avif": ImageFormat("AVIF", ".avif", ("image/avif",)),
+    "heif": ImageFormat(
+        "HEIF", ".heic", ("image/heif", "image/heic", "image/heif-sequence", "image/heic-sequence")
+    ),
+    "gif": ImageFormat("GIF", ".gif"),
+    "bmp": ImageFormat("BMP", ".bmp"),
+    "tiff": ImageFormat("TIFF", ".tiff"),
 }
-_FORMAT_NAMES = {
-    "png": "PNG",
-    "jpeg": "JPEG",
-    "webp": "WebP",
-    "avif": "AVIF",
-    "heif": "HEIF",
-    "gif": "GIF",
-    "bmp": "BMP",
-    "tiff": "TIFF",
-}
+UNKNOWN_EXTENSION = ".bin"
+"""The extension of data no format of ``IMAGE_FORMATS`` recognises."""
+_MEDIA_TYPES = {fmt: known.media_types for fmt, known in IMAGE_FORMATS.items() if known.media_types}
+_FORMAT_NAMES = {fmt: known.name for fmt, known in IMAGE_FORMATS.items()}
 
 _SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "png"),
@@ -227,7 +236,7 @@ def check_image(item: object, label: str, *, fit: bool = False) -> None:
         check_image("cat.png", "image 0")  # None, or ValidationError naming the problem
     """
     path: str | os.PathLike[str] | None = item if isinstance(item, os.PathLike) else None
-    if isinstance(item, str) and _scheme_of(item) not in ("http", "https", "data"):
+    if isinstance(item, str) and url_scheme(item) not in ("http", "https", "data"):
         path = item
     if fit or path is None or _from_path(path, label, fit, peek=True) is None:
         prepare_image(item, label, fit=fit)
@@ -263,7 +272,7 @@ def check_uploaded_url(url: object, label: str) -> str:
         raise ValidationError(
             f"{label}: the uploader returned {_describe(url)}, not an http(s) or data: URL"
         )
-    scheme = _scheme_of(url)
+    scheme = url_scheme(url)
     if scheme in ("http", "https"):
         problem = http_url_problem(url)
         if problem:
@@ -279,6 +288,17 @@ def check_uploaded_url(url: object, label: str) -> str:
     raise ValidationError(
         f"{label}: the uploader returned {_preview(url)}, not an http(s) or data: URL"
     )
+
+
+def image_extension(data: bytes) -> str:
+    """The file extension for image ``data``, sniffed from its bytes (``.bin`` if unknown).
+
+    Example:
+        >>> image_extension(b"\\x89PNG\\r\\n\\x1a\\n...")
+        '.png'
+    """
+    known = IMAGE_FORMATS.get(sniff_format(data) or "")
+    return known.extension if known else UNKNOWN_EXTENSION
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -306,7 +326,7 @@ def sniff_format(data: bytes) -> str | None:
 
 
 def _from_str(item: str, label: str, fit: bool) -> str | LocalImage:
-    scheme = _scheme_of(item)
+    scheme = url_scheme(item)
     if scheme in ("http", "https"):
         problem = http_url_problem(item)
         if problem:
@@ -603,7 +623,8 @@ def _has_alpha(image: PIL.Image.Image) -> bool:
     return "A" in image.getbands() or "transparency" in image.info
 
 
-def _scheme_of(text: str) -> str:
+def url_scheme(text: str) -> str:
+    """The lower-case scheme ``text`` starts with (``""`` for a path, even ``C:\\x.png``)."""
     match = _SCHEME.match(text)
     return match[1].lower() if match else ""
 
@@ -623,7 +644,7 @@ def http_url_problem(url: str) -> str | None:
 
 def _preview(text: str) -> str:
     """``text`` quoted for an error message, shortened, and never spilling inline image data."""
-    if _scheme_of(text) == "data":
+    if url_scheme(text) == "data":
         header = text.split(",", 1)[0][:_PREVIEW_CHARS]
         return f"'{header},…' ({len(text):,} characters)"
     if len(text) <= _PREVIEW_CHARS:

@@ -29,6 +29,7 @@ words messages use, so that a batch manifest, an exception and a Spark row say t
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -67,6 +68,12 @@ class JobState(StrEnum):
         """Whether the provider may have charged for this job."""
         return self in (JobState.SENT, JobState.PAID, JobState.DONE, JobState.AMBIGUOUS)
 
+
+JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+"""A job's id, in a batch file and in a paid store alike: it names files, so it is short and
+plain."""
+JOB_ID_RULE = '1-128 letters, digits, ".", "_" or "-", starting with a letter or digit'
+"""``JOB_ID`` in words, for error messages."""
 
 # The words every message uses for the two states a user must act on.
 GENERATED_NOT_SAVED = "generated, not saved"

@@ -81,6 +81,8 @@ class Spec:
     image_formats: tuple[str, ...]
     aspect_ratios: tuple[str, ...]
     output_formats: tuple[str, ...]
+    default_output_format: str
+    """The ``output_format`` a request asks for when the caller names none (the spec's default)."""
     request_properties: Mapping[str, Mapping[str, Any]] = field(repr=False)
     """Every property schema of the request body, ``$ref`` resolved, by name."""
     response_properties: Mapping[str, Mapping[str, Any]] = field(repr=False)
@@ -138,6 +140,7 @@ def read(document: Mapping[str, Any]) -> Spec:
         image_formats=formats(description, where),
         aspect_ratios=_enum(properties["aspect_ratio"], f"{REQUEST}.aspect_ratio"),
         output_formats=_enum(properties["output_format"], f"{REQUEST}.output_format"),
+        default_output_format=_default(properties["output_format"], f"{REQUEST}.output_format"),
         request_properties=properties,
         response_properties=response,
         image_properties=image,
@@ -298,6 +301,13 @@ def _resolve(document: Mapping[str, Any], schema: Mapping[str, Any]) -> Mapping[
 
 def _enum(schema: Mapping[str, Any], where: str) -> tuple[str, ...]:
     return tuple(str(value) for value in _get(schema, "enum", where, list))
+
+
+def _default(schema: Mapping[str, Any], where: str) -> str:
+    default: str = _get(schema, "default", where, str)
+    if default not in _enum(schema, where):
+        raise SpecError(f"{where}: the default {default!r} is not one of its enum")
+    return default
 
 
 def _get(node: Mapping[str, Any], key: str, where: str, kind: type = Mapping) -> Any:  # noqa: ANN401

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ._batch_file import _ID, image_extension
 from ._exceptions import ValidationError
-from ._lifecycle import MAY_HAVE_BEEN_GENERATED, JobState
+from ._images import image_extension
+from ._lifecycle import JOB_ID, JOB_ID_RULE, MAY_HAVE_BEEN_GENERATED, JobState
 from ._results import write_atomic
 
 CLAIMS = "_claims"
@@ -102,11 +102,8 @@ def row_id(value: object) -> str:
     """
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = str(int(value))
-    if not isinstance(value, str) or not _ID.fullmatch(value):
-        raise ValidationError(
-            'id: expected 1-128 letters, digits, ".", "_" or "-" starting with a letter or digit '
-            f"(or an integer), got {value!r}"
-        )
+    if not isinstance(value, str) or not JOB_ID.fullmatch(value):
+        raise ValidationError(f"id: expected {JOB_ID_RULE} (or an integer), got {value!r}")
     return value
 
 

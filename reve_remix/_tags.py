@@ -106,7 +106,8 @@ _MAX_DIGITS = sys.int_info.str_digits_check_threshold
 _BLANKS = " \t"
 
 _BRACE = re.compile(r"\{\{|\}\}|\{([^{}]*+)\}|[{}]")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*+")
+IMAGE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*+")
+"""The names ``{name}`` placeholders, ``bind_images`` and the CLI's ``-i NAME=IMAGE`` accept."""
 _POSITIONAL = re.compile(r"[0-9]*+")
 _NAME_RULE = "names start with a letter or _ and go on with letters, digits, _ or -"
 
@@ -332,7 +333,7 @@ the images are a list, which names none; pass a mapping of names to images, such
         f" are a list, which names none; pass a mapping of names to images, such as"
         f" {{{match[1]!r}: ...}}"
         for match in _BRACE.finditer(text)
-        if match[1] is not None and _NAME.fullmatch(match[1])
+        if match[1] is not None and IMAGE_NAME.fullmatch(match[1])
     ]
     if problems:
         _fail("prompt", problems)
@@ -408,9 +409,24 @@ def _field_problem(token: str, field: str | None, names: list[str]) -> str:
         return f"lone brace; write {token * 2} for a literal {token}"
     if _POSITIONAL.fullmatch(field):
         return "positional fields are not supported; name the image"
-    if not _NAME.fullmatch(field):
+    if not IMAGE_NAME.fullmatch(field):
         return f"not an image name ({_NAME_RULE}); write {{{{ and }}}} for literal braces"
     return f"no image is named {field!r}; known names: {', '.join(names)}"
+
+
+def strip_tags(text: str, replacement: str = " ") -> str:
+    """``text`` with every tag-like construct (``<img>0</img>``, a stray ``<ref>``) replaced.
+
+    Example:
+        >>> strip_tags("Put <img>0</img> on a <ref>1</ref>!")
+        'Put   on a  !'
+    """
+    pieces: list[str] = []
+    last = 0
+    for tag in _scan(text):
+        pieces += [text[last : tag.start], replacement]
+        last = tag.end
+    return "".join(pieces) + text[last:]
 
 
 def _scan(text: str) -> Iterator[_Tag]:
@@ -546,7 +562,7 @@ def _image_names(images: object) -> list[str]:
     check_image_count(len(images))
     names = list(images)
     for name in names:
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
+        if not isinstance(name, str) or not IMAGE_NAME.fullmatch(name):
             raise ValidationError(f"images: {name!r} is not a usable name; {_NAME_RULE}")
     return names
 

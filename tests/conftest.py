@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+import contextlib
+import io
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+from unittest import mock
 
+import httpx
 import pytest
 
-from reve_remix import AsyncReveRemix, ReveRemix
+from reve_remix import AsyncReveRemix, RemixImage, RemixResult, ReveRemix
+from reve_remix._cli import main
+from reve_remix._config import API_KEY_ENV
 from reve_remix.testing import MockServer
 
 # A user's project with its own pytest.ini, run in its own process by test_user_project.py.
@@ -35,6 +46,105 @@ async def aclient(server: MockServer) -> AsyncIterator[AsyncReveRemix]:
         yield remix_client
 
 
+# --- the sync and async clients as twins ---------------------------------------------------------
+
+_T = TypeVar("_T")
+CLIENT_KINDS = ("sync", "async")
+
+
+class Twin:
+    """A ``ReveRemix`` or an ``AsyncReveRemix`` behind the same blocking calls.
+
+    One test body then checks both twins. The async client lives on an event loop in a thread of
+    its own, so that callers in several threads share one client, as with the sync client.
+    """
+
+    def __init__(self, kind: str, **options: Any) -> None:
+        self.kind = kind
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._http: list[httpx.Client | httpx.AsyncClient] = []
+        if kind == "sync":
+            self.client: ReveRemix | AsyncReveRemix = ReveRemix(**options)
+            return
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+        async def build() -> AsyncReveRemix:  # on the loop that will use it
+            return AsyncReveRemix(**options)
+
+        self.client = self._run(build())
+
+    def _run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def remix(self, *args: Any, **kwargs: Any) -> RemixResult:
+        """``client.remix(...)``, awaited on the async twin."""
+        if isinstance(self.client, AsyncReveRemix):
+            return self._run(self.client.remix(*args, **kwargs))
+        return self.client.remix(*args, **kwargs)
+
+    def call(self, owner: object, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``owner.method(...)``, or ``await owner.amethod(...)`` on the async twin, as the SDK
+        names its twins (``read``/``aread``, ``save``/``asave``, ``download``/``adownload``)."""
+        if self._loop is None:
+            return getattr(owner, method)(*args, **kwargs)
+        return self._run(getattr(owner, f"a{method}")(*args, **kwargs))
+
+    def read(self, result: RemixResult | RemixImage) -> bytes:
+        """The image's bytes: ``result.read()``, or ``await result.aread()`` on the async twin."""
+        result_bytes: bytes = self.call(result, "read")
+        return result_bytes
+
+    def http_client(self, **options: Any) -> httpx.Client | httpx.AsyncClient:
+        """A plain httpx client of this twin's kind (for a ``Downloader``); closed with the twin."""
+        kind = httpx.Client if self._loop is None else httpx.AsyncClient
+        self._http.append(kind(**options))
+        return self._http[-1]
+
+    def close(self) -> None:
+        for http in self._http:
+            if isinstance(http, httpx.AsyncClient):
+                self._run(http.aclose())
+            else:
+                http.close()
+        if isinstance(self.client, AsyncReveRemix):
+            self._run(self.client.aclose())
+        else:
+            self.client.close()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    def __enter__(self) -> Twin:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+@pytest.fixture(params=CLIENT_KINDS)
+def make_twin(request: pytest.FixtureRequest) -> Iterator[Callable[..., Twin]]:
+    """Build clients of one kind (``sync`` or ``async``: each test runs with both); closed after."""
+    made: list[Twin] = []
+
+    def make(**options: Any) -> Twin:
+        made.append(Twin(request.param, **options))
+        return made[-1]
+
+    yield make
+    for twin in made:
+        twin.close()
+
+
+@pytest.fixture
+def twin(make_twin: Callable[..., Twin], server: MockServer) -> Twin:
+    """A client of either kind pointed at ``server``."""
+    return make_twin(api_key=API_KEY, base_url=server.base_url)
+
+
 @pytest.fixture
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """Backoff in milliseconds, so retry tests measure behaviour rather than patience."""
@@ -45,3 +155,60 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+# --- the command line, in this process -------------------------------------------------------
+
+
+class CliRun(NamedTuple):
+    """What ``reve-remix ARGS`` did: its exit code and everything it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@contextlib.contextmanager
+def cli_environment(
+    key: str | None = API_KEY, env: Mapping[str, str] | None = None
+) -> Iterator[None]:
+    """``os.environ`` as a user's shell would have it: no ``REVE_REMIX_*``, ``key`` if given."""
+    environ = {
+        name: value for name, value in os.environ.items() if not name.startswith("REVE_REMIX")
+    }
+    environ.pop(API_KEY_ENV, None)
+    if key is not None:
+        environ[API_KEY_ENV] = key
+    environ.update(env or {})
+    with mock.patch.dict(os.environ, environ, clear=True):
+        yield
+
+
+def run_cli(
+    *args: object,
+    key: str | None = API_KEY,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | str | None = None,
+) -> CliRun:
+    """``reve-remix ARGS`` in this process (``main([...])``), checking the key is never printed.
+
+    stdout is strict UTF-8 and stderr replaces what it cannot encode, as Python's own streams
+    do, so text that a real terminal could not print fails here too.
+    """
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    stderr = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="backslashreplace")
+    with (
+        cli_environment(key, env),
+        contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext(),
+        contextlib.redirect_stdout(stdout),
+        contextlib.redirect_stderr(stderr),
+    ):
+        code = main([str(arg) for arg in args])
+    printed = []
+    for stream in (stdout, stderr):
+        stream.flush()
+        data = stream.buffer.getvalue()  # type: ignore[attr-defined]
+        printed.append(data.decode("utf-8", "surrogateescape"))
+    for output in printed:
+        assert API_KEY not in output
+    return CliRun(code, *printed)

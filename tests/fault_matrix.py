@@ -31,8 +31,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-import httpx
-
 import reve_remix._retry as retry
 from reve_remix import (
     APIConnectionError,
@@ -49,7 +47,6 @@ from reve_remix import (
     PermissionDeniedError,
     RateLimitError,
     RequestTimeoutError,
-    ReveRemix,
     ReveRemixError,
     UnprocessableEntityError,
 )
@@ -57,7 +54,7 @@ from reve_remix._download import DOWNLOAD_MAX_RETRIES, Downloader
 from reve_remix._results import paid_image
 from reve_remix.testing import Fault, MockServer
 
-from .conftest import API_KEY, IMAGE_URL
+from .conftest import API_KEY, IMAGE_URL, Twin
 from .paid_server import DRIP_SECONDS, SLOW_SECONDS, PaidServer
 
 MAX_RETRIES = 2
@@ -265,8 +262,11 @@ def fast_backoff() -> Iterator[None]:
         retry.INITIAL_BACKOFF, retry.MAX_BACKOFF = saved
 
 
-def run(row: Row) -> Outcome:
-    """Play ``row`` against a fresh mock server over loopback and report what happened."""
+def run(row: Row, kind: str = "sync") -> Outcome:
+    """Play ``row`` against a fresh mock server over loopback and report what happened.
+
+    ``kind`` is the client: ``"sync"`` (``ReveRemix``) or ``"async"`` (``AsyncReveRemix``).
+    """
     port = 0 if row.refused_for is None else _free_port()
     server = MockServer(port=port)
     base_url = f"http://127.0.0.1:{port}"
@@ -281,8 +281,9 @@ def run(row: Row) -> Outcome:
     try:
         with (
             fast_backoff(),
-            ReveRemix(
-                API_KEY,
+            Twin(
+                kind,
+                api_key=API_KEY,
                 base_url=base_url,
                 max_retries=row.max_retries,
                 retry_on_ambiguous=row.retry_on_ambiguous,
@@ -424,20 +425,23 @@ def _download_rows() -> list[DownloadRow]:
 DOWNLOAD_ROWS: list[DownloadRow] = _download_rows()
 
 
-def run_download(row: DownloadRow) -> DownloadOutcome:
-    """Remix once against a :class:`PaidServer` playing ``row``, then save the paid image."""
+def run_download(row: DownloadRow, kind: str = "sync") -> DownloadOutcome:
+    """Remix once against a :class:`PaidServer` playing ``row``, then save the paid image.
+
+    ``kind`` is the client, ``"sync"`` or ``"async"``, and the downloader's httpx client with it.
+    """
     error: ImageNotSavedError | None = None
     with (
         fast_backoff(),
         PaidServer(downloads=row.script) as server,
-        ReveRemix(API_KEY, base_url=server.base_url) as client,
-        httpx.Client() as http,
+        Twin(kind, api_key=API_KEY, base_url=server.base_url) as client,
     ):
         result = client.remix("<img>0</img> in the rain", [IMAGE_URL])
-        image = paid_image(Downloader(http, deadline=row.deadline), str(result.image.url), None)
+        downloader = Downloader(client.http_client(), deadline=row.deadline)
+        image = paid_image(downloader, str(result.image.url), None)
         started = time.monotonic()
         try:
-            image.read()
+            client.read(image)
         except ImageNotSavedError as exc:
             error = exc
         elapsed = time.monotonic() - started

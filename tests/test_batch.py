@@ -30,7 +30,7 @@ from reve_remix._batch_file import (
 )
 from reve_remix.testing import Fault, MockServer
 
-from .conftest import API_KEY, IMAGE_URL
+from .conftest import API_KEY, IMAGE_URL, run_cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EDITS = "/v1/images/edits"
@@ -256,7 +256,7 @@ def test_slugs_leave_out_image_tags():
     assert slugify("ünïcödé " + "word " * 20, max_length=20) == "unicode-word-word"
 
 
-# --- reve-remix batch, as a subprocess -----------------------------------------------------------
+# --- reve-remix batch: in this process, and as a process to kill -------------------------------
 
 
 def cli_env():
@@ -272,11 +272,11 @@ def batch_command(server, jobs_file, out_dir, *extra):
     ]
 
 
-def run_batch(server, jobs_file, out_dir, *extra):
-    command = batch_command(server, jobs_file, out_dir, *extra)
-    completed = subprocess.run(command, capture_output=True, text=True, env=cli_env(), timeout=60)
-    assert API_KEY not in completed.stdout + completed.stderr
-    return completed
+def run_batch(server, jobs_file, out_dir, *extra, key=API_KEY):
+    """``reve-remix batch`` in this process (``run_cli`` checks the key is never printed)."""
+    return run_cli(
+        "batch", jobs_file, "--out", out_dir, "--base-url", server.base_url, *extra, key=key
+    )
 
 
 def write_jobs(path, count, image):
@@ -512,10 +512,7 @@ def test_invalid_lines_are_reported_and_strict_sends_nothing(server, tmp_path, s
 
 def test_batch_without_a_key_sends_nothing(server, tmp_path, sample_png):
     write_jobs(tmp_path / "jobs.jsonl", 2, sample_png)
-    env = cli_env()
-    del env["ONEROUTER_API_KEY"]
-    command = batch_command(server, tmp_path / "jobs.jsonl", tmp_path / "out")
-    completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    completed = run_batch(server, tmp_path / "jobs.jsonl", tmp_path / "out", key=None)
     assert completed.returncode == 2
     assert "ONEROUTER_API_KEY" in completed.stderr
     assert not server.requests

@@ -1,4 +1,8 @@
-"""The ``reve-remix`` command line, run as a user runs it: a subprocess against the mock server."""
+"""The ``reve-remix`` command line against the mock server.
+
+Most tests call ``main([...])`` in this process (fast, and measured by coverage); a few run a real
+process where only one will do: the console script, Ctrl-C, a terminal, a server until stopped.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from PIL import Image
 from reve_remix._progress import RetryNotices, bar_line, format_duration, spinner_line
 from reve_remix.testing import Fault, MockServer
 
+from . import conftest
 from .conftest import API_KEY, IMAGE_URL
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -42,23 +47,11 @@ def cli_command(*args):
     return [sys.executable, "-m", "reve_remix", *args]
 
 
-def run_cli(*args, cwd, server=None, key=API_KEY, env=None, **popen):
-    """Run ``python -m reve_remix ARGS`` and check that the key shows up nowhere in its output."""
-    command = cli_command(*args)
+def run_cli(*args, cwd, server=None, key=API_KEY, env=None):
+    """``reve-remix ARGS`` in this process, against ``server`` if given (key never printed)."""
     if server is not None:
-        command += ["--base-url", server.base_url]
-    completed = subprocess.run(
-        command,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=env or cli_env(key),
-        timeout=60,
-        **popen,
-    )
-    assert API_KEY not in completed.stdout
-    assert API_KEY not in completed.stderr
-    return completed
+        args = (*args, "--base-url", server.base_url)
+    return conftest.run_cli(*args, cwd=cwd, key=key, env=env)
 
 
 def remix(prompt, options, **kwargs):
@@ -174,6 +167,9 @@ def test_missing_key_names_the_variable_and_sends_nothing(server, workdir):
         (402, "out of credits"),
         (413, "each image must be less than 1.5 MB (1,500,000 bytes); the largest here is cat.png"),
         (503, "try again in a moment"),
+        (403, "this key may not do this: check its permissions and the --model"),
+        (404, "check --base-url (or REVE_REMIX_BASE_URL) and --model"),
+        (429, "still rate limited after retrying"),
     ],
 )
 def test_api_errors_are_one_line_with_a_hint(server, workdir, status, hint):
@@ -186,6 +182,38 @@ def test_api_errors_are_one_line_with_a_hint(server, workdir, status, hint):
     assert hint in line
     assert "(request id req_" in line
     assert completed.stdout == ""
+
+
+def test_an_answer_that_breaks_the_spec_asks_for_a_report(server, workdir):
+    server.enqueue(Fault(status=200, body=b"[]", headers={"Content-Type": "application/json"}))
+    completed = remix("<img>0</img> x", "-i cat.png", cwd=workdir, server=server)
+    assert completed.returncode == 1
+    [line] = completed.stderr.splitlines()
+    assert line.endswith("please report it with the request id")
+
+
+def test_an_extension_that_is_not_the_images_format_gets_a_warning(server, workdir):
+    completed = remix("<img>0</img> x", "-i cat.png -o out.jpg", cwd=workdir, server=server)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr == "reve-remix: warning: out.jpg holds PNG data\n"
+    assert (workdir / "out.jpg").read_bytes().startswith(PNG_SIGNATURE)  # saved where asked
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["batch", "jobs.jsonl", "--out", "o", "--concurrency", "x"], "not a number: 'x'"),
+        (["batch", "jobs.jsonl", "--out", "o", "--concurrency", "0"], "must be at least 1, got 0"),
+        (["mock", "--latency", "nan"], "must be a finite number, got nan"),
+        (["mock", "--port", "70000"], "must be at least 0 and at most 65535, got 70000"),
+        (["remix", "x", "-i", "a.png", "--timeout", "soon"], "not a number: 'soon'"),
+    ],
+)
+def test_numbers_are_checked_by_the_parser(tmp_path, args, message):
+    completed = run_cli(*args, cwd=tmp_path)
+    assert completed.returncode == 2
+    assert message in completed.stderr
+    assert completed.stderr.startswith(f"usage: reve-remix {args[0]} ")  # the command's usage
 
 
 def test_debug_shows_the_traceback_but_never_the_key(server, workdir):
@@ -311,12 +339,12 @@ def test_demo_runs_offline_without_a_key_and_can_run_again(tmp_path):
         image.load()
 
 
-def test_demo_without_jsonschema_says_what_to_install(tmp_path):
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    (shim / "jsonschema.py").write_text("raise ImportError('No module named jsonschema')\n")
-    env = cli_env(key=None, PYTHONPATH=str(shim))
-    completed = run_cli("demo", cwd=tmp_path, env=env)
+def test_demo_without_jsonschema_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "jsonschema", None)  # None: "import jsonschema" fails
+    for name in [name for name in sys.modules if name.startswith("reve_remix.testing")]:
+        monkeypatch.delitem(sys.modules, name)  # imported afresh, as in a process without it
+    monkeypatch.delattr("reve_remix.testing", raising=False)
+    completed = run_cli("demo", cwd=tmp_path, key=None)
     assert completed.returncode == 2
     assert completed.stderr.splitlines() == [
         "reve-remix: error: the mock server needs jsonschema, which is not installed: "
@@ -382,11 +410,18 @@ def test_the_console_script_and_usage_errors(tmp_path):
     version = subprocess.run([script, "--version"], capture_output=True, text=True, check=False)
     assert version.returncode == 0
     assert version.stdout.startswith("reve-remix ")
+    completed = subprocess.run([script, "remix"], capture_output=True, text=True, check=False)
+    assert completed.returncode == 2
+    assert "the following arguments are required: prompt, -i/--image" in completed.stderr
+
+
+def test_usage_errors_exit_2(tmp_path):
     no_command = run_cli(cwd=tmp_path)
     assert no_command.returncode == 2
     assert "usage: reve-remix" in no_command.stderr
     unknown = run_cli("paint", cwd=tmp_path)
     assert unknown.returncode == 2
+    assert "invalid choice: 'paint'" in unknown.stderr
 
 
 # --- the indicator's text (pure functions) -------------------------------------------------------

@@ -26,7 +26,7 @@ from reve_remix import APIResponseValidationError, ReveRemix
 from reve_remix._client import DEFAULT_BASE_URL, DEFAULT_MODEL
 from reve_remix._download import Downloader
 from reve_remix._results import parse_response
-from reve_remix._spec import spec
+from reve_remix._spec import SpecError, read, spec
 
 from .conftest import API_KEY
 
@@ -120,6 +120,15 @@ def test_aspect_ratios_are_exactly_the_vendor_prose_list():
 
 def test_output_formats_are_exactly_the_vendor_enum():
     assert set(spec().output_formats) == set(REQUEST_SCHEMA["properties"]["output_format"]["enum"])
+
+
+def test_the_default_output_format_is_the_specs_and_a_default_outside_the_enum_is_refused():
+    assert spec().default_output_format == REQUEST_SCHEMA["properties"]["output_format"]["default"]
+    corrected = json.loads((ROOT / "openapi" / "corrected.openapi.json").read_bytes())
+    schemas = corrected["components"]["schemas"]
+    schemas["RemixRequest"]["properties"]["output_format"] = {"enum": ["url"], "default": "png"}
+    with pytest.raises(SpecError, match="the default 'png' is not one of its enum"):
+        read(corrected)
 
 
 @pytest.mark.parametrize("bad", ["21:9", "16/9", "", "1:1 ", 1.5])

@@ -4,7 +4,8 @@ The matrix (``tests/test_fault_matrix.py``) plays every retryable and final stat
 refused, dropped, slow and truncated connections under both retry policies. These tests check
 what a matrix row does not: error messages and envelopes, schema-breaking bodies, and the
 cooldown a 429 puts on every caller of a client. Each counts the requests the mock server saw,
-because a request the server saw is a generation that may have been billed.
+because a request the server saw is a generation that may have been billed. Each test that calls a
+client runs twice, on ``ReveRemix`` and on ``AsyncReveRemix`` (the ``twin`` fixtures).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from reve_remix import (
     APIConnectionError,
     APIResponseValidationError,
     APIStatusError,
-    AsyncReveRemix,
     AuthenticationError,
     BadRequestError,
     ContentPolicyError,
@@ -35,12 +35,12 @@ from reve_remix import (
 from reve_remix._retry import SteadyRate
 from reve_remix.testing import Fault, MockServer
 
-from .conftest import API_KEY, IMAGE_URL
+from .conftest import API_KEY, IMAGE_URL, Twin
 
 pytestmark = pytest.mark.usefixtures("fast_backoff")
 
 
-def remix(client: ReveRemix) -> object:
+def remix(client: ReveRemix | Twin) -> object:
     return client.remix("<img>0</img> in the rain", [IMAGE_URL])
 
 
@@ -51,26 +51,26 @@ def posts(server: MockServer) -> int:
 # --- connections and Retry-After ----------------------------------------------------------
 
 
-def test_connection_refused_gives_up_with_a_connection_error():
+def test_connection_refused_gives_up_with_a_connection_error(make_twin):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with ReveRemix(API_KEY, base_url=f"http://127.0.0.1:{port}", max_retries=1) as client:
-        with pytest.raises(APIConnectionError, match="ConnectError"):
-            remix(client)
+    client = make_twin(api_key=API_KEY, base_url=f"http://127.0.0.1:{port}", max_retries=1)
+    with pytest.raises(APIConnectionError, match="ConnectError"):
+        remix(client)
 
 
-def test_rate_limit_holds_back_other_callers_of_the_same_client(server, client):
+def test_rate_limit_holds_back_other_callers_of_the_same_client(server, twin):
     """One 429 holds the whole client, so concurrent callers do not hammer the API."""
     server.enqueue(Fault(status=429, headers={"Retry-After": "1"}))
-    first = threading.Thread(target=remix, args=(client,))
+    first = threading.Thread(target=remix, args=(twin,))
     first.start()
     deadline = time.monotonic() + 5
     while posts(server) < 1 and time.monotonic() < deadline:
         time.sleep(0.005)
     time.sleep(0.05)  # the 429 has been answered and read by now
     started = time.monotonic()
-    assert remix(client)  # a second caller, sent after the 429: it waits out the cooldown
+    assert remix(twin)  # a second caller, sent after the 429: it waits out the cooldown
     assert time.monotonic() - started >= 0.8
     first.join()
     assert posts(server) == 3
@@ -96,10 +96,10 @@ def test_rate_limit_holds_back_other_callers_of_the_same_client(server, client):
         b'{"created": 99999999999999999999, "data": []}',
     ],
 )
-def test_2xx_body_that_breaks_the_schema_is_a_response_validation_error(server, client, body):
+def test_2xx_body_that_breaks_the_schema_is_a_response_validation_error(server, twin, body):
     server.enqueue(Fault(status=200, body=body, headers={"Content-Type": "application/json"}))
     with pytest.raises(APIResponseValidationError) as info:
-        remix(client)
+        remix(twin)
     assert info.value.status_code == 200
     assert info.value.request_id
     assert posts(server) == 1
@@ -122,7 +122,7 @@ def test_2xx_body_that_breaks_the_schema_is_a_response_validation_error(server, 
         (501, InternalServerError),
     ],
 )
-def test_each_status_raises_its_class_with_the_envelope(server, client, status, exc_type):
+def test_each_status_raises_its_class_with_the_envelope(server, twin, status, exc_type):
     envelope = {
         "error": {
             "message": "it went wrong",
@@ -133,7 +133,7 @@ def test_each_status_raises_its_class_with_the_envelope(server, client, status, 
     }
     server.enqueue(Fault(status=status, body=envelope))
     with pytest.raises(exc_type) as info:
-        remix(client)
+        remix(twin)
     exc = info.value
     assert type(exc) is exc_type
     assert exc.status_code == status
@@ -146,18 +146,18 @@ def test_each_status_raises_its_class_with_the_envelope(server, client, status, 
     assert posts(server) == 1
 
 
-def test_403_with_a_moderation_type_is_a_content_policy_error(server, client):
+def test_403_with_a_moderation_type_is_a_content_policy_error(server, twin):
     server.enqueue(Fault(status=403, body={"error": {"message": "flagged", "type": "moderation"}}))
     with pytest.raises(ContentPolicyError) as info:
-        remix(client)
+        remix(twin)
     assert isinstance(info.value, PermissionDeniedError)
 
 
 @pytest.mark.parametrize("body", [b"Bad Gateway", b"", b"[1, 2]", b'{"error": "nope"}'])
-def test_a_status_without_the_envelope_still_gets_the_right_class(server, client, body):
+def test_a_status_without_the_envelope_still_gets_the_right_class(server, twin, body):
     server.enqueue(Fault(status=400, body=body))
     with pytest.raises(BadRequestError) as info:
-        remix(client)
+        remix(twin)
     assert info.value.status_code == 400
 
 
@@ -173,12 +173,12 @@ def test_invalid_request_reaching_the_mock_is_a_422_naming_the_violation(server)
     assert "image_urls" in response.json()["error"]["message"]
 
 
-def test_a_server_echoing_the_key_does_not_get_it_into_the_exception(server, client):
+def test_a_server_echoing_the_key_does_not_get_it_into_the_exception(server, twin):
     server.enqueue(
         Fault(status=401, body={"error": {"message": f"invalid key {API_KEY}", "type": API_KEY}})
     )
     with pytest.raises(AuthenticationError) as info:
-        remix(client)
+        remix(twin)
     exc = info.value
     assert "invalid key <redacted>" in str(exc)
     assert API_KEY not in str(exc)
@@ -204,25 +204,14 @@ class RecordingLimiter:
         self.rate_limited.append(seconds)
 
 
-def test_a_rate_limiter_is_consulted_before_every_attempt_and_told_of_each_429(server):
+def test_a_rate_limiter_is_consulted_before_every_attempt_and_told_of_each_429(server, make_twin):
     server.enqueue(Fault(status=429, headers={"Retry-After": "0.05"}), Fault(status=503))
     limiter = RecordingLimiter()
-    with ReveRemix(API_KEY, base_url=server.base_url, rate_limiter=limiter) as client:
-        assert remix(client)
+    client = make_twin(api_key=API_KEY, base_url=server.base_url, rate_limiter=limiter)
+    assert remix(client)
     assert posts(server) == 3
     assert limiter.reservations == 3  # the first attempt and both retries
     assert limiter.rate_limited == [0.05]  # the 503 is not a rate limit
-
-
-@pytest.mark.anyio
-async def test_the_async_client_consults_the_same_rate_limiter(server):
-    server.enqueue(Fault(status=429, headers={"Retry-After": "0.05"}))
-    limiter = RecordingLimiter()
-    async with AsyncReveRemix(API_KEY, base_url=server.base_url, rate_limiter=limiter) as client:
-        assert await client.remix("<img>0</img> in the rain", [IMAGE_URL])
-    assert posts(server) == 2
-    assert limiter.reservations == 2
-    assert limiter.rate_limited == [0.05]
 
 
 def test_a_shared_steady_rate_paces_two_clients_together(server):

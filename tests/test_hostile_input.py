@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import logging
 import os
@@ -30,10 +29,9 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from reve_remix import AsyncReveRemix, ReveRemix, ReveRemixError, ValidationError
-from reve_remix._cli import main
 from reve_remix.testing import Fault, MockServer
 
-from .conftest import API_KEY, IMAGE_URL
+from .conftest import API_KEY, IMAGE_URL, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "reve_remix" / "_samples"
@@ -56,37 +54,9 @@ def in_a_scratch_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.chdir(tmp_path)
 
 
-@contextlib.contextmanager
-def key_in_environment(key: str | None = API_KEY) -> Iterator[None]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("REVE_REMIX")}
-    env.pop("ONEROUTER_API_KEY", None)
-    if key is not None:
-        env["ONEROUTER_API_KEY"] = as_in_environment(key)
-    with mock.patch.dict(os.environ, env, clear=True):
-        yield
-
-
 def cli(*args: str, key: str | None = API_KEY) -> tuple[int, str, str]:
-    """``reve-remix ARGS`` in this process: exit code, stdout and stderr.
-
-    stdout is strict UTF-8 and stderr replaces what it cannot encode, as Python's own streams
-    do, so text that a real terminal could not print fails here too.
-    """
-    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
-    stderr = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="backslashreplace")
-    with (
-        key_in_environment(key),
-        contextlib.redirect_stdout(stdout),
-        contextlib.redirect_stderr(stderr),
-    ):
-        code = main(list(args))
-    streams = []
-    for stream in (stdout, stderr):
-        stream.flush()
-        data = stream.buffer.getvalue()  # type: ignore[attr-defined]
-        streams.append(data.decode("utf-8", "surrogateescape"))
-    assert API_KEY not in streams[0] + streams[1]
-    return code, streams[0], streams[1]
+    """``reve-remix ARGS`` in this process, the key as the environment would hold it."""
+    return run_cli(*args, key=None if key is None else as_in_environment(key))
 
 
 def error_lines(stderr: str) -> list[str]:

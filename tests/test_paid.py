@@ -28,11 +28,10 @@ from reve_remix import (
     ReveRemixError,
 )
 from reve_remix._batch_file import ManifestRecord
-from reve_remix._cli import main
 from reve_remix._download import DOWNLOAD_MAX_RETRIES, Downloader
 from reve_remix._results import parse_response
 
-from .conftest import API_KEY, IMAGE_URL
+from .conftest import API_KEY, IMAGE_URL, run_cli
 from .paid_server import PaidServer
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -43,13 +42,6 @@ PROMPT = "<img>0</img> in the rain"
 def key_and_fast_backoff(monkeypatch, fast_backoff):
     monkeypatch.setenv("ONEROUTER_API_KEY", API_KEY)
     monkeypatch.delenv("REVE_REMIX_BASE_URL", raising=False)
-
-
-def cli(capsys, *argv):
-    code = main([str(arg) for arg in argv])
-    out, err = capsys.readouterr()
-    assert API_KEY not in out + err
-    return code, out, err
 
 
 def write_jobs(path, lines):
@@ -70,18 +62,19 @@ def latest(out_dir):
     return {record.id: record for record in records(out_dir)}
 
 
-def batch(capsys, server, jobs_file, out_dir, *extra):
-    return cli(capsys, "batch", jobs_file, "--out", out_dir, "--base-url", server.base_url, *extra)
+def batch(server, jobs_file, out_dir, *extra):
+    """``reve-remix batch`` in this process (``run_cli`` checks the key is never printed)."""
+    return run_cli("batch", jobs_file, "--out", out_dir, "--base-url", server.base_url, *extra)
 
 
 # --- 1. a download that fails is paid, not failed; the resume downloads, never generates ---------
 
 
-def test_defect_1_a_failed_download_is_recorded_paid_and_resumed_without_paying(capsys, tmp_path):
+def test_defect_1_a_failed_download_is_recorded_paid_and_resumed_without_paying(tmp_path):
     jobs = write_jobs(tmp_path / "jobs.jsonl", [job_line(0, id="a"), job_line(1, id="b")])
     out = tmp_path / "out"
     with PaidServer(downloads=lambda rng: "503") as server:
-        code, _, err = batch(capsys, server, jobs, out, "--concurrency", "1")
+        code, _, err = batch(server, jobs, out, "--concurrency", "1")
         assert server.gets == 2 * (1 + DOWNLOAD_MAX_RETRIES)  # each download retried
         assert server.generations == 2
     assert code == 1
@@ -97,7 +90,7 @@ def test_defect_1_a_failed_download_is_recorded_paid_and_resumed_without_paying(
         for record in latest(out).values():
             healthy.image_for(f"<img>0</img> job {'ab'.index(record.id)}")
         rewrite_urls(out, healthy.base_url)
-        code, stdout, err = batch(capsys, healthy, jobs, out)
+        code, stdout, err = batch(healthy, jobs, out)
         assert healthy.generations == 0  # nothing generated again
         assert healthy.gets == 2
     assert code == 0, err
@@ -148,7 +141,7 @@ def test_defect_2_sigkill_during_the_download_leaves_it_paid_and_the_resume_down
 # --- 3. two jobs, one file ----------------------------------------------------------------------
 
 
-def test_defect_3_jobs_sharing_a_target_are_refused_naming_both_lines(capsys, tmp_path):
+def test_defect_3_jobs_sharing_a_target_are_refused_naming_both_lines(tmp_path):
     lines = [
         job_line(0, id="cat"),
         job_line(1, output="cat.png"),
@@ -159,25 +152,25 @@ def test_defect_3_jobs_sharing_a_target_are_refused_naming_both_lines(capsys, tm
     jobs = write_jobs(tmp_path / "jobs.jsonl", lines)
     out = tmp_path / "out"
     with PaidServer() as server:
-        code, _, err = batch(capsys, server, jobs, out, "--strict")
+        code, _, err = batch(server, jobs, out, "--strict")
         assert (code, server.generations) == (2, 0)
         assert "line 2: saves to the same file as line 1" in err
         assert "line 4: saves to the same file as line 3" in err
-        code, _, err = batch(capsys, server, jobs, out)
+        code, _, err = batch(server, jobs, out)
         assert code == 1
         assert server.generations == 3  # lines 1, 3 and 5; never the clashing 2 and 4
     assert sorted(path.name for path in out.glob("*.png")) == ["cat.png", "dog.png", "fine.png"]
     assert {record.line for record in records(out)} == {1, 3, 5}
 
 
-def test_a_target_through_a_symlink_out_of_the_folder_is_refused(capsys, tmp_path):
+def test_a_target_through_a_symlink_out_of_the_folder_is_refused(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (tmp_path / "elsewhere").mkdir()
     (out / "sub").symlink_to(tmp_path / "elsewhere")
     jobs = write_jobs(tmp_path / "jobs.jsonl", [job_line(0, output="sub/x.png")])
     with PaidServer() as server:
-        code, _, err = batch(capsys, server, jobs, out, "--strict")
+        code, _, err = batch(server, jobs, out, "--strict")
         assert server.generations == 0
     assert code == 2
     assert "leads outside" in err
@@ -187,11 +180,11 @@ def test_a_target_through_a_symlink_out_of_the_folder_is_refused(capsys, tmp_pat
 
 
 @pytest.mark.parametrize("option", ["afile/out.png", "afile/sub/"])
-def test_defect_4_remix_checks_the_output_before_paying(capsys, tmp_path, option):
+def test_defect_4_remix_checks_the_output_before_paying(tmp_path, option):
     (tmp_path / "afile").write_text("a file, not a folder")
     with PaidServer() as server:
-        code, _, err = cli(
-            capsys, "remix", PROMPT, "-i", IMAGE_URL, "-o", tmp_path / option,
+        code, _, err = run_cli(
+            "remix", PROMPT, "-i", IMAGE_URL, "-o", tmp_path / option,
             "--base-url", server.base_url,
         )  # fmt: skip
         assert server.generations == 0
@@ -199,28 +192,29 @@ def test_defect_4_remix_checks_the_output_before_paying(capsys, tmp_path, option
     assert "is a file, not a folder; nothing was sent" in err
 
 
-def test_defect_4_batch_checks_out_and_the_manifest_before_paying(capsys, tmp_path):
+def test_defect_4_batch_checks_out_and_the_manifest_before_paying(tmp_path):
     jobs = write_jobs(tmp_path / "jobs.jsonl", [job_line(0)])
     (tmp_path / "afile").write_text("a file")
     blocked = tmp_path / "out"
     (blocked / "manifest.jsonl").mkdir(parents=True)  # the manifest cannot be opened
     with PaidServer() as server:
-        code, _, err = batch(capsys, server, jobs, tmp_path / "afile" / "out")
+        code, _, err = batch(server, jobs, tmp_path / "afile" / "out")
         assert code == 2
         assert "is a file, not a folder" in err
-        code, _, err = batch(capsys, server, jobs, blocked)
+        code, _, err = batch(server, jobs, blocked)
         assert code == 2
         assert "cannot write the manifest" in err
         assert "nothing was sent" in err
         assert server.generations == 0
 
 
-def test_a_save_that_fails_after_the_200_names_the_request_and_url(tmp_path):
+def test_a_save_that_fails_after_the_200_names_the_request_and_url(tmp_path, make_twin):
     (tmp_path / "afile").write_text("a file")
-    with PaidServer() as server, ReveRemix(API_KEY, base_url=server.base_url) as client:
+    with PaidServer() as server:
+        client = make_twin(api_key=API_KEY, base_url=server.base_url)
         result = client.remix(PROMPT, [IMAGE_URL])
         with pytest.raises(ImageNotSavedError) as info:
-            result.save(tmp_path / "afile" / "out.png")
+            client.call(result, "save", tmp_path / "afile" / "out.png")
     error = info.value
     assert str(error).startswith(
         f"the image was generated (request id {result.request_id}, url {result.image.url}) "
@@ -280,22 +274,22 @@ def test_results_keep_no_response(tmp_path):
     assert result.image.url == "https://a/b.png"
 
 
-def test_defect_5_batch_records_an_unreadable_200_as_paid_and_holds_it(capsys, tmp_path):
+def test_defect_5_batch_records_an_unreadable_200_as_paid_and_holds_it(tmp_path):
     jobs = write_jobs(tmp_path / "jobs.jsonl", [job_line(0, id="x")])
     out = tmp_path / "out"
     with PaidServer(post_body=b"<html>oops</html>") as server:
-        code, _, err = batch(capsys, server, jobs, out)
+        code, _, err = batch(server, jobs, out)
         assert code == 1
         [*_, record] = records(out)
         assert record.status == "paid"
         assert record.body == "<html>oops</html>"
-        code, _, err = batch(capsys, server, jobs, out)  # a plain resume: not paid again
+        code, _, err = batch(server, jobs, out)  # a plain resume: not paid again
         assert code == 1
         assert "held x (line 1)" in err
         assert "--regenerate-paid" in err
         assert server.generations == 1
         server.post_body = None
-        code, _, err = batch(capsys, server, jobs, out, "--regenerate-paid")
+        code, _, err = batch(server, jobs, out, "--regenerate-paid")
         assert code == 0, err
         assert server.generations == 2  # asked for explicitly
 
@@ -304,10 +298,10 @@ def test_defect_5_batch_records_an_unreadable_200_as_paid_and_holds_it(capsys, t
 
 
 @pytest.mark.parametrize("fault", ["html", "empty"])
-def test_defect_6_a_body_that_is_not_an_image_is_never_saved(capsys, tmp_path, fault):
+def test_defect_6_a_body_that_is_not_an_image_is_never_saved(tmp_path, fault):
     with PaidServer(downloads=lambda rng: fault) as server:
-        code, _out, err = cli(
-            capsys, "remix", PROMPT, "-i", IMAGE_URL, "-o", tmp_path / "o.png",
+        code, _out, err = run_cli(
+            "remix", PROMPT, "-i", IMAGE_URL, "-o", tmp_path / "o.png",
             "--base-url", server.base_url,
         )  # fmt: skip
         assert server.gets == 1 + DOWNLOAD_MAX_RETRIES
@@ -319,24 +313,25 @@ def test_defect_6_a_body_that_is_not_an_image_is_never_saved(capsys, tmp_path, f
     assert "--base-url" not in err
 
 
-def test_defect_6_a_redirect_is_followed_without_the_key(capsys, tmp_path):
+def test_defect_6_a_redirect_is_followed_without_the_key(tmp_path, make_twin):
     with PaidServer(downloads=["redirect"]) as server:
-        keyed = httpx.Client(headers={"Authorization": f"Bearer {API_KEY}"})
-        with ReveRemix(API_KEY, base_url=server.base_url, http_client=keyed) as client:
-            client.remix(PROMPT, [IMAGE_URL]).save(tmp_path / "o.png")
-        keyed.close()
+        plain = make_twin(api_key=API_KEY)  # only to make the keyed httpx client of its kind
+        keyed = plain.http_client(headers={"Authorization": f"Bearer {API_KEY}"})
+        client = make_twin(api_key=API_KEY, base_url=server.base_url, http_client=keyed)
+        client.call(client.remix(PROMPT, [IMAGE_URL]), "save", tmp_path / "o.png")
         gets = [headers for method, _, headers in server.headers if method == "GET"]
     assert (tmp_path / "o.png").read_bytes().startswith(PNG)
     assert len(gets) == 2  # the 302, then the file
     assert all("Authorization" not in headers for headers in gets)
 
 
-def test_a_drip_ends_at_the_deadline_not_never():
+def test_a_drip_ends_at_the_deadline_not_never(make_twin):
     with PaidServer(downloads=lambda rng: "slow") as server:
-        downloader = Downloader(httpx.Client(), max_retries=5, deadline=0.5)
+        twin = make_twin(api_key=API_KEY)
+        downloader = Downloader(twin.http_client(), max_retries=5, deadline=0.5)
         started = time.monotonic()
         with pytest.raises(ReveRemixError, match="deadline"):
-            downloader.download(f"{server.base_url}/files/{server.image_for('x')[0]}")
+            twin.call(downloader, "download", f"{server.base_url}/files/{server.image_for('x')[0]}")
         assert time.monotonic() - started < 1.5
         assert server.gets == 1  # no time left for another attempt
 
@@ -365,16 +360,16 @@ def test_defect_7_results_are_read_and_saved_after_the_client_is_closed(tmp_path
 # --- 8. a lone surrogate from the server --------------------------------------------------------
 
 
-def test_defect_8_a_lone_surrogate_in_the_revised_prompt_breaks_nothing(capsys, tmp_path):
+def test_defect_8_a_lone_surrogate_in_the_revised_prompt_breaks_nothing(tmp_path):
     with PaidServer(revised_prompt="cat \ud800 rain") as server:
-        code, out, err = cli(
-            capsys, "remix", PROMPT, "-i", IMAGE_URL, "-o", tmp_path / "o.png", "--json",
+        code, out, err = run_cli(
+            "remix", PROMPT, "-i", IMAGE_URL, "-o", tmp_path / "o.png", "--json",
             "--base-url", server.base_url,
         )  # fmt: skip
         assert code == 0, err
         assert json.loads(out)["revised_prompt"] == "cat \ud800 rain"
         jobs = write_jobs(tmp_path / "jobs.jsonl", [job_line(0, id="s")])
-        code, _, err = batch(capsys, server, jobs, tmp_path / "out")
+        code, _, err = batch(server, jobs, tmp_path / "out")
         assert code == 0, err
     assert latest(tmp_path / "out")["s"].revised_prompt == "cat \ud800 rain"
     assert (tmp_path / "out" / "s.png").read_bytes().startswith(PNG)
@@ -394,7 +389,7 @@ def test_the_batches_guide_examples_run():
         exec(compile(example, str(guide), "exec"), {})
 
 
-def test_a_run_removes_the_temporary_files_a_killed_run_left(capsys, tmp_path):
+def test_a_run_removes_the_temporary_files_a_killed_run_left(tmp_path):
     out = tmp_path / "out"
     (out / "sub").mkdir(parents=True)
     stale = [out / ".a.png.0123456789ab.part", out / "sub" / ".b.jpg.abcdef012345.part"]
@@ -403,27 +398,19 @@ def test_a_run_removes_the_temporary_files_a_killed_run_left(capsys, tmp_path):
         path.write_bytes(b"half an image")
     jobs = write_jobs(tmp_path / "jobs.jsonl", [job_line(0, id="a")])
     with PaidServer() as server:
-        code, _, err = batch(capsys, server, jobs, out)
+        code, _, err = batch(server, jobs, out)
     assert code == 0, err
     assert not any(path.exists() for path in stale)
     assert all(path.exists() for path in kept)
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
-def test_sync_and_async_downloads_retry_the_same_way(mode):
+def test_sync_and_async_downloads_retry_the_same_way(make_twin):
     script = ["503", "drop", "truncate", "redirect"]  # three retries, then a redirect to the file
     with PaidServer(downloads=script) as server:
         name, png = server.image_for("x")
-        url = f"{server.base_url}/files/{name}"
-        if mode == "sync":
-            with httpx.Client() as http:
-                data = Downloader(http).download(url)
-        else:
-
-            async def fetch():
-                async with httpx.AsyncClient() as http:
-                    return await Downloader(http).adownload(url)
-
-            data = asyncio.run(fetch())
+        twin = make_twin(api_key=API_KEY)
+        data = twin.call(
+            Downloader(twin.http_client()), "download", f"{server.base_url}/files/{name}"
+        )
         assert server.gets == 5
     assert data == png

@@ -12,10 +12,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import socket
-import subprocess
-import sys
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +27,7 @@ from reve_remix._images import prepare_image
 from reve_remix._redact import redact
 from reve_remix.testing import Fault, MockServer
 
+from . import conftest
 from .conftest import API_KEY, IMAGE_URL
 
 PROMPT = "<img>0</img> in the rain"
@@ -274,20 +272,10 @@ def test_a_result_on_the_api_host_is_fetched_without_the_key_too(server: MockSer
 # --- the command line ------------------------------------------------------------------------
 
 
-def run_cli(*args: str, cwd: Path, key: str = API_KEY) -> subprocess.CompletedProcess[str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("REVE_REMIX")}
-    env["ONEROUTER_API_KEY"] = key
-    completed = subprocess.run(
-        [sys.executable, "-m", "reve_remix", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def run_cli(*args: str, cwd: Path, key: str = API_KEY) -> conftest.CliRun:
+    """``reve-remix ARGS`` in this process; conftest.run_cli checks the key is never printed."""
+    completed = conftest.run_cli(*args, cwd=cwd, key=key)
     for output in (completed.stdout, completed.stderr):
-        assert API_KEY not in output
         assert REDACTED not in output  # the last-resort redaction never had to step in
     return completed
 

@@ -71,8 +71,8 @@ def run_step(tree, spec, tmp_path) -> tuple[subprocess.CompletedProcess[str], di
     outputs = runner_temp / "outputs"
     outputs.touch()
     (tree / ".venv").symlink_to(ROOT / ".venv")
-    env = {
-        **os.environ,
+    env = {  # not this run's PYTEST_* options (.ci/run's coverage floor is for this tree)
+        **{name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")},
         "RUNNER_TEMP": str(runner_temp),
         "GITHUB_OUTPUT": str(outputs),
         # The copy's facade and generated client, not the project's (installed editable).

@@ -397,7 +397,7 @@ class MockServer:
         digest = hashlib.sha256(canonical).digest()
         png = gradient_png(*_size(payload.get("aspect_ratio")), seed=digest)
         item = {"revised_prompt": _IMG_TAG.sub(r"image \1", payload["prompt"])}
-        if payload.get("output_format", "url") == "b64_json":
+        if payload.get("output_format") == "b64_json":  # anything else: a url (the default)
             item["b64_json"] = base64.b64encode(png).decode("ascii")
         else:
             name = f"{digest.hex()}.png"

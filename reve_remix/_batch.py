@@ -80,15 +80,7 @@ class RemixJob:
             raise ValidationError(
                 f"job: expected a RemixJob or a mapping, got {type(job).__name__}"
             )
-        unknown = sorted(str(key) for key in job if key not in _JOB_FIELDS)
-        if unknown:
-            raise ValidationError(
-                f"job: unknown key(s) {', '.join(map(repr, unknown))}; "
-                f"expected some of {', '.join(_JOB_FIELDS)}"
-            )
-        missing = [key for key in ("prompt", "images") if key not in job]
-        if missing:
-            raise ValidationError(f"job: missing {' and '.join(map(repr, missing))}")
+        check_job_keys(job, "job: ")
         return cls(**job)
 
     def arguments(self) -> dict[str, Any]:
@@ -107,7 +99,39 @@ class RemixJob:
         }
 
 
-_JOB_FIELDS = tuple(field.name for field in dataclasses.fields(RemixJob))
+JOB_FIELDS = tuple(field.name for field in dataclasses.fields(RemixJob))
+"""The keys a job mapping may have: ``RemixJob``'s fields."""
+REQUIRED_JOB_FIELDS = ("prompt", "images")
+
+
+def check_job_keys(
+    job: Mapping[Any, object],
+    prefix: str = "",
+    *,
+    allowed: Sequence[str] = JOB_FIELDS,
+    show: Callable[[str], str] = repr,
+) -> None:
+    """``ValidationError`` for a job mapping with an unknown key or without prompt and images.
+
+    One rule for ``remix_many``'s mappings and the batch file's lines (which ``show`` keys as JSON).
+
+    Example::
+
+        >>> check_job_keys({"prompt": "<img>0</img>", "imgs": []}, "job: ")
+        Traceback (most recent call last):
+          ...
+        reve_remix.ValidationError: job: unknown key(s) 'imgs'; expected some of prompt, images, \
+aspect_ratio, output_format, model, id, extra_body, extra_headers
+    """
+    unknown = sorted(str(key) for key in job if key not in allowed)
+    if unknown:
+        raise ValidationError(
+            f"{prefix}unknown key(s) {', '.join(map(show, unknown))}; "
+            f"expected some of {', '.join(allowed)}"
+        )
+    missing = [key for key in REQUIRED_JOB_FIELDS if key not in job]
+    if missing:
+        raise ValidationError(f"{prefix}missing {' and '.join(map(show, missing))}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Literal
 
-from ._batch import RemixJob
+from ._batch import JOB_FIELDS, RemixJob, check_job_keys
 from ._exceptions import (
     APIResponseValidationError,
     ImageNotSavedError,
@@ -120,10 +120,7 @@ _MAX_FILE_NAME_BYTES = 200
 _MAX_OUTPUT_BYTES = 1024  # well under PATH_MAX (4096 on Linux), whatever --out is
 # A line's keys: RemixJob's fields, but headers (a file is no place for credentials), and where
 # to save the image.
-_LINE_KEYS = (
-    *(field.name for field in dataclasses.fields(RemixJob) if field.name != "extra_headers"),
-    "output",
-)
+_LINE_KEYS = (*(name for name in JOB_FIELDS if name != "extra_headers"), "output")
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,15 +244,7 @@ def _parse_line(line: str, number: int, base: Path) -> JobLine:
         raise ValidationError("not a job: nested too deeply to read") from None
     if not isinstance(value, dict):
         raise ValidationError(f"expected a JSON object, got {_json_type(value)}")
-    unknown = [key for key in value if key not in _LINE_KEYS]
-    if unknown:
-        raise ValidationError(
-            f"unknown key(s) {', '.join(map(json.dumps, unknown))}; "
-            f"expected some of {', '.join(_LINE_KEYS)}"
-        )
-    for key in ("prompt", "images"):
-        if key not in value:
-            raise ValidationError(f'missing "{key}"')
+    check_job_keys(value, allowed=_LINE_KEYS, show=json.dumps)
     if not isinstance(value["prompt"], str):
         raise ValidationError(f'"prompt" must be a string, got {_json_type(value["prompt"])}')
     for key in ("aspect_ratio", "output_format", "model"):

@@ -162,7 +162,7 @@ class _BaseClient(Generic[HttpClient]):
         prompt: str,
         images: Images,
         aspect_ratio: str | None,
-        output_format: str,
+        output_format: str | None,
         model: str | None,
         fit: bool,
         *,
@@ -206,10 +206,7 @@ class _BaseClient(Generic[HttpClient]):
     def _authorization(self) -> str:
         """The ``Authorization`` header value; a clear error, naming the variable, if no key."""
         if not self._api_key:
-            raise ValidationError(
-                f"no API key: pass api_key=... to {type(self).__name__} "
-                f"or set the {API_KEY_ENV} environment variable"
-            )
+            raise _config.missing_api_key(f"pass api_key=... to {type(self).__name__} or ")
         return self._api_key if self.auth_scheme == "bare" else f"Bearer {self._api_key}"
 
     def _decide(
@@ -299,7 +296,7 @@ class ReveRemix(_BaseClient[httpx.Client]):
         images: Images,
         *,
         aspect_ratio: str | None = None,
-        output_format: str = "url",
+        output_format: str | None = None,
         model: str | None = None,
         fit: bool = False,
         extra_body: Mapping[str, Any] | None = None,
@@ -473,7 +470,7 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
         images: Images,
         *,
         aspect_ratio: str | None = None,
-        output_format: str = "url",
+        output_format: str | None = None,
         model: str | None = None,
         fit: bool = False,
         extra_body: Mapping[str, Any] | None = None,

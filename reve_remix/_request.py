@@ -101,7 +101,7 @@ def prepare_remix(
     *,
     model: object,
     aspect_ratio: object = None,
-    output_format: object = "url",
+    output_format: object = None,
     fit: bool = False,
     extra_body: object = None,
     extra_headers: object = None,
@@ -125,6 +125,8 @@ def prepare_remix(
     sendable(prompt, "prompt")
     model = check_model(model)
     ratio = None if aspect_ratio is None else _member(AspectRatio, aspect_ratio, "aspect_ratio")
+    if output_format is None:
+        output_format = spec().default_output_format
     fmt = _member(OutputFormat, output_format, "output_format")
     if isinstance(images, Mapping):
         # Bind the names themselves: the order they come back in orders both images and labels.

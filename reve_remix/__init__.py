@@ -43,7 +43,7 @@ from ._exceptions import (
 )
 from ._images import ImageInput, Uploader
 from ._results import RemixImage, RemixResult
-from ._retry import RateLimiter, SteadyRate
+from ._retry import RateLimiter, RetryEvent, SteadyRate
 from ._tags import (
     TagProblem,
     bind_images,
@@ -118,6 +118,7 @@ __all__ = [
     "RemixJob",
     "RemixResult",
     "RequestTimeoutError",
+    "RetryEvent",
     "ReveRemix",
     "ReveRemixError",
     "RowOutcome",

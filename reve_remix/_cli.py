@@ -54,6 +54,7 @@ from ._client import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
     ReveRemix,
+    retry_logger,
 )
 from ._exceptions import (
     APIConnectionError,
@@ -183,13 +184,11 @@ class Console:
         saved = logger.level, logger.propagate
         logger.setLevel(logging.DEBUG if self.debug else logging.INFO)
         logger.propagate = False
-        logger.addHandler(self.notices)
         logger.addHandler(self.printer)
         try:
             yield
         finally:
             logger.removeHandler(self.printer)
-            logger.removeHandler(self.notices)
             logger.setLevel(saved[0])
             logger.propagate = saved[1]
 
@@ -219,9 +218,9 @@ class _LogPrinter(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith("reve_remix.testing"):
             return  # the embedded mock server's access log
-        retry = hasattr(record, "retry_in")
+        retry = record.name == retry_logger.name
         if retry and self.console.live:
-            return  # RetryNotices shows it in the status line
+            return  # the status line shows it (RetryNotices, fed by the client's on_retry)
         if self.quiet and not retry and record.levelno < logging.ERROR and not self.console.debug:
             return
         level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
@@ -617,7 +616,7 @@ class _Output:
 def _remix(args: argparse.Namespace, console: Console) -> int:
     images = _parse_images(args.images)
     output = _remix_output(args.output, args.prompt, force=args.force)
-    with _client(args) as client:
+    with _client(args, console) as client:
         result, data = _generate(
             client,
             console,
@@ -696,11 +695,16 @@ def _warn_extension(console: Console, path: Path, data: bytes) -> None:
         console.say(f"{PROG}: warning: {path} holds {actual[1:].upper()} data")
 
 
-def _client(args: argparse.Namespace) -> ReveRemix:
-    """The client for the connection options, once the key is known to be set."""
+def _client(args: argparse.Namespace, console: Console) -> ReveRemix:
+    """The client for the connection options, once the key is known to be set; its retries
+    are shown on ``console``."""
     if _config.api_key(None) is None:  # also refuses a malformed key, before anything is read
         raise _config.missing_api_key()
-    options: dict[str, Any] = {"base_url": args.base_url, "max_retries": args.max_retries}
+    options: dict[str, Any] = {
+        "base_url": args.base_url,
+        "max_retries": args.max_retries,
+        "on_retry": console.notices,
+    }
     if args.model:
         options["model"] = args.model
     if args.timeout is not None:
@@ -742,7 +746,7 @@ def _batch(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(f"--out {out_dir}: {blocked}; nothing was sent")
     jobs_file = Path(args.jobs)
     jobs, problems = read_jobs(jobs_file)
-    client = _client(args)
+    client = _client(args, console)
     with client, Manifest(out_dir) as manifest:
         try:  # before anything is sent; this also cuts off a record a crash left half-written
             manifest.open()
@@ -987,7 +991,9 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
     }
     with (
         testing.MockServer() as server,
-        ReveRemix("demo-key-for-the-mock", base_url=server.base_url) as client,
+        ReveRemix(
+            "demo-key-for-the-mock", base_url=server.base_url, on_retry=console.notices
+        ) as client,
     ):
         print(f"Started the offline mock API at {server.base_url} (no key, no network, no cost).")
         print("Remixing the bundled samples cat.png and sofa.jpg, named in the prompt:")

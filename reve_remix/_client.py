@@ -49,7 +49,7 @@ from ._request import (
     prepare_remix,
 )
 from ._results import RemixResult, parse_response
-from ._retry import AdaptiveRate, RateLimiter, RetryPolicy
+from ._retry import AdaptiveRate, RateLimiter, RetryEvent, RetryPolicy
 from ._spec import spec
 from ._version import __version__
 
@@ -59,6 +59,8 @@ if TYPE_CHECKING:
     from ._batch import BatchProgress, Outcome, RemixJob
 
 logger = logging.getLogger("reve_remix")
+retry_logger = logging.getLogger("reve_remix.retry")
+"""Where each retry is logged (INFO), as well as passed to ``on_retry``."""
 
 DEFAULT_MODEL = "reve-remix-image-to-image"
 # A generation takes tens of seconds: the read timeout must outlast it.
@@ -94,6 +96,7 @@ class _BaseClient(Generic[HttpClient]):
         auth_scheme: AuthScheme = "bearer",
         uploader: Uploader = data_url,
         rate_limiter: RateLimiter | None = None,
+        on_retry: Callable[[RetryEvent], None] | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         http_client: HttpClient | None = None,
     ) -> None:
@@ -111,6 +114,8 @@ class _BaseClient(Generic[HttpClient]):
             )
         if not callable(uploader):
             raise ValidationError(f"uploader: expected a function, got {type(uploader).__name__}")
+        if on_retry is not None and not callable(on_retry):
+            raise ValidationError(f"on_retry: expected a function, got {type(on_retry).__name__}")
         if http_client is not None and not isinstance(http_client, self._http_class):
             raise ValidationError(
                 f"http_client: {type(self).__name__} needs an httpx.{self._http_class.__name__}, "
@@ -122,6 +127,7 @@ class _BaseClient(Generic[HttpClient]):
         self.model = check_model(model)
         self.auth_scheme = auth_scheme
         self.uploader = uploader
+        self.on_retry = on_retry
         self.retry_policy = RetryPolicy(max_retries, retry_on_ambiguous)
         # Every client learns the rate the API admits (one 429 holds every job back, then AIMD
         # pacing); a caller's limiter paces it further.
@@ -229,14 +235,10 @@ class _BaseClient(Generic[HttpClient]):
             if delay is None:
                 raise connection_error(outcome, request) from outcome
             reason = type(outcome).__name__
-        logger.info(
-            "%s; retrying in %.1f s (retry %d of %d)",
-            "rate limited" if reason.startswith("429") else reason,
-            delay,
-            retries + 1,
-            self.retry_policy.max_retries,
-            extra={"retry_in": delay, "reason": reason},
-        )
+        event = RetryEvent(reason, delay, retries + 1, self.retry_policy.max_retries)
+        retry_logger.info("%s", event)
+        if self.on_retry is not None:
+            self.on_retry(event)
         return delay
 
     def _wait_before_attempt(self) -> float:
@@ -264,16 +266,20 @@ class ReveRemix(_BaseClient[httpx.Client]):
     - ``timeout``: seconds or an ``httpx.Timeout``; 180 s read by default, as a generation takes
       tens of seconds;
 
-    Every option is checked here: a bad one is a ``ValidationError`` now, not at the first call.
-    - ``max_retries`` and ``retry_on_ambiguous``: see the retry table in the README;
+    - ``max_retries`` and ``retry_on_ambiguous``: see the retry table in
+      ``docs/errors-and-retries.md``;
     - ``auth_scheme``: ``"bearer"`` sends ``Authorization: Bearer <key>``, ``"bare"`` the key alone;
     - ``uploader``: ``(bytes, mime) -> url`` for local images; by default a ``data:`` URL;
     - ``rate_limiter``: a ``RateLimiter`` (e.g. ``SteadyRate(5)``) consulted before every attempt,
       retries included, and told of every 429; share one to pace many clients together;
+    - ``on_retry``: called with a ``RetryEvent`` (reason, wait, retry number) before each retry's
+      wait, in the thread or task that waits; each retry is also logged on ``reve_remix.retry``;
     - ``max_connections``: the most connections the client's own pool opens at once (100 by
       default), every one kept alive; ``remix_many`` and ``iter_remix`` grow it to their
       ``concurrency``, so the concurrency asked for is the concurrency served;
     - ``http_client``: an ``httpx.Client`` to use (and leave open) instead of a pool of its own.
+
+    Every option is checked here: a bad one is a ``ValidationError`` now, not at the first call.
 
     Example::
 

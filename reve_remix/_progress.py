@@ -2,20 +2,22 @@
 
 On a terminal, :class:`StatusLine` redraws one line in place (a spinner and the elapsed time for
 ``remix``, a progress bar for ``batch``) and :class:`RetryNotices` adds the wait of a retry to it
-("rate limited, retrying in 4 s"), read from the ``reve_remix`` logger's retry records. When
+("rate limited, retrying in 4 s"), told by the client's ``on_retry`` hook. When
 stderr is not a terminal nothing is drawn: retries and other messages are plain lines.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import shutil
 import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from ._retry import RetryEvent
 
 _REDRAW_INTERVAL = 0.1  # seconds
 _SPINNER = "|/-\\"
@@ -23,32 +25,25 @@ _CLEAR_LINE = "\r\x1b[2K"
 _BAR_WIDTH = 24
 
 
-class RetryNotices(logging.Handler):
-    """A logging handler that remembers the latest retry wait announced by the client.
-
-    The client logs each retry at INFO with ``retry_in`` (seconds) and ``reason`` extras.
+class RetryNotices:
+    """The latest retry wait a client announced through its ``on_retry`` hook, counting down.
 
     Example::
 
         notices = RetryNotices()
-        logging.getLogger("reve_remix").addHandler(notices)
+        client = ReveRemix(on_retry=notices)
         ...
         notices.describe()  # 'rate limited, retrying in 4 s' while the wait lasts, else None
     """
 
     def __init__(self) -> None:
-        super().__init__(logging.INFO)
         self._reason = ""
         self._until = 0.0
 
-    def emit(self, record: logging.LogRecord) -> None:
-        """Remember the wait announced by a retry record (other records are ignored)."""
-        delay = getattr(record, "retry_in", None)
-        if not isinstance(delay, int | float):
-            return
-        reason = str(getattr(record, "reason", "error"))
-        self._reason = "rate limited" if reason.startswith("429") else reason
-        self._until = time.monotonic() + delay
+    def __call__(self, event: RetryEvent) -> None:
+        """Remember the wait ``event`` announces."""
+        self._reason = "rate limited" if event.rate_limited else event.reason
+        self._until = time.monotonic() + event.delay
 
     def describe(self) -> str | None:
         """``"<reason>, retrying in N s"`` while a retry wait lasts, else ``None``."""

@@ -105,6 +105,40 @@ def backoff(retry_number: int) -> float:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryEvent:
+    """A retry the client is about to make: why, how long it waits first, and which retry it is.
+
+    Passed to a client's ``on_retry`` hook (in the spirit of httpx's ``event_hooks``), e.g. to show
+    a wait in a progress display or count rate limits.
+
+    Example::
+
+        >>> event = RetryEvent("429 Too Many Requests", delay=4.0, retry=1, max_retries=2)
+        >>> event.rate_limited, str(event)
+        (True, 'rate limited; retrying in 4.0 s (retry 1 of 2)')
+    """
+
+    reason: str
+    """The status (``"429 Too Many Requests"``) or transport error (``"ConnectError"``)."""
+    delay: float
+    """Seconds the client waits before sending again."""
+    retry: int
+    """Which retry this is, from 1."""
+    max_retries: int
+
+    @property
+    def rate_limited(self) -> bool:
+        """Whether the API said 429."""
+        return self.reason.startswith("429")
+
+    def __str__(self) -> str:
+        reason = "rate limited" if self.rate_limited else self.reason
+        return (
+            f"{reason}; retrying in {self.delay:.1f} s (retry {self.retry} of {self.max_retries})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How many retries a call may make and whether ambiguous failures count as retryable."""
 

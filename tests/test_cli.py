@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import json
-import logging
 import os
 import re
 import select
@@ -25,6 +24,7 @@ import pytest
 from PIL import Image
 
 from reve_remix._progress import RetryNotices, bar_line, format_duration, spinner_line
+from reve_remix._retry import RetryEvent
 from reve_remix.testing import Fault, MockServer
 
 from . import conftest
@@ -441,17 +441,10 @@ def test_progress_texts():
     assert format_duration(7800) == "2 h 10 min"
 
 
-def test_retry_notices_count_down_from_the_log_record():
+def test_retry_notices_count_down_from_the_on_retry_event():
     notices = RetryNotices()
-    record = logging.LogRecord("reve_remix", logging.INFO, __file__, 1, "retry", (), None)
-    record.retry_in = 4.0
-    record.reason = "429 Too Many Requests"
-    notices.handle(record)
+    assert notices.describe() is None
+    notices(RetryEvent("429 Too Many Requests", delay=4.0, retry=1, max_retries=2))
     assert notices.describe() == "rate limited, retrying in 4 s"
-    record.retry_in = 0.0
-    record.reason = "503 Service Unavailable"
-    notices.handle(record)
-    assert notices.describe() is None
-    other = logging.LogRecord("reve_remix", logging.INFO, __file__, 1, "done", (), None)
-    notices.handle(other)  # not a retry record: ignored
-    assert notices.describe() is None
+    notices(RetryEvent("ConnectError", delay=0.0, retry=2, max_retries=2))
+    assert notices.describe() is None  # that wait is over

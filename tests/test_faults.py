@@ -10,6 +10,7 @@ client runs twice, on ``ReveRemix`` and on ``AsyncReveRemix`` (the ``twin`` fixt
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -31,8 +32,9 @@ from reve_remix import (
     PermissionDeniedError,
     ReveRemix,
     UnprocessableEntityError,
+    ValidationError,
 )
-from reve_remix._retry import SteadyRate
+from reve_remix._retry import RetryEvent, SteadyRate
 from reve_remix.testing import Fault, MockServer
 
 from .conftest import API_KEY, IMAGE_URL, Twin
@@ -212,6 +214,27 @@ def test_a_rate_limiter_is_consulted_before_every_attempt_and_told_of_each_429(s
     assert posts(server) == 3
     assert limiter.reservations == 3  # the first attempt and both retries
     assert limiter.rate_limited == [0.05]  # the 503 is not a rate limit
+
+
+def test_on_retry_is_told_of_every_retry_and_each_is_logged(server, make_twin, caplog):
+    server.enqueue(Fault(status=429, headers={"Retry-After": "0.05"}), Fault(status=503))
+    events: list[RetryEvent] = []
+    client = make_twin(api_key=API_KEY, base_url=server.base_url, on_retry=events.append)
+    with caplog.at_level(logging.INFO, logger="reve_remix.retry"):
+        assert remix(client)
+    assert [(event.reason, event.retry, event.max_retries) for event in events] == [
+        ("429 Too Many Requests", 1, 2),
+        ("503 Service Unavailable", 2, 2),
+    ]
+    assert events[0].rate_limited
+    assert events[0].delay == 0.05
+    assert not events[1].rate_limited
+    assert [record.getMessage() for record in caplog.records] == [str(event) for event in events]
+
+
+def test_on_retry_must_be_callable():
+    with pytest.raises(ValidationError, match="on_retry: expected a function, got str"):
+        ReveRemix(API_KEY, on_retry="print")
 
 
 def test_a_shared_steady_rate_paces_two_clients_together(server):

@@ -45,6 +45,7 @@ PUBLIC_NAMES = [
     "RemixJob",
     "RemixResult",
     "RequestTimeoutError",
+    "RetryEvent",
     "ReveRemix",
     "ReveRemixError",
     "RowOutcome",

@@ -16,6 +16,7 @@ with :meth:`ShardedTransport.ensure_capacity`.
 from __future__ import annotations
 
 import math
+import ssl
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Generic, TypeVar, cast
@@ -32,27 +33,28 @@ Shard = TypeVar("Shard", httpx.HTTPTransport, httpx.AsyncHTTPTransport)
 
 
 class _Shards(Generic[Shard]):
-    """The pools and their loads; shared by the sync and the async transport."""
+    """The pools and their loads; shared by the sync and the async transport.
 
-    def __init__(self, make: Callable[[httpx.Limits], Shard], max_connections: int) -> None:
-        self._make: Callable[[httpx.Limits], Shard] = make
+    A pool is made when the ones before it are full, so a client that never has more than
+    ``SHARD_SIZE`` requests in flight holds one; all pools share one TLS context, which costs as
+    much to make as the rest of a client.
+    """
+
+    def __init__(
+        self, make: Callable[[httpx.Limits, ssl.SSLContext], Shard], max_connections: int
+    ) -> None:
+        self._make: Callable[[httpx.Limits, ssl.SSLContext], Shard] = make
         self._lock = threading.Lock()
+        self._tls: ssl.SSLContext | None = None
         self.shards: list[Shard] = []
         self._loads: list[int] = []
         self.capacity = 0
         self.ensure_capacity(max_connections)
 
     def ensure_capacity(self, connections: int) -> None:
-        """Add pools until at least ``connections`` requests can be in flight at once."""
+        """Allow at least ``connections`` requests in flight at once (pools come as needed)."""
         with self._lock:
-            missing = math.ceil(max(0, connections - self.capacity) / SHARD_SIZE)
-            for _ in range(missing):
-                limits = httpx.Limits(
-                    max_connections=SHARD_SIZE, max_keepalive_connections=SHARD_SIZE
-                )
-                self.shards.append(self._make(limits))
-                self._loads.append(0)
-            self.capacity += missing * SHARD_SIZE
+            self.capacity = max(self.capacity, math.ceil(connections / SHARD_SIZE) * SHARD_SIZE)
 
     def acquire(self) -> tuple[int, Shard]:
         """The first pool with room (else the least loaded), counted as carrying one more request.
@@ -63,12 +65,21 @@ class _Shards(Generic[Shard]):
         """
         with self._lock:
             loads = self._loads
-            index = next(
-                (n for n, load in enumerate(loads) if load < SHARD_SIZE),
-                min(range(len(loads)), key=loads.__getitem__),
-            )
+            index = next((n for n, load in enumerate(loads) if load < SHARD_SIZE), None)
+            if index is None and len(self.shards) * SHARD_SIZE < self.capacity:
+                index = self._add_shard()
+            if index is None:
+                index = min(range(len(loads)), key=loads.__getitem__)
             loads[index] += 1
             return index, self.shards[index]
+
+    def _add_shard(self) -> int:
+        if self._tls is None:
+            self._tls = httpx.create_ssl_context()  # certifi's roots, SSL_CERT_FILE honoured
+        limits = httpx.Limits(max_connections=SHARD_SIZE, max_keepalive_connections=SHARD_SIZE)
+        self.shards.append(self._make(limits, self._tls))
+        self._loads.append(0)
+        return len(self.shards) - 1
 
     def release(self, index: int) -> None:
         with self._lock:
@@ -84,7 +95,9 @@ class ShardedTransport(httpx.BaseTransport):
     """
 
     def __init__(self, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
-        self._shards = _Shards(lambda limits: httpx.HTTPTransport(limits=limits), max_connections)
+        self._shards = _Shards(
+            lambda limits, tls: httpx.HTTPTransport(limits=limits, verify=tls), max_connections
+        )
 
     def ensure_capacity(self, connections: int) -> None:
         """Grow the pool so that ``connections`` requests can be in flight at once."""
@@ -115,7 +128,7 @@ class AsyncShardedTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
         self._shards = _Shards(
-            lambda limits: httpx.AsyncHTTPTransport(limits=limits), max_connections
+            lambda limits, tls: httpx.AsyncHTTPTransport(limits=limits, verify=tls), max_connections
         )
 
     def ensure_capacity(self, connections: int) -> None:

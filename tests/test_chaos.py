@@ -31,6 +31,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from reve_remix._batch_file import ManifestRecord
 
 from .conftest import API_KEY, IMAGE_URL
@@ -50,6 +52,7 @@ FAULT_WEIGHTS = {
 }
 
 
+@pytest.mark.slow  # twenty process kills: about 25 s, run by .ci/run after the README command
 def test_chaos_kills_and_failing_downloads_never_pay_twice(tmp_path, record_property):
     seed = int(os.environ.get("CHAOS_SEED", time.time_ns() % 1_000_000))
     print(f"chaos seed {seed} (CHAOS_SEED={seed} replays the choices)")

@@ -29,6 +29,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from reve_remix import AsyncReveRemix, ReveRemix, remix_rows
+
+# Both engines otherwise pick the machine's outward-facing address for their own traffic.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray's single-node mode: loopback
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 from reve_remix.testing import MockServer
 
 API_KEY = "sk-bench"

@@ -3,7 +3,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Both engines otherwise pick the machine's outward-facing address for their own processes'
+# traffic; the tests keep every byte on loopback (subprocesses inherit this environment).
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Ray's single-node mode: 127.0.0.1
+os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -28,6 +28,7 @@ CONCURRENCY_PER_ACTOR = 8
 def ray_on_two_cpus() -> Iterator[None]:
     ray.init(
         num_cpus=2,
+        _node_ip_address="127.0.0.1",
         include_dashboard=False,
         object_store_memory=100 * 1024 * 1024,
         log_to_driver=False,

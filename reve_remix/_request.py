@@ -8,7 +8,7 @@ spec when it is regenerated. ``extra_body`` carries request fields ``remix`` has
 against its schema, the others are sent as given.
 
 The generated package (and attrs under it) is imported at the first remix rather than with
-``reve_remix``: it is a fifth of the import time, which a CLI or a cold start pays for nothing.
+``reve_remix``, for the reason ``_client`` gives.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class RequestOptions:
     timeout: float | httpx.Timeout | None = None
 
 
-@dataclass(slots=True)  # internal and short-lived: not frozen, which costs a microsecond a call
+@dataclass(slots=True)
 class PreparedRemix:
     """A validated remix whose local images still have to become URLs (see ``LocalImage``)."""
 

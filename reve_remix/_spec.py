@@ -99,7 +99,7 @@ class Spec:
 def spec() -> Spec:
     """The :class:`Spec` of the shipped ``reve_remix_api/openapi.json``, read once.
 
-    The file is found without importing ``reve_remix_api``, whose import is a fifth of the SDK's.
+    The file is found without importing ``reve_remix_api``, which is imported on first use.
     """
     found = importlib.util.find_spec("reve_remix_api")
     if found is None or not found.submodule_search_locations:

@@ -36,7 +36,7 @@ from ._exceptions import (
     request_id_of,
 )
 from ._lifecycle import JobState
-from ._spec import problem, spec
+from ._spec import DATA_FIELD, problem, spec
 
 if TYPE_CHECKING:
     from reve_remix_api.models import RemixImage as RawImage
@@ -255,9 +255,11 @@ def parse_response(response: httpx.Response, downloader: Downloader) -> RemixRes
     ]
     if not any(_string(item.get("url")) or _string(item.get("b64_json")) for item in data):
         raise unreadable("no item of 'data' has a 'url' or 'b64_json' string", body)
-    fields = _typed_fields(body, schemas.response_properties)
+    # ``data`` and ``created`` were read above; the other fields are checked against the spec.
+    rest = {name: value for name, value in body.items() if name not in (DATA_FIELD, "created")}
+    fields = _typed_fields(rest, schemas.response_properties)
     raw = RemixResponse.from_dict(
-        {**fields, "created": _created(body.get("created")), "data": data}
+        {**fields, "created": _created(body.get("created")), DATA_FIELD: data}
     )
     return RemixResult(
         created=raw.created,

@@ -197,10 +197,16 @@ class RemixResult:
 
     @property
     def image(self) -> RemixImage:
-        """The first image (``parse_response`` never builds a result without one)."""
-        if not self.images:
+        """The first image that has a ``url`` or ``b64_json``: the one that was paid for.
+
+        ``parse_response`` never builds a result without one; an item of ``data`` with neither
+        (a server's stray entry) is never chosen over an image that can be had.
+        """
+        readable = (image for image in self.images if image.url or image.b64_json)
+        found = next(readable, None)
+        if found is None:
             raise ReveRemixError("the response contained no images")
-        return self.images[0]
+        return found
 
     def read(self) -> bytes:
         """The first image's bytes. Example: ``png = result.read()``."""

@@ -252,6 +252,14 @@ def parse(content, status=200):
     return parse_response(response, Downloader(httpx.Client()))
 
 
+def test_an_item_without_an_image_is_never_chosen_over_the_paid_one():
+    stray = {"revised_prompt": "no image here"}
+    body = {"created": 1, "data": [stray, {"url": "https://cdn.example.com/a.png"}]}
+    result = parse(json.dumps(body).encode())
+    assert len(result.images) == 2
+    assert result.image.url == "https://cdn.example.com/a.png"
+
+
 def test_a_2xx_without_images_carries_the_raw_body_and_says_it_was_paid():
     with pytest.raises(APIResponseValidationError) as info:
         parse(b"<html>bad gateway</html>")

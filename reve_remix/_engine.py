@@ -34,7 +34,6 @@ from ._exceptions import (
     ReveRemixError,
     ValidationError,
 )
-from ._images import sniff_format
 from ._lifecycle import (
     GENERATED_NOT_SAVED,
     MAY_HAVE_BEEN_GENERATED,
@@ -181,12 +180,12 @@ class RowRemixer:
         return self._keep(record, image.read)
 
     def _keep(self, record: RowRecord, read: Callable[[], bytes]) -> RowOutcome:
-        """Save a paid row's image; if that fails it stays paid: fetched again, never re-made."""
+        """Save a paid row's image; if that fails it stays paid: fetched again, never re-made.
+
+        ``read`` is a ``RemixImage.read``, which only returns bytes that are an image.
+        """
         try:
-            data = read()
-            if sniff_format(data) is None:
-                raise ReveRemixError(f"the image's bytes are not an image ({len(data)} bytes)")
-            return self._outcome(self.store.done(record, data))
+            return self._outcome(self.store.done(record, read()))
         except (ReveRemixError, OSError) as exc:
             return self._settle(record, JobState.PAID, exc)
 

@@ -126,6 +126,7 @@ class _BaseClient(Generic[HttpClient]):
         self.base_url = _config.base_url(base_url)
         self.model = check_model(model)
         self.auth_scheme = auth_scheme
+        self._made_headers: tuple[str, httpx.Headers] | None = None
         self.uploader = uploader
         self.on_retry = on_retry
         self.retry_policy = RetryPolicy(max_retries, retry_on_ambiguous)
@@ -192,18 +193,32 @@ class _BaseClient(Generic[HttpClient]):
     def _build_request(self, body: RemixRequest, options: RequestOptions) -> httpx.Request:
         """The HTTP request: the spec's method and path, the body as JSON, the call's options."""
         operation = spec()
+        headers = self._headers()
+        if options.headers:  # after the client's own, so that they replace them (not the key)
+            headers = headers.copy()
+            headers.update(options.headers)
         return self._http.build_request(
             operation.method,
             _parsed_url(self.base_url + operation.path),
             content=encode_body(body.to_dict()),
-            headers={
-                "Content-Type": "application/json",
-                "User-Agent": USER_AGENT,
-                **options.headers,
-                "Authorization": self._authorization(),
-            },
+            headers=headers,
             timeout=httpx.USE_CLIENT_DEFAULT if options.timeout is None else options.timeout,
         )
+
+    def _headers(self) -> httpx.Headers:
+        """The headers of every request, made once: httpx reads a ready ``Headers`` as a copy,
+        where a ``dict`` is checked and encoded header by header on every call."""
+        scheme = self.auth_scheme
+        if self._made_headers is None or self._made_headers[0] != scheme:
+            headers = httpx.Headers(
+                {
+                    "Content-Type": "application/json",
+                    "User-Agent": USER_AGENT,
+                    "Authorization": self._authorization(),
+                }
+            )
+            self._made_headers = (scheme, headers)
+        return self._made_headers[1]
 
     def _redact(self, text: str) -> str:
         """``text`` without this client's key in any form (for text that leaves the client)."""

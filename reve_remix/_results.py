@@ -15,16 +15,17 @@ a disk error) is an ``ImageNotSavedError`` naming the request id and URL.
 from __future__ import annotations
 
 import binascii
+import functools
 import json
 import math
 import os
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import httpx
 
@@ -36,7 +37,7 @@ from ._exceptions import (
     request_id_of,
 )
 from ._lifecycle import JobState
-from ._spec import DATA_FIELD, problem, spec
+from ._spec import DATA_FIELD, conforms, spec
 
 if TYPE_CHECKING:
     from reve_remix_api.models import RemixImage as RawImage
@@ -255,15 +256,13 @@ def parse_response(response: httpx.Response, downloader: Downloader) -> RemixRes
         items = [items]  # one image sent bare rather than in a list
     if not isinstance(items, list):
         raise unreadable("no 'data' array", body)
-    schemas = spec()
-    data = [
-        _typed_fields(item, schemas.image_properties) for item in items if isinstance(item, dict)
-    ]
+    image_checks, response_checks = _field_checks()
+    data = [_typed_fields(item, image_checks) for item in items if isinstance(item, dict)]
     if not any(_string(item.get("url")) or _string(item.get("b64_json")) for item in data):
         raise unreadable("no item of 'data' has a 'url' or 'b64_json' string", body)
     # ``data`` and ``created`` were read above; the other fields are checked against the spec.
     rest = {name: value for name, value in body.items() if name not in (DATA_FIELD, "created")}
-    fields = _typed_fields(rest, schemas.response_properties)
+    fields = _typed_fields(rest, response_checks)
     raw = RemixResponse.from_dict(
         {**fields, "created": _created(body.get("created")), DATA_FIELD: data}
     )
@@ -296,9 +295,20 @@ def paid_image(
     return RemixImage(raw, request_id, downloader)
 
 
-def _typed_fields(
-    item: Mapping[str, Any], schemas: Mapping[str, Mapping[str, Any]]
-) -> dict[str, Any]:
+FieldChecks: TypeAlias = Mapping[str, Callable[[object], bool]]
+
+
+@functools.cache
+def _field_checks() -> tuple[FieldChecks, FieldChecks]:
+    """The spec's checks of an item of ``data`` and of the response's own fields, built once."""
+    schemas = spec()
+    return (
+        {name: conforms(schema) for name, schema in schemas.image_properties.items()},
+        {name: conforms(schema) for name, schema in schemas.response_properties.items()},
+    )
+
+
+def _typed_fields(item: Mapping[str, Any], checks: FieldChecks) -> dict[str, Any]:
     """``item`` without the fields the spec declares whose value breaks their schema (or is null).
 
     The generated ``from_dict`` trusts its input; a field of the wrong type is dropped here rather
@@ -308,7 +318,7 @@ def _typed_fields(
     return {
         name: value
         for name, value in item.items()
-        if name not in schemas or (value is not None and problem(value, schemas[name]) is None)
+        if (check := checks.get(name)) is None or (value is not None and check(value))
     }
 
 

@@ -25,7 +25,7 @@ import functools
 import importlib.util
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -58,6 +58,15 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "object": (Mapping,),
     "null": (type(None),),
 }
+
+
+# What ``problem`` checks besides ``type``; a schema with none of them is a type check alone.
+_CHECKED_KEYWORDS = frozenset(
+    ("enum", "const", "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems",
+     "items", "properties", "required")
+)  # fmt: skip
+# Types whose check is ``isinstance`` alone (numbers exclude ``bool``; integers take 2.0).
+_PLAIN_TYPES = ("string", "array", "object")
 
 
 class SpecError(Exception):
@@ -219,6 +228,26 @@ def problem(value: object, schema: Mapping[str, Any]) -> str | None:
     if "const" in schema and value != schema["const"]:
         return f"must be {schema['const']!r}, got {value!r}"
     return _bounds_problem(value, schema)
+
+
+def conforms(schema: Mapping[str, Any]) -> Callable[[object], bool]:
+    """A test of ``problem(value, schema) is None``, built once for a schema read many times.
+
+    A schema that asks only for one type of string, array or object (every field of the
+    response but ``created``) becomes a bare ``isinstance``; any other runs :func:`problem`.
+    The response's fields are checked on every 2xx, so this is the check's per-call cost.
+
+    Example::
+
+        >>> is_text = conforms({"type": "string", "description": "a URL"})
+        >>> is_text("https://example.com/a.png"), is_text(7)
+        (True, False)
+    """
+    kind = schema.get("type")
+    if kind in _PLAIN_TYPES and not _CHECKED_KEYWORDS.intersection(schema):
+        types = _JSON_TYPES[kind]
+        return lambda value: isinstance(value, types)
+    return lambda value: problem(value, schema) is None
 
 
 def _bounds_problem(value: object, schema: Mapping[str, Any]) -> str | None:

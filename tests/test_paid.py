@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from reve_remix_api.types import UNSET
 
 from reve_remix import (
     APIResponseValidationError,
@@ -242,6 +243,19 @@ def test_defect_5_fields_the_sdk_does_not_need_never_lose_the_image(created):
         assert abs(result.created - time.time()) < 60  # unreadable: when it arrived
     assert result.raw.additional_properties == {"usage": {"images": 1}}
     assert result.image.raw.additional_properties == {"seed": 7}
+
+
+@pytest.mark.parametrize("wrong", [7, 1.5, ["a"], {"text": "a"}, True])
+def test_a_field_of_the_wrong_type_is_dropped_and_the_image_kept(wrong):
+    item = {"url": "https://cdn.example.com/a.png", "revised_prompt": wrong, "b64_json": wrong}
+    result = parse(json.dumps({"created": 1, "data": [item]}).encode())
+    assert result.image.url == "https://cdn.example.com/a.png"
+    assert result.image.revised_prompt is None
+    assert result.image.b64_json is None
+    # The generated model gets only fields that fit its types: ``raw`` is typed as it says.
+    assert result.image.raw.revised_prompt is UNSET
+    assert result.image.raw.b64_json is UNSET
+    assert result.image.raw.additional_properties == {}
 
 
 def parse(content, status=200):

@@ -60,6 +60,7 @@ cannot stall the client.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -91,14 +92,6 @@ run from 0 to ``MAX_IMAGES - 1``."""
 _T = TypeVar("_T")
 
 _MARKER = re.compile(r"<(/?)(img|ref)>", re.IGNORECASE | re.ASCII)
-# A prompt whose only markers are canonical tags below ``count``: nothing for _scan to report.
-_ALL_TAGS_FINE = {
-    count: re.compile(
-        rf"(?:[^<]++|<(?!/?(?i:img|ref)>)|<img>(?:{'|'.join(map(str, range(count)))})</img>)*+",
-        re.ASCII,
-    )
-    for count in range(1, MAX_IMAGES + 1)
-}
 _NUMBER_BODY = re.compile(r"\s*+([0-9]++)\s*+", re.ASCII)
 _NUMBER_AFTER_UNCLOSED = re.compile(r"\s*+([0-9]++)", re.ASCII)
 # int() accepts this many digits under any interpreter setting; a longer "index" is no number.
@@ -113,6 +106,16 @@ _NAME_RULE = "names start with a letter or _ and go on with letters, digits, _ o
 
 _PREVIEW_CHARS = 40
 _LISTED_PROBLEMS = 10
+
+
+@functools.cache
+def _all_tags_fine(count: int) -> re.Pattern[str]:
+    """A prompt whose only markers are canonical tags below ``count``: nothing for _scan to report.
+
+    Compiled at first use, for the image count of the call, rather than for every count on import.
+    """
+    indices = "|".join(map(str, range(count)))
+    return re.compile(rf"(?:[^<]++|<(?!/?(?i:img|ref)>)|<img>(?:{indices})</img>)*+", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +247,7 @@ image 2: 2 images given, so indices run from 0 to 1. Write <img>N</img> with N f
     if not text.strip():
         raise ValidationError("prompt: must not be empty or blank")
     count = _image_count(image_count)
-    if count is not None and _ALL_TAGS_FINE[count].fullmatch(text):
+    if count is not None and _all_tags_fine(count).fullmatch(text):
         return []  # the common case, in one pass: the client runs this on every call
     problems = find_tag_problems(text, image_count)
     errors = [f"at position {p.start}: {p.message}" for p in problems if p.severity == "error"]

@@ -42,6 +42,7 @@ from ._pool import DEFAULT_MAX_CONNECTIONS, AsyncShardedTransport, ShardedTransp
 from ._redact import redact
 from ._request import (
     Images,
+    InlineImage,
     PreparedRemix,
     RequestOptions,
     check_model,
@@ -191,18 +192,34 @@ class _BaseClient(Generic[HttpClient]):
         )
 
     def _build_request(self, body: RemixRequest, options: RequestOptions) -> httpx.Request:
-        """The HTTP request: the spec's method and path, the body as JSON, the call's options."""
+        """The HTTP request: the spec's method and path, the body as JSON, the call's options.
+
+        A body with inline images is a ``RequestBody`` stream. httpx's ``content=`` would take it
+        for a sync-only iterator sent chunked, so the request is built without a body and made
+        again around the stream, with its ``Content-Length``.
+        """
         operation = spec()
+        content = encode_body(body.to_dict())
         headers = self._headers()
         if options.headers:  # after the client's own, so that they replace them (not the key)
             headers = headers.copy()
             headers.update(options.headers)
-        return self._http.build_request(
+        request = self._http.build_request(
             operation.method,
             _parsed_url(self.base_url + operation.path),
-            content=encode_body(body.to_dict()),
+            content=content if isinstance(content, bytes) else None,
             headers=headers,
             timeout=httpx.USE_CLIENT_DEFAULT if options.timeout is None else options.timeout,
+        )
+        if isinstance(content, bytes):
+            return request
+        request.headers["Content-Length"] = str(content.length)
+        return httpx.Request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            stream=content,
+            extensions=request.extensions,
         )
 
     def _headers(self) -> httpx.Headers:
@@ -348,10 +365,8 @@ class ReveRemix(_BaseClient[httpx.Client]):
             extra_body=extra_body, extra_headers=extra_headers, timeout=timeout,
         )  # fmt: skip
         urls = [self._upload(item) for item in prepared.images]
-        body, options = prepared.body(urls), prepared.options
-        del prepared  # the body holds the images as URLs now: let their bytes go
-        request = self._build_request(body, options)
-        del body  # and the request holds them now: let the URLs go before it is sent
+        request = self._build_request(prepared.body(urls), prepared.options)
+        del prepared, urls  # the request holds what it sends: let an uploaded image's bytes go
         return self._result(self._send(request))
 
     def remix_many(
@@ -428,6 +443,8 @@ class ReveRemix(_BaseClient[httpx.Client]):
     def _upload(self, item: str | LocalImage) -> str:
         if isinstance(item, str):
             return item
+        if self.uploader is data_url:  # the body writes its data: URL as it is sent
+            return InlineImage(item)
         url = self.uploader(item.data, item.mime)
         if inspect.isawaitable(url):
             _discard(url)
@@ -511,10 +528,8 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
             extra_body=extra_body, extra_headers=extra_headers, timeout=timeout,
         )  # fmt: skip
         urls = await asyncio.gather(*(self._upload(item) for item in prepared.images))
-        body, options = prepared.body(urls), prepared.options
-        del prepared, urls  # the body holds the images as URLs now: let their bytes go
-        request = self._build_request(body, options)
-        del body  # and the request holds them now: let the URLs go before it is sent
+        request = self._build_request(prepared.body(urls), prepared.options)
+        del prepared, urls  # the request holds what it sends: let an uploaded image's bytes go
         return self._result(await self._send(request))
 
     async def remix_many(
@@ -572,6 +587,8 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
     async def _upload(self, item: str | LocalImage) -> str:
         if isinstance(item, str):
             return item
+        if self.uploader is data_url:  # the body writes its data: URL as it is sent
+            return InlineImage(item)
         url = self.uploader(item.data, item.mime)
         if inspect.isawaitable(url):
             url = await url

@@ -140,7 +140,6 @@ _HEAD_BYTES = 4096
 _SCHEME = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.-]+):")  # 2+ letters: "C:\x.png" is a path
 _BAD_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _DATA_URL = re.compile(r"data:([^,]*),", re.IGNORECASE)
-_JSON_SAFE_MIME = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+")  # RFC 6838 names
 _BASE64_LIKE = re.compile(r"[A-Za-z0-9+/=\s]{100,}")
 _PREVIEW_CHARS = 60
 
@@ -214,16 +213,6 @@ def prepare_image(item: object, label: str, *, fit: bool = False) -> str | Local
     )
 
 
-class JsonSafeText(str):
-    """Text known to need no escaping in JSON: :func:`data_url`'s output.
-
-    Base64 text has no quote, backslash or control character, so the request body can carry
-    it verbatim instead of scanning megabytes of it for characters to escape (``encode_body``).
-    """
-
-    __slots__ = ()
-
-
 def check_image(item: object, label: str, *, fit: bool = False) -> None:
     """Raise what :func:`prepare_image` would for ``item``, reading a local file's head only.
 
@@ -251,10 +240,7 @@ def data_url(data: bytes, mime: str) -> str:
 
         data_url(b"\\x89PNG...", "image/png")  # 'data:image/png;base64,iVBORw0KGgo...'
     """
-    url = b"data:" + mime.encode("utf-8", "replace") + b";base64," + base64.b64encode(data)
-    if _JSON_SAFE_MIME.fullmatch(mime):
-        return JsonSafeText(url, "ascii")
-    return url.decode("utf-8")
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def check_uploaded_url(url: object, label: str) -> str:

@@ -40,7 +40,8 @@ from reve_remix import (
     referenced_indices,
     reindex,
 )
-from reve_remix._request import encode_body
+from reve_remix._images import LocalImage, data_url
+from reve_remix._request import InlineImage, encode_body
 from reve_remix._spec import spec
 from reve_remix._tags import check_prompt
 from reve_remix.testing._schema import violations
@@ -284,8 +285,12 @@ def test_the_tag_helpers_raise_nothing_but_validation_error_whatever_they_are_gi
 
 # --- the request body encoder -------------------------------------------------------------------
 
-LONG_URLS = st.lists(
-    st.integers(0, 40_000).map(lambda n: "data:image/png;base64," + "A" * n) | st.text(max_size=20),
+IMAGE_URLS = st.lists(
+    st.text(max_size=20)
+    | st.integers(0, 40_000).map(lambda n: "data:image/png;base64," + "A" * n)
+    | st.binary(max_size=3_000).map(
+        lambda data: InlineImage(LocalImage("x", data, "image/png", "png"))
+    ),
     max_size=4,
 )
 
@@ -293,11 +298,20 @@ LONG_URLS = st.lists(
 @settings(max_examples=200, deadline=None)
 @given(
     st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=4),
-    LONG_URLS,
+    IMAGE_URLS,
 )
 def test_the_body_is_byte_for_byte_what_httpx_json_would_send(
     payload: dict[str, object], image_urls: list[str]
 ):
-    """Both the fast path and the piece-by-piece one, chosen by the length of the image URLs."""
+    """One ``json`` call, or JSON text around inline images, as ``data:`` URLs would make it."""
     payload["image_urls"] = image_urls
-    assert encode_body(payload) == httpx.Request("POST", "https://x.test", json=payload).content
+    sent = {
+        **payload,
+        "image_urls": [
+            data_url(url.image.data, url.image.mime) if isinstance(url, InlineImage) else url
+            for url in image_urls
+        ],
+    }
+    body = encode_body(payload)
+    content = body if isinstance(body, bytes) else b"".join(body)
+    assert content == httpx.Request("POST", "https://x.test", json=sent).content

@@ -16,11 +16,15 @@ import threading
 import weakref
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
 
 from reve_remix import AsyncReveRemix, RemixResult, ReveRemix, ValidationError
+from reve_remix._images import LocalImage, data_url
+from reve_remix._request import InlineImage, RequestBody, encode_body
+from reve_remix.testing import Fault
 from tests.conftest import API_KEY, IMAGE_URL
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -217,15 +221,12 @@ def test_a_batch_check_rejects_what_a_remix_would(tmp_path, content, message):
     assert str(checked.value) == str(remixed.value)
 
 
-def test_a_body_of_four_large_local_images_is_byte_valid_json_the_spec_accepts(server, tmp_path):
-    paths = []
-    for n in range(4):
-        path = tmp_path / f"image-{n}.png"
-        path.write_bytes(PNG_SIGNATURE + os.urandom(1_400_000))
-        paths.append(path)
-    with ReveRemix(API_KEY, base_url=server.base_url) as client:
-        # The mock server checks the body against the spec's RemixRequest schema.
-        client.remix("Blend <img>0</img>, <img>1</img>, <img>2</img> and <img>3</img>", paths)
+def test_a_body_of_four_large_local_images_is_byte_valid_json_the_spec_accepts(
+    twin, server, tmp_path
+):
+    paths = _large_images(tmp_path)
+    # The mock server checks the body against the spec's RemixRequest schema.
+    twin.remix("Blend <img>0</img>, <img>1</img>, <img>2</img> and <img>3</img>", paths)
     body = server.requests[-1].body
     parsed = json.loads(body)
     assert body == json.dumps(parsed, ensure_ascii=False, separators=(",", ":")).encode()
@@ -234,16 +235,80 @@ def test_a_body_of_four_large_local_images_is_byte_valid_json_the_spec_accepts(s
     ]
 
 
-def test_only_text_that_needs_no_escaping_is_written_verbatim():
-    from reve_remix._images import JsonSafeText, data_url
-    from reve_remix._request import encode_body
+def test_a_body_with_inline_images_is_what_json_makes_of_their_data_urls():
+    # Every remainder of a length by 3 (base64 padding), an image longer than one piece of the
+    # stream and not a multiple of 3, text that needs escaping, and an odd media type (a
+    # LocalImage only ever holds a sniffed one; it is escaped all the same).
+    sizes = [0, 1, 2, 3, 3 * 64 * 1024 + 1, 700_001]
+    images = [LocalImage(f"image {n}", os.urandom(size), "image/png", "png") for n, size in
+              enumerate(sizes)]  # fmt: skip
+    images.append(LocalImage("odd", b"\x89PNG", 'image/png"\n', "png"))
+    inline = [InlineImage(image) for image in images]
+    urls = [*inline[:3], "https://example.com/é.png", *inline[3:], 'data:,"quoted"\n']
+    payload = {"seed": 7, "prompt": 'say "hi"\n — <img>0</img>', "image_urls": urls, "n": 1}
+    sent = {**payload, "image_urls": [_as_data_url(url) for url in urls]}
+    expected = json.dumps(sent, ensure_ascii=False, separators=(",", ":")).encode()
 
-    assert type(data_url(b"\x89PNG", "image/png")) is JsonSafeText
-    odd = data_url(b"\x89PNG", 'image/png"\n')  # a caller's own media type: escaped as usual
-    assert type(odd) is str
-    payload = {"prompt": 'say "hi"\n', "image_urls": [odd + "A" * 70_000, data_url(b"x", "a/b")]}
-    expected = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    assert encode_body(payload) == expected
+    body = encode_body(payload)
+    assert isinstance(body, RequestBody)
+    assert b"".join(body) == expected
+    assert b"".join(body) == expected  # again, as a retry sends it
+    assert body.length == len(expected)
+
+    async def read() -> bytes:
+        return b"".join([chunk async for chunk in body])
+
+    assert asyncio.run(read()) == expected
+
+
+def _as_data_url(url: str) -> str:
+    return data_url(url.image.data, url.image.mime) if isinstance(url, InlineImage) else url
+
+
+def test_a_body_without_inline_images_is_one_json_call():
+    payload = {"prompt": "<img>0</img>", "image_urls": [IMAGE_URL, "data:image/png;base64,AAAA"]}
+    assert encode_body(payload) == json.dumps(payload, separators=(",", ":")).encode()
+
+
+def test_a_retried_large_body_reaches_the_server_byte_for_byte_again(
+    make_twin, server, tmp_path, fast_backoff
+):
+    paths = _large_images(tmp_path)
+    server.enqueue(Fault(status=503))
+    client = make_twin(api_key=API_KEY, base_url=server.base_url)
+    client.remix("Blend <img>0</img>, <img>1</img>, <img>2</img> and <img>3</img>", paths)
+    first, second = server.requests  # the mock server checked both against the spec
+    assert first.body == second.body
+    assert int(second.headers["Content-Length"]) == len(second.body)
+    assert [base64.b64decode(url.split(",", 1)[1]) for url in second.json["image_urls"]] == [
+        path.read_bytes() for path in paths
+    ]
+
+
+def test_a_custom_uploader_gets_the_bytes_and_its_url_is_sent(make_twin, server, tmp_path):
+    paths = _large_images(tmp_path, count=2)
+    uploaded: list[tuple[bytes, str]] = []
+
+    def upload(data: bytes, mime: str) -> str:
+        uploaded.append((data, mime))
+        return f"https://cdn.example.com/{len(uploaded)}.png"
+
+    client = make_twin(api_key=API_KEY, base_url=server.base_url, uploader=upload)
+    client.remix("Blend <img>0</img> and <img>1</img>", paths)
+    assert uploaded == [(path.read_bytes(), "image/png") for path in paths]
+    assert server.requests[-1].json["image_urls"] == [
+        "https://cdn.example.com/1.png",
+        "https://cdn.example.com/2.png",
+    ]
+
+
+def _large_images(folder: Path, count: int = 4) -> list[Path]:
+    paths = []
+    for n in range(count):
+        path = folder / f"image-{n}.png"
+        path.write_bytes(PNG_SIGNATURE + os.urandom(1_400_000 + n))
+        paths.append(path)
+    return paths
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])

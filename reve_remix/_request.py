@@ -49,8 +49,14 @@ _JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allo
 _BASE64_CHUNK = 3 * 64 * 1024
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
-# Headers the client owns: the key has one way in (api_key=), so it has one way to be redacted.
-_OWN_HEADERS = {"authorization": "the client sets it from api_key= and auth_scheme="}
+# Headers the client owns: the key has one way in (api_key=), so it has one way to be redacted;
+# the body's framing is the body's, and a wrong one would cut off or hang a paid request.
+_OWN_HEADERS = {
+    "authorization": "the client sets it from api_key= and auth_scheme=",
+    "content-length": "the client sets it from the body",
+    "transfer-encoding": "the client sets it from the body",
+    "host": "the client sets it from base_url=",
+}
 
 
 @dataclass(frozen=True, slots=True)

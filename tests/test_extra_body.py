@@ -102,6 +102,9 @@ def test_extra_headers_are_sent_and_the_key_keeps_its_one_way_in(server, remix):
         ({"X-Token": 7}, "extra_headers: the value of 'X-Token' must be printable"),
         ({"Bad Name": "x"}, "extra_headers: 'Bad Name' is not a valid header name"),
         ("X-Token: x", "extra_headers: expected a mapping of header names to values, got str"),
+        ({"Content-Length": "1"}, "extra_headers: 'Content-Length': the client sets it from"),
+        ({"transfer-encoding": "x"}, "extra_headers: 'transfer-encoding': the client sets it"),
+        ({"Host": "x.test"}, "extra_headers: 'Host': the client sets it from base_url="),
     ],
 )
 def test_bad_extra_headers_never_echo_the_value(server, remix, headers, message):

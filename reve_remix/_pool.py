@@ -15,7 +15,9 @@ with :meth:`ShardedTransport.ensure_capacity`.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import ssl
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -36,8 +38,8 @@ class _Shards(Generic[Shard]):
     """The pools and their loads; shared by the sync and the async transport.
 
     A pool is made when the ones before it are full, so a client that never has more than
-    ``SHARD_SIZE`` requests in flight holds one; all pools share one TLS context, which costs as
-    much to make as the rest of a client.
+    ``SHARD_SIZE`` requests in flight holds one; all pools share one TLS context (see
+    :func:`tls_context`).
     """
 
     def __init__(
@@ -45,7 +47,6 @@ class _Shards(Generic[Shard]):
     ) -> None:
         self._make: Callable[[httpx.Limits, ssl.SSLContext], Shard] = make
         self._lock = threading.Lock()
-        self._tls: ssl.SSLContext | None = None
         self.shards: list[Shard] = []
         self._loads: list[int] = []
         self.capacity = 0
@@ -74,16 +75,34 @@ class _Shards(Generic[Shard]):
             return index, self.shards[index]
 
     def _add_shard(self) -> int:
-        if self._tls is None:
-            self._tls = httpx.create_ssl_context()  # certifi's roots, SSL_CERT_FILE honoured
         limits = httpx.Limits(max_connections=SHARD_SIZE, max_keepalive_connections=SHARD_SIZE)
-        self.shards.append(self._make(limits, self._tls))
+        self.shards.append(self._make(limits, tls_context()))
         self._loads.append(0)
         return len(self.shards) - 1
 
     def release(self, index: int) -> None:
         with self._lock:
             self._loads[index] -= 1
+
+
+def tls_context() -> ssl.SSLContext:
+    """The TLS context of every client's own pool in this process, made at the first request.
+
+    Making one (httpx's: certifi's roots, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``) costs as much as
+    the rest of a client, 20-30 ms, and every client would make the same one: a process that
+    makes a client per job, per worker or per test pays it once. A change to those variables
+    gets a context of its own.
+
+    Example::
+
+        assert tls_context() is tls_context()
+    """
+    return _tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.lru_cache(maxsize=4)
+def _tls_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    return httpx.create_ssl_context()
 
 
 class ShardedTransport(httpx.BaseTransport):

@@ -18,11 +18,13 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import certifi
 import httpx
 import pytest
 
 from reve_remix import AsyncReveRemix, RemixResult, ReveRemix, ValidationError
 from reve_remix._images import LocalImage, data_url
+from reve_remix._pool import AsyncShardedTransport, ShardedTransport, tls_context
 from reve_remix._request import InlineImage, RequestBody, encode_body
 from reve_remix.testing import Fault
 from tests.conftest import API_KEY, IMAGE_URL
@@ -110,6 +112,19 @@ def test_async_remix_many_serves_the_concurrency_asked_for_over_reused_connectio
         outcomes = asyncio.run(main())
         assert all(isinstance(outcome, RemixResult) for outcome in outcomes), outcomes[0]
         assert server.connections == CONCURRENCY
+
+
+def test_clients_share_one_tls_context_until_the_certificate_variables_change(monkeypatch):
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    first, second = ShardedTransport(), AsyncShardedTransport()
+    first._shards.acquire()
+    second._shards.acquire()
+    shared = tls_context()
+    assert first._shards.shards[0]._pool._ssl_context is shared
+    assert second._shards.shards[0]._pool._ssl_context is shared
+    monkeypatch.setenv("SSL_CERT_FILE", certifi.where())
+    assert tls_context() is not shared
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "8"])

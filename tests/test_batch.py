@@ -159,9 +159,16 @@ async def test_async_error_in_the_callback_starts_nothing_more_and_cancels_the_r
 
 
 def test_a_429_slows_every_job_of_the_client(server, client):
-    # Two jobs start together; one gets a 429 asking for 1 s. The next job to start must wait
-    # out that second too, although its own requests were never rate limited.
-    server.enqueue(Fault(status=429, headers={"Retry-After": "1"}))
+    # Two jobs start together. The server holds the first request it gets for 0.3 s, then answers
+    # 429 asking for 1 s; it answers the second after 0.4 s, so that job is in flight when the 429
+    # is read, and the next two start after it. Those must wait out the second too, although
+    # their own requests were never rate limited. The hold gives the second request 0.3 s to go
+    # out before the 429 is read, so a busy machine (pytest-xdist's workers) changes nothing.
+    hold, retry_after = 0.3, 1
+    server.enqueue(
+        Fault(status=429, headers={"Retry-After": str(retry_after)}, delay=hold),
+        Fault(delay=hold + 0.1),  # the normal answer, once the 429 has been read
+    )
     started = time.monotonic()
     finished_at: list[float] = []
     client.remix_many(
@@ -170,11 +177,12 @@ def test_a_429_slows_every_job_of_the_client(server, client):
         on_progress=lambda progress: finished_at.append(time.monotonic() - started),
     )
     assert len(posts(server)) == 5  # four jobs and one retry
-    early = [moment for moment in finished_at if moment < 0.5]
-    # Only jobs whose requests went out before the 429 was read get through early (1, or 2 when
-    # the other first job wins the race); without a shared cooldown three would.
+    cooldown_ends = hold + retry_after
+    early = [moment for moment in finished_at if moment < cooldown_ends - 0.25]
+    # Only the job in flight when the 429 was read gets through early (2 if the 429 was read so
+    # late that a third job had started); without a shared cooldown three would.
     assert 1 <= len(early) <= 2, finished_at
-    assert min(moment for moment in finished_at if moment >= 0.5) > 0.9, finished_at
+    assert min(moment for moment in finished_at if moment not in early) > cooldown_ends, finished_at
 
 
 # --- the batch file and the manifest (pure logic) ------------------------------------------------

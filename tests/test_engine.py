@@ -92,6 +92,7 @@ def test_rows_claimed_by_a_dead_worker_are_ambiguous_until_resent(server, tmp_pa
     assert max(posts(server).values()) == 1
 
 
+@pytest.mark.usefixtures("fast_backoff")  # three 503s: retried, waited in milliseconds
 def test_provably_unpaid_failures_are_released_and_sent_again(server, tmp_path):
     server.enqueue(Fault(status=400), Fault(status=503), Fault(status=503), Fault(status=503))
     first = run(server, tmp_path, rows(2), concurrency=1, max_retries=2)

@@ -72,6 +72,12 @@ def _public_objects() -> list[tuple[str, object]]:
     return [(name, v) for name, v in values if inspect.isclass(v) or inspect.isfunction(v)]
 
 
+PUBLIC_OBJECTS = _public_objects()
+# Named by the public name: a function's repr holds its address, which differs between the
+# pytest-xdist workers, and every worker must collect the same test ids.
+PUBLIC_IDS = [name for name, _ in PUBLIC_OBJECTS]
+
+
 def test_all_is_pinned():
     """Adding or removing a public name is a decision: this list changes with it."""
     assert sorted(reve_remix.__all__) == PUBLIC_NAMES
@@ -90,7 +96,7 @@ def test_custom_uploaders_can_name_their_types():
     assert reve_remix.ImageInput is ImageInput
 
 
-@pytest.mark.parametrize(("name", "value"), _public_objects(), ids=lambda v: str(v)[:40])
+@pytest.mark.parametrize(("name", "value"), PUBLIC_OBJECTS, ids=PUBLIC_IDS)
 def test_public_names_say_they_live_in_reve_remix(name, value):
     if name in GENERATED:
         assert value.__module__.startswith("reve_remix_api.")
@@ -98,7 +104,7 @@ def test_public_names_say_they_live_in_reve_remix(name, value):
         assert value.__module__ == "reve_remix"
 
 
-@pytest.mark.parametrize(("name", "value"), _public_objects(), ids=lambda v: str(v)[:40])
+@pytest.mark.parametrize(("name", "value"), PUBLIC_OBJECTS, ids=PUBLIC_IDS)
 def test_public_names_pickle_by_their_public_name(name, value):
     """The new ``__module__`` must still lead pickle (and so multiprocessing) to the object."""
     assert pickle.loads(pickle.dumps(value)) is value

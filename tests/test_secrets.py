@@ -123,6 +123,7 @@ def test_no_connection_timeout_or_response_error_shows_the_key(server: MockServe
         raised_by(lambda: client.remix(PROMPT, [IMAGE_URL]))
 
 
+@pytest.mark.usefixtures("fast_backoff")  # its retries wait; what they wait is not the point
 def test_connection_refused_does_not_show_the_key():
     with ReveRemix(API_KEY, base_url=f"http://127.0.0.1:{closed_port()}", max_retries=1) as client:
         raised_by(lambda: client.remix(PROMPT, [IMAGE_URL]))
@@ -175,6 +176,7 @@ def test_no_download_error_shows_the_key(server: MockServer, path: str):
         raised_by(result.read)
 
 
+@pytest.mark.usefixtures("fast_backoff")  # its retries wait; what they wait is not the point
 def test_a_download_from_a_closed_port_does_not_show_the_key(server: MockServer):
     url = f"http://127.0.0.1:{closed_port()}/out.png"
     server.enqueue(Fault(status=200, body={"created": 1_700_000_000, "data": [{"url": url}]}))

@@ -75,6 +75,7 @@ def run_step(tree, spec, tmp_path) -> tuple[subprocess.CompletedProcess[str], di
         **{name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")},
         "RUNNER_TEMP": str(runner_temp),
         "GITHUB_OUTPUT": str(outputs),
+        "PYTEST_ADDOPTS": "-n 0",  # the copy's suite is one test: no pytest-xdist workers for it
         # The copy's facade and generated client, not the project's (installed editable).
         "PYTHONPATH": os.pathsep.join([str(tree), str(tree / "generated")]),
     }

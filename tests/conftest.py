@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import io
 import os
 import threading
@@ -27,19 +26,6 @@ collect_ignore = ["user_project"]
 # Recognisable on purpose: the secrets tests grep every output for it.
 API_KEY = "sk-or-TEST-SECRET-7f3a9c2e51d84b60"
 IMAGE_URL = "https://example.com/cat.png"
-
-
-@pytest.fixture(autouse=True, scope="session")
-def one_tls_context() -> Iterator[None]:
-    """Every client of the session shares one TLS context, built once by httpx as usual.
-
-    Each client builds its own (``reve_remix/_pool.py``), loading certifi's roots: about 25 ms of
-    CPU a client, some 10 s of the suite's CPU over its hundreds of clients, for tests that speak
-    plain HTTP to 127.0.0.1 and never use it.
-    """
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(httpx, "create_ssl_context", functools.cache(httpx.create_ssl_context))
-        yield
 
 
 @pytest.fixture

@@ -78,6 +78,7 @@ from ._progress import RetryNotices, StatusLine, bar_line, is_terminal, spinner_
 from ._redact import redact
 from ._request import Images, check_model
 from ._results import RemixResult, write_atomic
+from ._retry import RATE_LIMIT_RETRIES
 from ._spec import spec
 from ._tags import IMAGE_NAME
 from ._version import __version__
@@ -363,7 +364,8 @@ class _SharedOptions:
             metavar="N",
             default=DEFAULT_MAX_RETRIES,
             help="retries of failures that cannot have been billed "
-            f"(default: {DEFAULT_MAX_RETRIES})",
+            f"(default: {DEFAULT_MAX_RETRIES}); a 429 has {RATE_LIMIT_RETRIES} of its own, "
+            "or N if more (0: no retries at all)",
         )
         self.generation = _CommandParser(add_help=False)
         group = self.generation.add_argument_group("generation")

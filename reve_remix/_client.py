@@ -50,7 +50,7 @@ from ._request import (
     prepare_remix,
 )
 from ._results import RemixResult, parse_response
-from ._retry import AdaptiveRate, RateLimiter, RetryEvent, RetryPolicy
+from ._retry import AdaptiveRate, CallRetries, RateLimiter, RetryEvent, RetryPolicy
 from ._spec import spec
 from ._version import __version__
 
@@ -131,11 +131,10 @@ class _BaseClient(Generic[HttpClient]):
         self.uploader = uploader
         self.on_retry = on_retry
         self.retry_policy = RetryPolicy(max_retries, retry_on_ambiguous)
-        # Every client learns the rate the API admits (one 429 holds every job back, then AIMD
-        # pacing); a caller's limiter paces it further.
-        self._limiters: tuple[RateLimiter, ...] = (
-            (AdaptiveRate(),) if rate_limiter is None else (AdaptiveRate(), rate_limiter)
-        )
+        # Every client learns the rate the API admits (one 429 holds every job back, then it
+        # paces just under the rate measured); a caller's limiter paces it further.
+        self._pace = AdaptiveRate()
+        self._rate_limiter = rate_limiter
         self._owns_http = http_client is None
         self._http: HttpClient = http_client or self._new_http(timeout, max_connections)
         self._downloader = Downloader(self._http)  # results fetch their URLs through the pool
@@ -248,34 +247,38 @@ class _BaseClient(Generic[HttpClient]):
         return self._api_key if self.auth_scheme == "bare" else f"Bearer {self._api_key}"
 
     def _decide(
-        self, request: httpx.Request, outcome: httpx.Response | httpx.TransportError, retries: int
+        self,
+        request: httpx.Request,
+        outcome: httpx.Response | httpx.TransportError,
+        retries: CallRetries,
+        sent_at: float,
     ) -> httpx.Response | float:
         """The final response, or how many seconds to wait before sending ``request`` again.
 
-        Raises ``APIConnectionError`` when a transport error is final.
+        ``retries`` counts the call's retries so far; ``sent_at`` is when this attempt went out
+        (``AdaptiveRate.on_sent``). Raises ``APIConnectionError`` when a transport error is final.
         """
         if isinstance(outcome, httpx.Response):
-            delay = self.retry_policy.delay_after_response(outcome, retries)
-            if delay is None:
+            event = self.retry_policy.after_response(outcome, retries)
+            if outcome.status_code == 429:  # every 429, retried or not: the pace learns from it
+                hold = 0.0 if event is None else event.delay
+                self._pace.on_rate_limited(hold, sent_at)
+                if self._rate_limiter is not None:
+                    self._rate_limiter.on_rate_limited(hold)
+            if event is None:
                 return outcome
-            if outcome.status_code == 429:
-                for limiter in self._limiters:
-                    limiter.on_rate_limited(delay)
-            reason = f"{outcome.status_code} {outcome.reason_phrase}"
         else:
-            delay = self.retry_policy.delay_after_error(outcome, retries)
-            if delay is None:
+            event = self.retry_policy.after_error(outcome, retries)
+            if event is None:
                 raise connection_error(outcome, request) from outcome
-            reason = type(outcome).__name__
-        event = RetryEvent(reason, delay, retries + 1, self.retry_policy.max_retries)
         retry_logger.info("%s", event)
         if self.on_retry is not None:
             self.on_retry(event)
-        return delay
+        return event.delay
 
-    def _wait_before_attempt(self) -> float:
-        """Seconds to wait before the next attempt: the longest any limiter asks for."""
-        return max(limiter.reserve() for limiter in self._limiters)
+    def _caller_limiter_wait(self) -> float:
+        """Seconds the caller's ``rate_limiter`` asks this attempt to wait (0 without one)."""
+        return 0.0 if self._rate_limiter is None else self._rate_limiter.reserve()
 
     def _result(self, response: httpx.Response) -> RemixResult:
         if not response.is_success:
@@ -452,19 +455,22 @@ class ReveRemix(_BaseClient[httpx.Client]):
         return check_uploaded_url(url, item.label)
 
     def _send(self, request: httpx.Request) -> httpx.Response:
-        retries = 0
+        retries = CallRetries()
         while True:
-            if wait := self._wait_before_attempt():
-                time.sleep(wait)
-            logger.debug("%s %s (attempt %d)", request.method, request.url, retries + 1)
+            with self._pace.line:  # one attempt at a time waits for its slot: see AdaptiveRate
+                if wait := self._caller_limiter_wait():
+                    time.sleep(wait)
+                while wait := self._pace.next_slot():
+                    time.sleep(wait)
+            logger.debug("%s %s (attempt %d)", request.method, request.url, retries.attempt)
+            sent_at = self._pace.on_sent()
             try:
                 outcome: httpx.Response | httpx.TransportError = _acyclic(self._http.send(request))
             except httpx.TransportError as exc:
                 outcome = exc
-            decision = self._decide(request, outcome, retries)
+            decision = self._decide(request, outcome, retries, sent_at)
             if isinstance(decision, httpx.Response):
                 return decision
-            retries += 1
             time.sleep(decision)
 
     def close(self) -> None:
@@ -597,21 +603,24 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
     async def _send(self, request: httpx.Request) -> httpx.Response:
         import asyncio
 
-        retries = 0
+        retries = CallRetries()
         while True:
-            if wait := self._wait_before_attempt():
-                await asyncio.sleep(wait)
-            logger.debug("%s %s (attempt %d)", request.method, request.url, retries + 1)
+            async with self._pace.async_line():  # one attempt at a time waits: see AdaptiveRate
+                if wait := self._caller_limiter_wait():
+                    await asyncio.sleep(wait)
+                while wait := self._pace.next_slot():
+                    await asyncio.sleep(wait)
+            logger.debug("%s %s (attempt %d)", request.method, request.url, retries.attempt)
+            sent_at = self._pace.on_sent()
             try:
                 outcome: httpx.Response | httpx.TransportError = _acyclic(
                     await self._http.send(request)
                 )
             except httpx.TransportError as exc:
                 outcome = exc
-            decision = self._decide(request, outcome, retries)
+            decision = self._decide(request, outcome, retries, sent_at)
             if isinstance(decision, httpx.Response):
                 return decision
-            retries += 1
             await asyncio.sleep(decision)
 
     async def aclose(self) -> None:

@@ -6,22 +6,31 @@ never carried the whole request, or the server said so (408, 429, 502, 503, 504)
 timeout, or a connection dropped after the request was sent may have produced (and billed) an
 image: those are *ambiguous* and retried only with ``retry_on_ambiguous=True``.
 
+A 429 is retried from a budget of its own (:meth:`RetryPolicy.limit`): it made nothing, and the
+client slows down for it (:class:`AdaptiveRate`), so a job does not fail while the client's pace
+is still finding the server's rate.
+
 This module decides; the clients wait and send. Both clients share it, so the policy has one home.
 """
 
 from __future__ import annotations
 
-import collections
+import bisect
 import email.utils
+import math
 import random
 import threading
 import time
+import weakref
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import httpx
 
 from ._exceptions import ValidationError
+
+if TYPE_CHECKING:
+    import asyncio
 
 RETRYABLE_STATUSES = frozenset({408, 429, 502, 503, 504})
 AMBIGUOUS_STATUSES = frozenset({500})
@@ -37,6 +46,7 @@ SAFE_TRANSPORT_ERRORS: tuple[type[httpx.TransportError], ...] = (
 INITIAL_BACKOFF = 0.5  # seconds before the first retry, doubled each time
 MAX_BACKOFF = 8.0
 MAX_RETRY_AFTER = 60.0  # a server asking for longer is obeyed only this far
+RATE_LIMIT_RETRIES = 8  # 429s a call may retry (at least; see RetryPolicy.limit)
 
 Verdict = Literal["retry", "ambiguous", "final"]
 
@@ -113,18 +123,19 @@ class RetryEvent:
 
     Example::
 
-        >>> event = RetryEvent("429 Too Many Requests", delay=4.0, retry=1, max_retries=2)
+        >>> event = RetryEvent("429 Too Many Requests", delay=4.0, retry=1, max_retries=8)
         >>> event.rate_limited, str(event)
-        (True, 'rate limited; retrying in 4.0 s (retry 1 of 2)')
+        (True, 'rate limited; retrying in 4.0 s (retry 1 of 8)')
     """
 
     reason: str
     """The status (``"429 Too Many Requests"``) or transport error (``"ConnectError"``)."""
     delay: float
-    """Seconds the client waits before sending again."""
+    """Seconds the client waits before sending again (then for its pace, if it paces)."""
     retry: int
-    """Which retry this is, from 1."""
+    """Which retry this is, from 1, of its kind: 429s are counted apart from other failures."""
     max_retries: int
+    """The most retries of its kind the call may make (``RetryPolicy.limit``)."""
 
     @property
     def rate_limited(self) -> bool:
@@ -138,6 +149,19 @@ class RetryEvent:
         )
 
 
+@dataclass(slots=True)
+class CallRetries:
+    """The retries one call has made so far: 429s are counted apart from every other failure."""
+
+    rate_limited: int = 0
+    other: int = 0
+
+    @property
+    def attempt(self) -> int:
+        """Which attempt comes next, from 1."""
+        return 1 + self.rate_limited + self.other
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How many retries a call may make and whether ambiguous failures count as retryable."""
@@ -145,23 +169,57 @@ class RetryPolicy:
     max_retries: int = 2
     retry_on_ambiguous: bool = False
 
-    def _allows(self, verdict: Verdict, retries_done: int) -> bool:
-        if retries_done >= self.max_retries:
+    def limit(self, *, rate_limited: bool) -> int:
+        """The retries a call may make of 429s (``rate_limited``), or of every other failure.
+
+        A 429 made nothing, and while the client's pace is still finding the server's rate a job
+        may meet a few in a row, so 429s have their own budget, ``RATE_LIMIT_RETRIES`` or
+        ``max_retries`` if larger: each waits its ``Retry-After`` (at most 60 s) or the backoff,
+        then the client's pace, so a server that refuses everything still ends the call with a
+        ``RateLimitError``. ``max_retries=0`` retries nothing, 429s included.
+
+        Example::
+
+            >>> policy = RetryPolicy(max_retries=2)
+            >>> policy.limit(rate_limited=True), policy.limit(rate_limited=False)
+            (8, 2)
+        """
+        if rate_limited and self.max_retries:
+            return max(self.max_retries, RATE_LIMIT_RETRIES)
+        return self.max_retries
+
+    def after_response(self, response: httpx.Response, done: CallRetries) -> RetryEvent | None:
+        """The retry to make after ``response`` (counted in ``done``), or ``None`` to stop here."""
+        rate_limited = response.status_code == 429
+        if not self._allows(classify_status(response.status_code), done, rate_limited):
+            return None
+        hinted = parse_retry_after(response.headers.get("retry-after"))
+        reason = f"{response.status_code} {response.reason_phrase}"
+        return self._count(reason, hinted, done, rate_limited)
+
+    def after_error(self, error: httpx.TransportError, done: CallRetries) -> RetryEvent | None:
+        """The retry to make after a transport ``error`` (counted in ``done``), or ``None``."""
+        if not self._allows(classify_error(error), done, rate_limited=False):
+            return None
+        return self._count(type(error).__name__, None, done, rate_limited=False)
+
+    def _allows(self, verdict: Verdict, done: CallRetries, rate_limited: bool) -> bool:
+        spent = done.rate_limited if rate_limited else done.other
+        if spent >= self.limit(rate_limited=rate_limited):
             return False
         return verdict == "retry" or (verdict == "ambiguous" and self.retry_on_ambiguous)
 
-    def delay_after_response(self, response: httpx.Response, retries_done: int) -> float | None:
-        """Seconds to wait before retrying after ``response``, or ``None`` to stop here."""
-        if not self._allows(classify_status(response.status_code), retries_done):
-            return None
-        hinted = parse_retry_after(response.headers.get("retry-after"))
-        return backoff(retries_done + 1) if hinted is None else hinted
-
-    def delay_after_error(self, error: httpx.TransportError, retries_done: int) -> float | None:
-        """Seconds to wait before retrying after a transport ``error``, or ``None`` to stop."""
-        if not self._allows(classify_error(error), retries_done):
-            return None
-        return backoff(retries_done + 1)
+    def _count(
+        self, reason: str, hinted: float | None, done: CallRetries, rate_limited: bool
+    ) -> RetryEvent:
+        if rate_limited:
+            done.rate_limited += 1
+            retry = done.rate_limited
+        else:
+            done.other += 1
+            retry = done.other
+        delay = backoff(retry) if hinted is None else hinted
+        return RetryEvent(reason, delay, retry, self.limit(rate_limited=rate_limited))
 
 
 class RateLimiter(Protocol):
@@ -226,69 +284,163 @@ class SteadyRate:
         self._next = max(self._next, until)
 
 
-class AdaptiveRate(SteadyRate):
-    """A ``RateLimiter`` that learns the rate a server admits: additive increase, multiplicative
-    decrease (AIMD), the way TCP finds a link's capacity.
+class AdaptiveRate:
+    """The pace every client keeps: it measures the rate a server admits and paces just under it.
 
-    Every 429 holds every attempt for its ``Retry-After``. Once a 429 comes among at least
-    :attr:`SAMPLE` recent attempts, attempts are also spaced at the rate the server admitted (at
-    the first cut: attempts in the last second, less the refused ones; later: the attempts it
-    admitted since the previous cut) times :attr:`DECREASE`; the rate rises by :attr:`INCREASE`
-    of itself every second without a 429, and is cut again on the next one (at most once every
-    :attr:`HOLD` seconds, so that one burst of refusals counts once). A shared cooldown alone
-    cannot do this: after every pause, every worker sends at once and most are refused again.
-    Every client has one; ``scripts/bench.py`` prints the throughput it reaches.
+    A server that refuses a request has no allowance left at that moment, so between two refused
+    attempts it admitted its rate, within one request, whatever the client sent (a token bucket
+    refilled at the rate, as rate limiters are made), unless the client sent so little that the
+    bucket overflowed. So on every 429 the rate is measured over the attempts sent since an earlier
+    refused one (the most recent with :attr:`SAMPLE` admitted and :attr:`SPAN` seconds since):
+    those sent, less those refused; or over the last :attr:`SPAN` seconds if more were admitted
+    there (a small bucket overflows). Attempts are then spaced at that rate times :attr:`MARGIN`,
+    rising by :attr:`INCREASE` of it every second without a 429, to find a rate that went up.
+    Until there is a measure the pace is a guess, once :attr:`CROWD` attempts went out in the
+    last second and some were admitted (a lone call's retries are only held): :attr:`DECREASE`
+    of those admitted, lowered by each 429, growing by :attr:`PROBE` a second. A pause of more than
+    a second (or two paced intervals) forgets what was measured: the server's allowance may have
+    filled up meanwhile. Every 429 also holds every attempt for its ``Retry-After``.
+
+    Attempts go out one at a time in line: the client queues them on :attr:`line` (or
+    :meth:`async_line`) and the one at the head asks :meth:`next_slot` until it says 0, so a cut,
+    a rise or a hold reaches the very next attempt, not only those that queue after it. A shared
+    cooldown alone cannot reach the rate: after every pause every worker sends at once, and most
+    are refused again. Every client has one and tells it when each attempt goes out
+    (:meth:`on_sent`) and which were refused (:meth:`on_rate_limited`); ``scripts/bench.py``
+    prints the throughput it reaches at 20 and 100 requests a second.
 
     Example::
 
-        >>> limiter = AdaptiveRate()
-        >>> limiter.reserve()  # unpaced until a 429
+        >>> pace = AdaptiveRate()
+        >>> pace.next_slot()  # unpaced until a 429
         0.0
     """
 
-    DECREASE = 0.9
-    INCREASE = 0.05  # of the rate at the last cut, per second
-    HOLD = 0.5  # seconds between two cuts
-    WINDOW = 1.0  # seconds of attempts that estimate the admitted rate at the first 429
-    SAMPLE = 10  # attempts it takes to estimate a rate; below it, a 429 only holds attempts
+    MARGIN = 0.97  # of the measured rate: just under, so the server's allowance is never dry
+    INCREASE = 0.02  # of the pace, per second without a 429
+    DECREASE = 0.8  # of the attempts admitted in the last second: the guess before a measure
+    PROBE = 0.25  # of the pace, compounded, per second without a 429 while it is a guess
+    SAMPLE = 20  # admitted attempts a measure needs (then it is within 1/SAMPLE)
+    CROWD = 8  # attempts in the last second (some admitted) a guess needs: a lone call is held
+    SPAN = 0.5  # and seconds it needs, so that the moments it counts are the server's too
+    HISTORY = 500  # attempts remembered
+    PAUSE = 1.0  # seconds without an attempt that forget what was measured
+    MIN_RATE = 1.0  # requests per second: the lowest guess (a measure may be lower)
 
     def __init__(self) -> None:
-        super().__init__(requests_per_second=1.0)
-        self.interval = 0.0
-        self._slots: collections.deque[float] = collections.deque()  # when attempts go out
-        self._refusals = 0  # since the last cut
-        self._rate = 0.0  # requests per second; 0 until the first 429
-        self._step = 0.0
-        self._cut_at = self._grown_at = 0.0
+        self._lock = threading.Lock()
+        self.line = threading.Lock()
+        """Where the sync client's attempts queue for :meth:`next_slot`, one at a time."""
+        self._async_lines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._rate = 0.0  # requests per second; 0 (unpaced) until the first 429
+        self._step = 0.0  # requests per second gained each second, once measured
+        self._grown_at = 0.0
+        self._measured = False  # whether the pace comes from a measure (since the last pause)
+        self._last = 0.0  # when the last slot was taken
+        self._held_until = 0.0
+        self._sent: list[float] = []  # when each remembered attempt went out, in order
+        self._refused: list[float] = []  # when each refused one of them went out, in order
 
-    def reserve(self) -> float:
-        """Seconds until this attempt's slot, at the rate learned so far."""
+    def async_line(self) -> asyncio.Lock:
+        """Where the async client's attempts queue for :meth:`next_slot`: one line per loop."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        line = self._async_lines.get(loop)
+        if line is None:
+            line = self._async_lines[loop] = asyncio.Lock()
+        return line
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two attempts at the current pace (0 while unpaced)."""
+        return 1.0 / self._rate if self._rate else 0.0
+
+    def next_slot(self) -> float:
+        """Seconds until the next slot at the pace and holds of now; 0: it is now, and taken."""
         with self._lock:
             now = time.monotonic()
-            if self._rate:
-                self._rate += self._step * (now - self._grown_at)
-                self.interval = 1.0 / self._rate
-                self._grown_at = now
-            wait = self._reserve(now)
-            self._slots.append(now + wait)
-            return wait
+            self._grow(now)
+            slot = max(self._last + self.interval, self._held_until)
+            if slot > now:
+                return slot - now
+            # A head late by less than an interval keeps the beat; after an idle line it restarts.
+            self._last = slot if now - slot < self.interval else now
+            return 0.0
 
-    def on_rate_limited(self, seconds: float) -> None:
-        """Cut the rate (once every ``HOLD`` seconds at most); hold every attempt ``seconds``."""
+    def on_sent(self) -> float:
+        """Note an attempt going out now; returns the moment, for :meth:`on_rate_limited`."""
         with self._lock:
             now = time.monotonic()
-            self._refusals += 1
-            # A 429 that asks for no wait at all says nothing about the rate.
-            if seconds > 0 and (not self._rate or now - self._cut_at >= self.HOLD):
-                since = self._cut_at if self._rate else now - self.WINDOW
-                while self._slots and self._slots[0] <= since:
-                    self._slots.popleft()
-                sent = sum(1 for slot in self._slots if slot <= now)
-                if sent >= self.SAMPLE:  # fewer say nothing of a rate: the hold alone will do
-                    admitted = max(0, sent - self._refusals) / (now - since)
-                    self._rate = max(min(self._rate or admitted, admitted) * self.DECREASE, 1.0)
-                    self._step = self._rate * self.INCREASE
-                    self.interval = 1.0 / self._rate
-                    self._cut_at = self._grown_at = now
-                    self._refusals = 0
-            self._hold(now + seconds)
+            if self._sent and now - self._sent[-1] > self._pause():
+                self._sent.clear()
+                self._refused.clear()
+                self._measured = False
+            self._sent.append(now)
+            if len(self._sent) > 2 * self.HISTORY:
+                del self._sent[: -self.HISTORY]
+                del self._refused[: bisect.bisect_left(self._refused, self._sent[0])]
+            return now
+
+    def on_rate_limited(self, seconds: float, sent_at: float) -> None:
+        """A 429 for the attempt sent at ``sent_at`` (from :meth:`on_sent`).
+
+        Holds every slot ``seconds``, and paces at the rate measured, or lowers the guess.
+        """
+        with self._lock:
+            now = time.monotonic()
+            self._grow(now)
+            self._held_until = max(self._held_until, now + seconds)
+            if not self._sent or sent_at < self._sent[0]:
+                return  # sent before a pause: it says nothing of the rate now
+            bisect.insort(self._refused, sent_at)
+            measured = self._measure(sent_at)
+            if measured is not None:
+                self._measured = True
+                sent, refused = self._in_the_last(self.SPAN, now)
+                recent = (sent - refused) / self.SPAN
+                self._pace_at(max(measured, recent) * self.MARGIN, now)
+                return
+            sent, refused = self._in_the_last(1.0, now)
+            if not self._measured and sent >= self.CROWD and refused < sent:
+                guess = max((sent - refused) * self.DECREASE, self.MIN_RATE)
+                if not self._rate or guess < self._rate:
+                    self._pace_at(guess, now)
+
+    def _grow(self, now: float) -> None:
+        if self._rate:
+            elapsed = min(now - self._grown_at, self._pause())  # an idle line learns nothing
+            if self._measured:
+                self._rate += self._step * elapsed
+            else:
+                self._rate *= math.exp(self.PROBE * elapsed)
+            self._grown_at = now
+
+    def _pause(self) -> float:
+        """Seconds without an attempt that make a pause: a second, or two paced intervals."""
+        return max(self.PAUSE, 2 * self.interval)
+
+    def _pace_at(self, rate: float, now: float) -> None:
+        self._rate, self._step, self._grown_at = rate, rate * self.INCREASE, now
+
+    def _measure(self, refused_at: float) -> float | None:
+        """Requests per second admitted since the latest earlier refusal with ``SAMPLE`` since."""
+        later = bisect.bisect_left(self._refused, refused_at)  # refusals before this one
+        sent_before = bisect.bisect_left(self._sent, refused_at)
+        if sent_before - later < self.SAMPLE:  # too few admitted since the first refusal
+            return None
+        for earlier in range(later - 1, -1, -1):
+            since = self._refused[earlier]
+            sent = sent_before - bisect.bisect_right(self._sent, since)
+            admitted = sent - (later - 1 - earlier)
+            if admitted >= self.SAMPLE and refused_at - since >= self.SPAN:
+                return admitted / (refused_at - since)
+        return None
+
+    def _in_the_last(self, seconds: float, now: float) -> tuple[int, int]:
+        """Attempts sent in the last ``seconds``, and how many of them were refused."""
+        sent = len(self._sent) - bisect.bisect_right(self._sent, now - seconds)
+        refused = len(self._refused) - bisect.bisect_right(self._refused, now - seconds)
+        return sent, refused

@@ -168,8 +168,9 @@ def _rows() -> list[Row]:
     ]
     for status, error in retryable:
         rows += _both_policies(f"{status} once", (Fault(status=status),), None, 2)
-        persistent = (Fault(status=status),) * (MAX_RETRIES + 1)
-        rows += _both_policies(f"{status} every time", persistent, error, MAX_RETRIES + 1)
+        budget = retry.RATE_LIMIT_RETRIES if status == 429 else MAX_RETRIES  # a 429's own budget
+        persistent = (Fault(status=status),) * (budget + 1)
+        rows += _both_policies(f"{status} every time", persistent, error, budget + 1)
     rows += [
         Row("500 once", (Fault(status=500),), InternalServerError, 1),
         Row("500 once", (Fault(status=500),), None, 2, retry_on_ambiguous=True),

@@ -258,7 +258,7 @@ def test_retries_are_plain_lines_when_stderr_is_not_a_terminal(server, workdir):
     server.enqueue(Fault(status=429, headers={"Retry-After": "0"}))
     completed = remix("<img>0</img> x", "-i cat.png", cwd=workdir, server=server)
     assert completed.returncode == 0, completed.stderr
-    assert completed.stderr == "reve-remix: rate limited; retrying in 0.0 s (retry 1 of 2)\n"
+    assert completed.stderr == "reve-remix: rate limited; retrying in 0.0 s (retry 1 of 8)\n"
 
 
 def read_terminal(process, master):

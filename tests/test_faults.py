@@ -34,7 +34,7 @@ from reve_remix import (
     UnprocessableEntityError,
     ValidationError,
 )
-from reve_remix._retry import RetryEvent, SteadyRate
+from reve_remix._retry import RATE_LIMIT_RETRIES, RetryEvent, SteadyRate
 from reve_remix.testing import Fault, MockServer
 
 from .conftest import API_KEY, IMAGE_URL, Twin
@@ -76,6 +76,14 @@ def test_rate_limit_holds_back_other_callers_of_the_same_client(server, twin):
     assert time.monotonic() - started >= 0.8
     first.join()
     assert posts(server) == 3
+
+
+def test_more_429s_in_a_row_than_max_retries_do_not_fail_the_call(server, make_twin):
+    """A 429 made nothing, so it spends a budget of its own (``RetryPolicy.limit``)."""
+    server.enqueue(*[Fault(status=429, headers={"Retry-After": "0"})] * 3)
+    client = make_twin(api_key=API_KEY, base_url=server.base_url, max_retries=2)
+    assert remix(client)
+    assert posts(server) == 4
 
 
 # --- broken bodies -----------------------------------------------------------------------
@@ -223,8 +231,8 @@ def test_on_retry_is_told_of_every_retry_and_each_is_logged(server, make_twin, c
     with caplog.at_level(logging.INFO, logger="reve_remix.retry"):
         assert remix(client)
     assert [(event.reason, event.retry, event.max_retries) for event in events] == [
-        ("429 Too Many Requests", 1, 2),
-        ("503 Service Unavailable", 2, 2),
+        ("429 Too Many Requests", 1, RATE_LIMIT_RETRIES),  # 429s have a budget of their own
+        ("503 Service Unavailable", 1, 2),
     ]
     assert events[0].rate_limited
     assert events[0].delay == 0.05

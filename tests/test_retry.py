@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import collections
 import email.utils
+import heapq
 
 import httpx
 import pytest
 
 from reve_remix import ValidationError
 from reve_remix._retry import (
+    MAX_BACKOFF,
     MAX_RETRY_AFTER,
+    RATE_LIMIT_RETRIES,
     AdaptiveRate,
+    CallRetries,
+    RetryEvent,
     RetryPolicy,
     SteadyRate,
     backoff,
@@ -86,61 +92,160 @@ def _response(status: int, **headers: str) -> httpx.Response:
 
 
 def test_policy_stops_after_max_retries_and_prefers_retry_after():
-    policy = RetryPolicy(max_retries=2)
-    assert policy.delay_after_response(_response(429, **{"Retry-After": "3"}), 0) == 3.0
-    assert policy.delay_after_response(_response(429), 1) is not None
-    assert policy.delay_after_response(_response(429), 2) is None
-    assert policy.delay_after_response(_response(400), 0) is None
+    policy, done = RetryPolicy(max_retries=2), CallRetries()
+    first = policy.after_response(_response(503, **{"Retry-After": "3"}), done)
+    assert first == RetryEvent("503 Service Unavailable", 3.0, retry=1, max_retries=2)
+    assert policy.after_response(_response(503), done) is not None
+    assert policy.after_response(_response(503), done) is None  # two retries spent
+    assert done == CallRetries(rate_limited=0, other=2)
+    assert policy.after_response(_response(400), CallRetries()) is None
+
+
+def test_429s_have_a_budget_of_their_own_that_still_ends():
+    policy, done = RetryPolicy(max_retries=2), CallRetries()
+    assert policy.after_response(_response(503), done) is not None
+    events = [policy.after_response(_response(429), done) for _ in range(RATE_LIMIT_RETRIES)]
+    assert [(event.retry, event.max_retries) for event in events if event] == [
+        (n, RATE_LIMIT_RETRIES) for n in range(1, RATE_LIMIT_RETRIES + 1)
+    ]
+    assert policy.after_response(_response(429), done) is None  # the 429 budget is spent...
+    assert policy.after_error(httpx.ConnectError("refused"), done) is not None  # ...not this one
+    last = events[-1]  # without Retry-After, a 429 backs off by its own count, up to the cap
+    assert last is not None
+    assert MAX_BACKOFF / 2 <= last.delay <= MAX_BACKOFF
+    assert RetryPolicy(max_retries=20).limit(rate_limited=True) == 20  # more if asked for
 
 
 def test_policy_ambiguous_rows_depend_on_the_flag():
     cautious, bold = RetryPolicy(2, retry_on_ambiguous=False), RetryPolicy(2, True)
-    assert cautious.delay_after_response(_response(500), 0) is None
-    assert bold.delay_after_response(_response(500), 0) is not None
+    assert cautious.after_response(_response(500), CallRetries()) is None
+    assert bold.after_response(_response(500), CallRetries()) is not None
     timeout = httpx.ReadTimeout("slow")
-    assert cautious.delay_after_error(timeout, 0) is None
-    assert bold.delay_after_error(timeout, 0) is not None
-    assert cautious.delay_after_error(httpx.ConnectError("refused"), 0) is not None
+    assert cautious.after_error(timeout, CallRetries()) is None
+    assert bold.after_error(timeout, CallRetries()) is not None
+    assert cautious.after_error(httpx.ConnectError("refused"), CallRetries()) is not None
 
 
-def test_zero_retries_never_retries():
+def test_zero_retries_never_retries_not_even_a_429():
     policy = RetryPolicy(max_retries=0, retry_on_ambiguous=True)
-    assert policy.delay_after_response(_response(503), 0) is None
-    assert policy.delay_after_error(httpx.ConnectError("x"), 0) is None
+    assert policy.after_response(_response(503), CallRetries()) is None
+    assert policy.after_response(_response(429), CallRetries()) is None
+    assert policy.after_error(httpx.ConnectError("x"), CallRetries()) is None
 
 
-def test_adaptive_rate_holds_every_attempt_for_a_429s_wait(monkeypatch):
-    clock = _Clock(monkeypatch)
-    limiter = AdaptiveRate()
-    assert [limiter.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]  # unpaced until a 429
-    limiter.on_rate_limited(5)
-    limiter.on_rate_limited(1)  # a shorter wait does not shorten the hold
-    assert 4.5 < limiter.reserve() <= 5.1
-    clock.now += 10
-    assert limiter.interval == 0  # three attempts say nothing of a rate: not paced
-
-
-def test_adaptive_rate_paces_at_what_the_server_admitted_then_probes_upward(monkeypatch):
-    clock = _Clock(monkeypatch)
-    limiter = AdaptiveRate()
-    for _ in range(50):  # 50 attempts in the last second, then refusals
-        clock.now += 0.02
-        limiter.reserve()
-    limiter.on_rate_limited(0.0)  # "retry now" says nothing of a rate
-    assert limiter.interval == 0
-    for _ in range(10):  # one burst of refusals: one cut, to 48 admitted/s less a tenth
-        limiter.on_rate_limited(0.01)
-    rate = 48 * AdaptiveRate.DECREASE
-    assert 1 / limiter.interval == pytest.approx(rate)
-    clock.now += 10
-    limiter.reserve()  # ten seconds without a 429: the rate has grown
-    assert 1 / limiter.interval == pytest.approx(rate * (1 + 10 * AdaptiveRate.INCREASE))
+# --- AdaptiveRate, on a clock of the test's own ---------------------------------------------------
 
 
 class _Clock:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.now = 1000.0
         monkeypatch.setattr("reve_remix._retry.time.monotonic", lambda: self.now)
+
+
+def test_adaptive_rate_holds_every_slot_for_a_429s_wait_and_paces_no_lone_call(monkeypatch):
+    clock = _Clock(monkeypatch)
+    pace = AdaptiveRate()
+    assert pace.next_slot() == 0.0  # unpaced until a 429
+    sent_at = pace.on_sent()
+    pace.on_rate_limited(5, sent_at)
+    pace.on_rate_limited(1, sent_at)  # a shorter wait does not shorten the hold
+    assert pace.next_slot() == 5
+    clock.now += 5
+    assert pace.next_slot() == 0.0
+    assert pace.interval == 0  # one attempt says nothing of a rate: held, not paced
+
+
+def test_adaptive_rate_paces_just_under_the_rate_admitted_between_two_refusals(monkeypatch):
+    clock = _Clock(monkeypatch)
+    pace = AdaptiveRate()
+    refused = []
+    for n in range(101):  # 100 attempts a second; the server admits 80 of every 100
+        refused += [pace.on_sent()] if n % 5 == 0 else []
+        pace.on_sent() if n % 5 else None
+        clock.now += 0.01
+    for sent_at in refused:
+        pace.on_rate_limited(0.0, sent_at)
+    # From the first refusal to the last: 80 admitted in 1.0 s (and 40 in the last 0.5 s).
+    paced = 80 * AdaptiveRate.MARGIN
+    assert 1 / pace.interval == pytest.approx(paced)
+    assert pace.next_slot() == 0.0
+    assert pace.next_slot() == pytest.approx(1 / paced)  # the next one waits its turn
+    clock.now += 1  # a second without a 429: the pace rises, to find a rate that went up
+    pace.next_slot()
+    assert 1 / pace.interval == pytest.approx(paced * (1 + AdaptiveRate.INCREASE))
+
+
+def test_a_pause_forgets_what_was_measured(monkeypatch):
+    clock = _Clock(monkeypatch)
+    pace = AdaptiveRate()
+    first = [pace.on_sent() for _ in range(30)]
+    clock.now += AdaptiveRate.PAUSE + 1
+    later = pace.on_sent()
+    pace.on_rate_limited(0.0, first[0])  # sent before the pause: not counted...
+    pace.on_rate_limited(0.0, later)  # ...and one attempt since says nothing of a rate
+    assert pace.interval == 0
+
+
+def _bucket_run(rate: float, workers: int, jobs: int, monkeypatch: pytest.MonkeyPatch):
+    """A batch against a token bucket (``rate`` a second, holding one second's worth), in
+    simulated time: ``workers`` jobs at a time, each answered 0.2 s after it is admitted or
+    refused at once with the seconds until the next token. Returns (share of the rate reached
+    after the bucket's first second, share of attempts refused).
+    """
+    clock = _Clock(monkeypatch)
+    pace, start = AdaptiveRate(), clock.now
+    tokens, refilled, admitted, refused, last = rate, start, 0, 0, start
+    events: list[tuple[float, int, str]] = []  # (when, job, what): a heap
+    line: collections.deque[int] = collections.deque()
+    for job in range(min(workers, jobs)):
+        heapq.heappush(events, (start, job, "queue"))
+    queued = min(workers, jobs)
+    while events:
+        clock.now, job, what = heapq.heappop(events)
+        if what == "queue":
+            line.append(job)
+            if len(line) > 1:
+                continue  # the head of the line will hand on its turn
+        elif what == "answered":
+            last = clock.now
+            if queued < jobs:
+                heapq.heappush(events, (clock.now, queued, "queue"))
+                queued += 1
+            continue
+        if wait := pace.next_slot():  # the head of the line (what == "queue" or "head")
+            heapq.heappush(events, (clock.now + wait, line[0], "head"))
+            continue
+        job = line.popleft()
+        if line:
+            heapq.heappush(events, (clock.now, line[0], "head"))
+        sent_at = pace.on_sent()
+        tokens = min(rate, tokens + (clock.now - refilled) * rate)
+        refilled = clock.now
+        if tokens >= 1:
+            tokens, admitted = tokens - 1, admitted + 1
+            heapq.heappush(events, (clock.now + 0.2, job, "answered"))
+        else:
+            refused += 1
+            pace.on_rate_limited((1 - tokens) / rate, sent_at)
+            heapq.heappush(events, (clock.now + (1 - tokens) / rate, job, "queue"))
+    return (admitted - rate) / (last - start - 0.2) / rate, refused / (admitted + refused)
+
+
+@pytest.mark.parametrize(
+    ("rate", "workers", "jobs", "most_refused"),
+    [
+        (100, 64, 600, 0.05),  # the bench's figure, in simulated time
+        (20, 64, 600, 0.05),
+        (300, 256, 3000, 0.05),
+        (5, 8, 300, 0.08),  # a slow limit: the guess alone is refused 17% of the time here
+    ],
+)
+def test_adaptive_rate_reaches_a_token_buckets_rate_with_few_refusals(
+    rate, workers, jobs, most_refused, monkeypatch
+):
+    reached, refused = _bucket_run(rate, workers, jobs, monkeypatch)
+    assert reached >= 0.95
+    assert refused <= most_refused
 
 
 def test_steady_rate_spaces_attempts_and_pauses_on_429():

@@ -13,10 +13,12 @@ import gc
 import json
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TypeVar
 
 import certifi
 import httpx
@@ -30,6 +32,7 @@ from reve_remix.testing import Fault
 from tests.conftest import API_KEY, IMAGE_URL
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_Server = TypeVar("_Server", bound=ThreadingHTTPServer)
 ANSWER = json.dumps({"created": 1, "data": [{"url": "https://cdn.example.com/a.png"}]}).encode()
 
 
@@ -74,9 +77,13 @@ class _GatheringHandler(BaseHTTPRequestHandler):
         pass
 
 
+def gathering(gather: int) -> contextlib.AbstractContextManager[_Gathering]:
+    return serving(_Gathering(gather))
+
+
 @contextlib.contextmanager
-def gathering(gather: int) -> Iterator[_Gathering]:
-    server = _Gathering(gather)
+def serving(server: _Server) -> Iterator[_Server]:
+    """``server`` answering on a thread of its own until the block ends."""
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
@@ -189,7 +196,7 @@ def test_iter_remix_checks_the_concurrency_at_the_call():
         client.iter_remix(jobs(1), concurrency=0)
 
 
-def _url(server: _Gathering) -> str:
+def _url(server: ThreadingHTTPServer) -> str:
     return f"http://127.0.0.1:{server.server_port}"
 
 
@@ -361,3 +368,75 @@ def test_a_finished_remix_frees_its_request_body_without_the_garbage_collector(s
         assert requests[0]() is None
     finally:
         gc.enable()
+
+
+# --- throughput under a rate limit ---------------------------------------------------------------
+
+
+class _TokenBucket(ThreadingHTTPServer):
+    """Admits ``rate`` requests a second, holding one second's worth, and answers the rest 429
+    with ``Retry-After``: the seconds until its next token (as ``scripts/bench_server.py``)."""
+
+    daemon_threads = True
+    request_queue_size = 512
+
+    def __init__(self, rate: float) -> None:
+        self.rate = self.tokens = rate
+        self.refilled = time.monotonic()
+        self.admitted = self.refused = 0
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _TokenBucketHandler)
+
+    def admit(self) -> float | None:
+        """``None`` if a request may go ahead, else the seconds until it could."""
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.rate, self.tokens + (now - self.refilled) * self.rate)
+            self.refilled = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                self.admitted += 1
+                return None
+            self.refused += 1
+            return (1 - self.tokens) / self.rate
+
+
+class _TokenBucketHandler(BaseHTTPRequestHandler):
+    server: _TokenBucket
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        wait = self.server.admit()
+        body = ANSWER if wait is None else b"{}"
+        self.send_response(200 if wait is None else 429)
+        self.send_header("Content-Type", "application/json")
+        if wait is not None:
+            self.send_header("Retry-After", f"{wait:.3f}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_batch_under_a_rate_limit_is_paced_and_every_job_is_done(kind):
+    # 120 jobs, 32 at a time, against 40 requests a second: unpaced, with only the cooldown of
+    # each 429, most requests are refused and jobs run out of retries. A busy machine only sends
+    # slower, and so is refused less: the bound holds under load.
+    with serving(_TokenBucket(rate=40)) as server:
+        if kind == "sync":
+            with ReveRemix(API_KEY, base_url=_url(server)) as client:
+                outcomes = client.remix_many(jobs(120), concurrency=32)
+        else:
+
+            async def main() -> list[object]:
+                async with AsyncReveRemix(API_KEY, base_url=_url(server)) as client:
+                    return list(await client.remix_many(jobs(120), concurrency=32))
+
+            outcomes = asyncio.run(main())
+    failed = [outcome for outcome in outcomes if not isinstance(outcome, RemixResult)]
+    assert not failed, failed[:3]
+    assert server.refused <= 0.25 * (server.admitted + server.refused), server.refused

@@ -133,9 +133,10 @@ class APIResponseValidationError(_ResponseError):
 class ImageNotSavedError(APIError):
     """The image was generated (and billed) but could not be fetched or saved.
 
-    ``request_id`` and ``url`` say where the paid image is, ``cause`` why it is not on disk (a
-    download that failed after its retries, bytes that are not an image, a disk error). Reading
-    or saving again fetches the URL again: that is free; generating again is not.
+    ``request_id`` and ``url`` (or ``spool``, the file an inline image's bytes were kept in) say
+    where the paid image is, ``cause`` why it is not on disk (a download that failed after its
+    retries, bytes that are not an image, a disk error). Reading or saving again fetches the URL
+    again: that is free; generating again is not.
 
     Example::
 
@@ -145,13 +146,21 @@ class ImageNotSavedError(APIError):
             print("fetch it yourself:", exc.url, exc.request_id, exc.cause)
     """
 
-    def __init__(self, cause: BaseException, *, request_id: str | None, url: str | None) -> None:
+    def __init__(
+        self,
+        cause: BaseException,
+        *,
+        request_id: str | None,
+        url: str | None,
+        spool: str | None = None,
+    ) -> None:
         super().__init__(
-            not_saved_message(request_id, url, cause),
+            not_saved_message(request_id, url, cause, spool),
             request=getattr(cause, "request", None),
             request_id=request_id,
         )
         self.url = url
+        self.spool = spool
         self.cause = cause
 
 

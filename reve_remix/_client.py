@@ -227,6 +227,18 @@ class _BaseClient(Generic[HttpClient]):
             self._made_headers = (scheme, headers)
         return self._made_headers[1]
 
+    def _redacted(self, response: httpx.Response) -> httpx.Response:
+        """A 2xx that echoes the key (a proxy repeating the request's headers), without it: no
+        field of the result, its pickle, a ledger or a log line may carry the key."""
+        text = self._redact(response.content.decode("utf-8", "replace"))
+        headers = [(name, self._redact(value)) for name, value in response.headers.items()]
+        return httpx.Response(
+            response.status_code,
+            headers=[(n, v) for n, v in headers if n.lower() != "content-length"],
+            content=text.encode(),
+            request=response.request,
+        )
+
     def _redact(self, text: str) -> str:
         """``text`` without this client's key in any form (for text that leaves the client)."""
         return redact(text, self._api_key)
@@ -274,6 +286,9 @@ class _BaseClient(Generic[HttpClient]):
     def _result(self, response: httpx.Response) -> RemixResult:
         if not response.is_success:
             raise status_error(response)
+        key = self._api_key
+        if key and key.strip().encode("utf-8", "surrogatepass") in response.content:
+            response = self._redacted(response)
         result = parse_response(response, self._downloader)
         logger.debug("remix done (request id %s)", result.request_id)
         return result

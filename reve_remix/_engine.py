@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ._batch import check_concurrency
+from ._jobs import check_concurrency
 from ._client import ReveRemix
 from ._exceptions import (
     APIResponseValidationError,

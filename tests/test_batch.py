@@ -21,7 +21,8 @@ from reve_remix import (
     ReveRemix,
     ValidationError,
 )
-from reve_remix._batch import BatchProgress, RemixJob, run_in_tasks
+from reve_remix._jobs import BatchProgress, RemixJob
+from reve_remix._schedule import run_in_tasks
 from reve_remix._batch_file import (
     Manifest,
     ManifestRecord,

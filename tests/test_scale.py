@@ -202,7 +202,7 @@ def _url(server: ThreadingHTTPServer) -> str:
 
 def test_a_batch_check_reads_only_the_head_of_each_local_image(tmp_path, monkeypatch):
     from reve_remix import _images
-    from reve_remix._batch import RemixJob
+    from reve_remix._jobs import RemixJob
     from reve_remix._batch_file import JobLine
 
     image = tmp_path / "cat.png"
@@ -230,7 +230,7 @@ def test_a_batch_check_reads_only_the_head_of_each_local_image(tmp_path, monkeyp
     ],
 )
 def test_a_batch_check_rejects_what_a_remix_would(tmp_path, content, message):
-    from reve_remix._batch import RemixJob
+    from reve_remix._jobs import RemixJob
     from reve_remix._batch_file import JobLine
 
     image = tmp_path / "bad.img"

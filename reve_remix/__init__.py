@@ -57,8 +57,8 @@ from ._version import __version__
 if TYPE_CHECKING:
     from reve_remix_api.models import AspectRatio, OutputFormat
 
-    from ._jobs import BatchProgress, RemixJob
     from ._engine import RowOutcome, remix_rows
+    from ._jobs import BatchProgress, RemixJob
     from ._store import PaidStore
 
 _LAZY = {

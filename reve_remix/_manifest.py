@@ -272,7 +272,7 @@ class Manifest:
             write_atomic(path, inline)  # written and fsync'd, then renamed into place
             _fsync_folder(path.parent)
         except OSError as exc:  # the bytes are still in memory: the runner saves them next
-            logger.warning(
+            logger.error(
                 "could not keep job %s's inline image at %s (%s); saving it from memory",
                 record.id, path, exc.strerror or exc,
             )  # fmt: skip

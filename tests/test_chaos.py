@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from reve_remix._batch_file import ManifestRecord
+from reve_remix._ledger import JobRecord
 
 from .conftest import API_KEY, IMAGE_URL
 from .paid_server import PaidServer
@@ -175,13 +175,13 @@ def unrecorded_answers(server, out, prompt_of) -> list[str]:
     ]
 
 
-def manifest_state(out: Path) -> dict[str, ManifestRecord]:
+def manifest_state(out: Path) -> dict[str, JobRecord]:
     path = out / "manifest.jsonl"
     if not path.exists():
         return {}
     state = {}
     for line in path.read_text(encoding="utf-8").split("\n"):
-        record = ManifestRecord.from_json(line) if line.strip() else None
+        record = JobRecord.from_json(line) if line.strip() else None
         if record is not None:
             state[record.id] = record
     return state
@@ -194,5 +194,5 @@ def check_whole(out: Path) -> int:
         return 0
     *complete, last = path.read_text(encoding="utf-8").split("\n")
     for number, line in enumerate(complete, start=1):
-        assert ManifestRecord.from_json(line) is not None, f"manifest line {number}: {line!r}"
+        assert JobRecord.from_json(line) is not None, f"manifest line {number}: {line!r}"
     return 1 if last else 0

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from reve_remix import APITimeoutError, AsyncReveRemix, RemixJob, ReveRemix, ValidationError
-from reve_remix._batch_file import read_jobs
+from reve_remix._jobs_file import read_jobs
 from reve_remix.testing import Fault
 
 from .conftest import API_KEY, IMAGE_URL

@@ -52,6 +52,12 @@ _TAIL_BYTES = 1 << 20  # a record is far shorter (a raw body is capped at BODY_C
 _RAW_EXTENSION = ".b64.txt"  # a 2xx's inline data that is not an image, kept as it came
 
 
+def kept_raw(record: JobRecord) -> bool:
+    """Whether ``record``'s spool holds a response's undecodable data rather than an image:
+    kept for the user to read, but no resume can save it."""
+    return record.spool is not None and record.spool.endswith(_RAW_EXTENSION)
+
+
 @dataclass(frozen=True, slots=True)
 class Holder:
     """Who holds (or held) a batch folder's lock: a process id and when it started."""

@@ -18,6 +18,7 @@ from .._lifecycle import (
     REFUSED_BY_CONTENT_POLICY,
     JobState,
 )
+from .._manifest import kept_raw
 from .._progress import bar_line
 from .._runner import Action, Settled
 from ._console import PROG, Console
@@ -134,7 +135,7 @@ def _advice(settled: Settled) -> str:
     """What the next run does with a job that did not end done, and the flag that changes it."""
     record = settled.record
     if record.status is JobState.PAID:
-        if not record.recoverable:
+        if (not record.recoverable or kept_raw(record)) and not record.url:
             return f"; {_REGENERATE}"
         again = "; run again to save it (not generated again)"
         if settled.action is Action.FETCH:  # it failed in an earlier run too: the URL may be gone

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .._batch_plan import BatchPlan, Defaults, plan_batch
 from .._batch_run import BatchRun
-from .._jobs_file import read_jobs, remove_stale_parts, unwritable
+from .._jobs_file import JobLine, LineProblem, read_jobs, remove_stale_parts, unwritable
 from .._lifecycle import GENERATED_NOT_SAVED, MAY_HAVE_BEEN_GENERATED, JobState
 from .._manifest import Holder, LockHeld, Manifest
 from .._runner import Action, Policy
@@ -96,45 +96,17 @@ def run(args: argparse.Namespace, console: Console) -> int:
         resend_flagged=args.resend_flagged,
         replace_changed=args.replace_changed,
     )
+    report = Report(console, out_dir)
     with client(args, console) as remixer, Manifest(out_dir) as manifest:
-        try:  # before anything is sent; this also cuts off a record a crash left half-written
-            unreadable = manifest.open(wait=args.wait, on_wait=lambda who: _waiting(console, who))
-        except LockHeld as exc:
-            console.say(f"{PROG}: error: {exc}")
-            return EXIT_API_ERROR
-        except OSError as exc:
-            raise UsageError(
-                f"cannot write the manifest {manifest.path}: {exc.strerror or exc}; "
-                "nothing was sent"
-            ) from exc
-        if manifest.took_over:
-            console.say(
-                f"{PROG}: took over {out_dir} from {manifest.took_over}, which ended without "
-                "letting go of it"
-            )
-        for number in unreadable:
-            console.say(f"{PROG}: warning: {manifest.path}: line {number} is cut short; ignored")
-        defaults = Defaults(
-            model=remixer.model,
-            aspect_ratio=args.aspect_ratio,
-            output_format=args.output_format,
-            line_model=args.model,
-            fit=args.fit,
-            force=args.force,
-        )
-        plan = plan_batch(lines, manifest.records, out_dir, defaults, policy, problems)
-        if not _announce(plan, args, console) and args.strict:
-            console.say(f"{PROG}: --strict: {len(plan.problems)} invalid line(s); nothing was sent")
-            return EXIT_USAGE
-        remove_stale_parts(out_dir)
-        jobs = plan.to_run
-        report = Report(console, out_dir, total=len(jobs))
         batch = BatchRun(remixer, manifest, policy, concurrency=args.concurrency,
                          on_settled=report.settled)  # fmt: skip
         signalled: list[int] = []
+        running = False
 
         def first(signum: int) -> None:
             signalled.append(signum)
+            if not running:  # nothing in flight (waiting for the lock, planning): stop now
+                raise _signals.Interrupted(signum)
             batch.stop(_signals.name(signum))
             console.say(
                 f"{PROG}: {_signals.name(signum)}: starting no more jobs; finishing "
@@ -142,12 +114,17 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 "(a second signal quits now: they would be held as possibly billed)"
             )
 
-        with (
-            console.quiet(),
-            console.status(report.render),
-            _signals.finishing(first, lambda signum: _quit_now(batch, signum)),
-        ):
-            batch.run(jobs)
+        # From the lock to the summary: a signal never cuts a paid request short.
+        with _signals.finishing(first, lambda signum: _quit_now(batch, signum)):
+            plan = _plan(args, console, manifest, lines, problems, policy, remixer.model)
+            if isinstance(plan, int):
+                return plan
+            remove_stale_parts(out_dir)
+            jobs = plan.to_run
+            report.total = len(jobs)
+            running = True
+            with console.quiet(), console.status(report.render):
+                batch.run(jobs)
     if batch.account_status is not None:
         console.say(
             f"{PROG}: stopped: {ACCOUNT_HINTS[batch.account_status]}; every other job would "
@@ -169,6 +146,47 @@ def run(args: argparse.Namespace, console: Console) -> int:
     held = plan.having(Action.HOLD, Action.CONFLICT)
     complete = report.done == len(jobs) and not held and not plan.problems
     return EXIT_OK if complete else EXIT_API_ERROR
+
+
+def _plan(
+    args: argparse.Namespace,
+    console: Console,
+    manifest: Manifest,
+    lines: list[JobLine],
+    problems: list[LineProblem],
+    policy: Policy,
+    model: str,
+) -> BatchPlan | int:
+    """Lock the folder, read the manifest and plan; an exit code if nothing may be sent."""
+    try:  # before anything is sent; this also cuts off a record a crash left half-written
+        unreadable = manifest.open(wait=args.wait, on_wait=lambda who: _waiting(console, who))
+    except LockHeld as exc:
+        console.say(f"{PROG}: error: {exc}")
+        return EXIT_API_ERROR
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write the manifest {manifest.path}: {exc.strerror or exc}; nothing was sent"
+        ) from exc
+    if manifest.took_over:
+        console.say(
+            f"{PROG}: took over {manifest.out_dir} from {manifest.took_over}, which ended "
+            "without letting go of it"
+        )
+    for cut in unreadable:
+        console.say(f"{PROG}: warning: {manifest.path}: line {cut} is cut short; ignored")
+    defaults = Defaults(
+        model=model,
+        aspect_ratio=args.aspect_ratio,
+        output_format=args.output_format,
+        line_model=args.model,
+        fit=args.fit,
+        force=args.force,
+    )
+    plan = plan_batch(lines, manifest.records, manifest.out_dir, defaults, policy, problems)
+    if not _announce(plan, args, console) and args.strict:
+        console.say(f"{PROG}: --strict: {len(plan.problems)} invalid line(s); nothing was sent")
+        return EXIT_USAGE
+    return plan
 
 
 def _announce(plan: BatchPlan, args: argparse.Namespace, console: Console) -> bool:

@@ -55,7 +55,7 @@ def held_reason(planned: Planned) -> str:
 class Report:
     """Counts a running batch, reports each finished job, draws the bar, writes the summary."""
 
-    def __init__(self, console: Console, out_dir: Path, *, total: int) -> None:
+    def __init__(self, console: Console, out_dir: Path, *, total: int = 0) -> None:
         self.console = console
         self.out_dir = out_dir
         self.total = total

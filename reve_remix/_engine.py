@@ -27,13 +27,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ._batch import check_concurrency
 from ._client import ReveRemix
 from ._exceptions import (
     APIResponseValidationError,
     ReveRemixError,
     ValidationError,
 )
+from ._jobs import check_concurrency
 from ._lifecycle import (
     GENERATED_NOT_SAVED,
     MAY_HAVE_BEEN_GENERATED,

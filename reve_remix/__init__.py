@@ -19,6 +19,7 @@ Every public name says it lives here (``reve_remix.ValidationError``, not
 import types
 from typing import TYPE_CHECKING
 
+from ._budget import Budget
 from ._client import AsyncReveRemix, ReveRemix
 from ._exceptions import (
     APIConnectionError,
@@ -28,6 +29,7 @@ from ._exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BudgetExceededError,
     ContentPolicyError,
     ImageNotSavedError,
     InternalServerError,
@@ -102,6 +104,8 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchProgress",
+    "Budget",
+    "BudgetExceededError",
     "ContentPolicyError",
     "ImageInput",
     "ImageNotSavedError",

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
 import httpx
 
 from . import _config
+from ._budget import Budget
 from ._config import API_KEY_ENV as API_KEY_ENV  # re-exported: their home was here
 from ._config import BASE_URL_ENV as BASE_URL_ENV
 from ._config import DEFAULT_BASE_URL as DEFAULT_BASE_URL
@@ -100,7 +101,10 @@ class _BaseClient(Generic[HttpClient]):
         on_retry: Callable[[RetryEvent], None] | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         http_client: HttpClient | None = None,
+        budget: Budget | None = None,
     ) -> None:
+        if budget is not None and not isinstance(budget, Budget):
+            raise ValidationError(f"budget: expected a Budget, got {type(budget).__name__}")
         if auth_scheme not in ("bearer", "bare"):
             raise ValidationError(f"auth_scheme: {auth_scheme!r} is not 'bearer' or 'bare'")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
@@ -131,6 +135,8 @@ class _BaseClient(Generic[HttpClient]):
         self.uploader = uploader
         self.on_retry = on_retry
         self.retry_policy = RetryPolicy(max_retries, retry_on_ambiguous)
+        self.budget = Budget() if budget is None else budget
+        """What this client may spend and has spent (without ``budget=``, counted, not capped)."""
         # Every client learns the rate the API admits (one 429 holds every job back, then it
         # paces just under the rate measured); a caller's limiter paces it further.
         self._pace = AdaptiveRate()
@@ -312,7 +318,9 @@ class ReveRemix(_BaseClient[httpx.Client]):
     - ``max_connections``: the most connections the client's own pool opens at once (100 by
       default), every one kept alive; ``remix_many`` and ``iter_remix`` grow it to their
       ``concurrency``, so the concurrency asked for is the concurrency served;
-    - ``http_client``: an ``httpx.Client`` to use (and leave open) instead of a pool of its own.
+    - ``http_client``: an ``httpx.Client`` to use (and leave open) instead of a pool of its own;
+    - ``budget``: a :class:`Budget` capping the generations (or USD) this client may spend, shared
+      with other clients if you like; every attempt is counted on ``client.budget`` in any case.
 
     Every option is checked here: a bad one is a ``ValidationError`` now, not at the first call.
 
@@ -463,11 +471,15 @@ class ReveRemix(_BaseClient[httpx.Client]):
                 while wait := self._pace.next_slot():
                     time.sleep(wait)
             logger.debug("%s %s (attempt %d)", request.method, request.url, retries.attempt)
-            sent_at = self._pace.on_sent()
-            try:
-                outcome: httpx.Response | httpx.TransportError = _acyclic(self._http.send(request))
-            except httpx.TransportError as exc:
-                outcome = exc
+            with self.budget.hold() as held:  # BudgetExceededError, before sending: see _budget
+                sent_at = self._pace.on_sent()
+                try:
+                    outcome: httpx.Response | httpx.TransportError = _acyclic(
+                        self._http.send(request)
+                    )
+                except httpx.TransportError as exc:
+                    outcome = exc
+                held.settle(outcome)
             decision = self._decide(request, outcome, retries, sent_at)
             if isinstance(decision, httpx.Response):
                 return decision
@@ -611,13 +623,15 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
                 while wait := self._pace.next_slot():
                     await asyncio.sleep(wait)
             logger.debug("%s %s (attempt %d)", request.method, request.url, retries.attempt)
-            sent_at = self._pace.on_sent()
-            try:
-                outcome: httpx.Response | httpx.TransportError = _acyclic(
-                    await self._http.send(request)
-                )
-            except httpx.TransportError as exc:
-                outcome = exc
+            with self.budget.hold() as held:  # BudgetExceededError, before sending: see _budget
+                sent_at = self._pace.on_sent()
+                try:
+                    outcome: httpx.Response | httpx.TransportError = _acyclic(
+                        await self._http.send(request)
+                    )
+                except httpx.TransportError as exc:
+                    outcome = exc
+                held.settle(outcome)
             decision = self._decide(request, outcome, retries, sent_at)
             if isinstance(decision, httpx.Response):
                 return decision

@@ -4,23 +4,32 @@
 
     ReveRemixError
     ├── ValidationError (also a ValueError)      bad input, caught before anything is sent
+    ├── BudgetExceededError                      the client's Budget is spent; nothing was sent
     └── APIError
         ├── APIConnectionError                   no response: refused, reset, dropped
         │   └── APITimeoutError
         ├── APIResponseValidationError           a 2xx whose body does not match the spec
         ├── ImageNotSavedError                   a 2xx whose image could not be fetched or saved
-        └── APIStatusError                       a non-2xx answer; one subclass per status
+        └── APIStatusError                       an error answer; one subclass per status
+            ├── ContentPolicyError               any status whose error type names moderation
             ├── BadRequestError                  400
             ├── AuthenticationError              401
             ├── PaymentRequiredError             402 (out of credits)
             ├── PermissionDeniedError            403
-            │   └── ContentPolicyError           403 whose error type names moderation
             ├── NotFoundError                    404
             ├── RequestTimeoutError              408
             ├── PayloadTooLargeError             413
             ├── UnprocessableEntityError         422
             ├── RateLimitError                   429
             └── InternalServerError              5xx
+
+A refusal by content policy is a ``ContentPolicyError`` whatever its status, and still an error
+of its status too: a flagged 422 is both a ``ContentPolicyError`` and an
+``UnprocessableEntityError``, a flagged 403 both a ``ContentPolicyError`` and a
+``PermissionDeniedError`` (:func:`status_error` picks the class from the status, then adds
+``ContentPolicyError`` when the body's error type or code names content policy or moderation).
+An error object inside a 2xx body is an ``APIStatusError`` too (``ContentPolicyError`` when
+flagged) whose ``in_2xx_body`` is true: the API said success, so the image may have been billed.
 
 Every ``APIError`` carries the ``request_id`` the server returned (when it returned one) so that
 a support ticket can name the request. No message ever contains the API key: every ``APIError``
@@ -30,13 +39,14 @@ so a server (or an httpx error) that echoes the key back does not get it into th
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
 
 import httpx
 
-from ._lifecycle import not_saved_message
+from ._lifecycle import MAY_HAVE_BEEN_GENERATED, not_saved_message
 from ._redact import redact
 
 __all__ = [
@@ -47,6 +57,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "ContentPolicyError",
     "ImageNotSavedError",
     "InternalServerError",
@@ -80,6 +91,25 @@ class ValidationError(ReveRemixError, ValueError):
         except ValidationError as exc:
             print(exc)  # images: give between 1 and 4 images, got 0
     """
+
+
+class BudgetExceededError(ReveRemixError):
+    """The client's :class:`~reve_remix.Budget` allows no more generations: nothing was sent.
+
+    Raised before the request would go out (``remix_many`` returns it as the outcome of each job
+    that did not fit). ``budget`` is the budget that refused, to read what it spent.
+
+    Example::
+
+        try:
+            client.remix("<img>0</img> at dusk", ["city.jpg"])
+        except BudgetExceededError as exc:
+            print(exc, exc.budget.spent)
+    """
+
+    def __init__(self, message: str, *, budget: object) -> None:
+        super().__init__(message)
+        self.budget = budget
 
 
 class APIError(ReveRemixError):
@@ -156,10 +186,12 @@ class ImageNotSavedError(APIError):
 
 
 class APIStatusError(_ResponseError):
-    """The API answered with a non-2xx status.
+    """The API answered with an error: a non-2xx status, or an error object in a 2xx body.
 
     ``error_type``, ``error_code`` and ``param`` come from the provider's error envelope
-    ``{"error": {"message", "type", "param", "code"}}`` when the body has one.
+    ``{"error": {"message", "type", "param", "code"}}`` when the body has one. ``in_2xx_body``
+    says the error came inside a 2xx answer (OneRouter documents that it can): the image may
+    have been generated and billed, so a job that ends so is held as ambiguous, not re-sent.
 
     Example::
 
@@ -184,6 +216,11 @@ class APIStatusError(_ResponseError):
         self.error_code = error_code
         self.param = param
 
+    @property
+    def in_2xx_body(self) -> bool:
+        """Whether the error object came inside a 2xx answer (which may have been billed)."""
+        return self.response.is_success
+
 
 class BadRequestError(APIStatusError):
     """400: the API rejected the request's parameters."""
@@ -201,8 +238,22 @@ class PermissionDeniedError(APIStatusError):
     """403: the key may not do this."""
 
 
-class ContentPolicyError(PermissionDeniedError):
-    """403 with a moderation error type: the prompt or an image was flagged."""
+class ContentPolicyError(APIStatusError):
+    """The prompt or an image was refused by content policy, whatever the status.
+
+    Raised for any status (OneRouter documents a 422 ``content_policy_violation`` and a 403 for
+    flagged input) whose error type or code names content policy or moderation, and for such an
+    error inside a 2xx body (``in_2xx_body``). The error is also an instance of its status's
+    class (``UnprocessableEntityError`` for a 422); ``status_code``, ``body`` and ``request_id``
+    are there as on any status error. Never retried: the same request would be refused again.
+
+    Example::
+
+        try:
+            client.remix("<img>0</img> as a watercolour", ["cat.png"])
+        except ContentPolicyError as exc:
+            print("refused:", exc.status_code, exc.error_type, exc.message)
+    """
 
 
 class NotFoundError(APIStatusError):
@@ -278,10 +329,12 @@ def status_error(response: httpx.Response) -> APIStatusError:
 
     status = response.status_code
     cls = _BY_STATUS.get(status, InternalServerError if status >= 500 else APIStatusError)
-    if cls is PermissionDeniedError and _CONTENT_POLICY.search(f"{error_type} {error_code}"):
-        cls = ContentPolicyError
+    if _names_content_policy(error_type, error_code):
+        cls = _content_policy_class(cls)
     label = f"{status} {response.reason_phrase}".strip()
     kind = f" [{error_type}]" if error_type else ""
+    if response.is_success:
+        message += f" (an error inside a {status} answer: {MAY_HAVE_BEEN_GENERATED})"
     return cls(
         f"{label}{kind}: {message}",
         response=response,
@@ -289,6 +342,36 @@ def status_error(response: httpx.Response) -> APIStatusError:
         error_type=error_type,
         error_code=error_code,
         param=_str_or_none(envelope.get("param")),
+    )
+
+
+def is_content_policy(response: httpx.Response) -> bool:
+    """Whether ``response``'s error envelope names content policy or moderation (a refusal that
+    the same request would meet again: never retried)."""
+    body = decode_body(response)
+    envelope = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(envelope, dict):
+        return False
+    return _names_content_policy(envelope.get("type"), envelope.get("code"))
+
+
+def _names_content_policy(error_type: object, error_code: object) -> bool:
+    return bool(_CONTENT_POLICY.search(f"{error_type} {error_code}"))
+
+
+@functools.cache
+def _content_policy_class(status_class: type[APIStatusError]) -> type[APIStatusError]:
+    """``ContentPolicyError`` for a status whose own class is ``status_class``: both at once.
+
+    So ``except ContentPolicyError`` catches every refusal, and ``except PermissionDeniedError``
+    still catches a flagged 403. The class is named ``ContentPolicyError``, as it prints.
+    """
+    if status_class is APIStatusError:
+        return ContentPolicyError
+    return type(
+        "ContentPolicyError",
+        (ContentPolicyError, status_class),
+        {"__module__": ContentPolicyError.__module__, "__doc__": ContentPolicyError.__doc__},
     )
 
 

@@ -29,6 +29,8 @@ PUBLIC_NAMES = [
     "AuthenticationError",
     "BadRequestError",
     "BatchProgress",
+    "Budget",
+    "BudgetExceededError",
     "ContentPolicyError",
     "ImageInput",
     "ImageNotSavedError",

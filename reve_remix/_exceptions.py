@@ -29,7 +29,9 @@ of its status too: a flagged 422 is both a ``ContentPolicyError`` and an
 ``PermissionDeniedError`` (:func:`status_error` picks the class from the status, then adds
 ``ContentPolicyError`` when the body's error type or code names content policy or moderation).
 An error object inside a 2xx body is an ``APIStatusError`` too (``ContentPolicyError`` when
-flagged) whose ``in_2xx_body`` is true: the API said success, so the image may have been billed.
+flagged) whose ``in_2xx_body`` is true, and an ``APIResponseValidationError`` (a 2xx whose body
+holds no image): the API said success, so the image may have been billed, and every handler of a
+2xx gone wrong holds the job rather than sending it again.
 
 Every ``APIError`` carries the ``request_id`` the server returned (when it returned one) so that
 a support ticket can name the request. No message ever contains the API key: every ``APIError``
@@ -329,8 +331,7 @@ def status_error(response: httpx.Response) -> APIStatusError:
 
     status = response.status_code
     cls = _BY_STATUS.get(status, InternalServerError if status >= 500 else APIStatusError)
-    if _names_content_policy(error_type, error_code):
-        cls = _content_policy_class(cls)
+    cls = _error_class(cls, _names_content_policy(error_type, error_code), response.is_success)
     label = f"{status} {response.reason_phrase}".strip()
     kind = f" [{error_type}]" if error_type else ""
     if response.is_success:
@@ -360,18 +361,28 @@ def _names_content_policy(error_type: object, error_code: object) -> bool:
 
 
 @functools.cache
-def _content_policy_class(status_class: type[APIStatusError]) -> type[APIStatusError]:
-    """``ContentPolicyError`` for a status whose own class is ``status_class``: both at once.
+def _error_class(
+    status_class: type[APIStatusError], flagged: bool, in_2xx_body: bool
+) -> type[APIStatusError]:
+    """The class of an error answer: its status's, plus ``ContentPolicyError`` when ``flagged``,
+    plus ``APIResponseValidationError`` when it came ``in_2xx_body``.
 
-    So ``except ContentPolicyError`` catches every refusal, and ``except PermissionDeniedError``
-    still catches a flagged 403. The class is named ``ContentPolicyError``, as it prints.
+    So ``except ContentPolicyError`` catches every refusal while ``except PermissionDeniedError``
+    still catches a flagged 403; and an error inside a 2xx is handled wherever a 2xx gone wrong
+    is (held, never sent again: it may have been billed). The class prints as the most specific
+    public name (``ContentPolicyError``).
     """
-    if status_class is APIStatusError:
-        return ContentPolicyError
+    bases: list[type[APIError]] = [ContentPolicyError] if flagged else []
+    if status_class is not APIStatusError or not flagged:
+        bases.append(status_class)
+    if in_2xx_body:
+        bases.append(APIResponseValidationError)
+    if len(bases) == 1:
+        return status_class if not flagged else ContentPolicyError
     return type(
-        "ContentPolicyError",
-        (ContentPolicyError, status_class),
-        {"__module__": ContentPolicyError.__module__, "__doc__": ContentPolicyError.__doc__},
+        bases[0].__name__,
+        tuple(bases),
+        {"__module__": bases[0].__module__, "__doc__": bases[0].__doc__},
     )
 
 

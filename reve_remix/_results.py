@@ -4,7 +4,9 @@ A 2xx is money spent, so ``parse_response`` reads it to find the images and neve
 the SDK does not need lose one: ``created`` may be a float, a string or missing, unknown fields
 and nulls are fine. Only a 2xx whose images cannot be found at all (not JSON, no ``data``, no item
 with a ``url`` or ``b64_json`` string) is an ``APIResponseValidationError``, carrying the raw
-body. The parsed body is kept as the generated models (``RemixResult.raw``,
+body. An error object in a 2xx body (``{"error": {...}}`` and no image) is raised as the status
+error it describes (``ContentPolicyError`` when flagged), an ``APIResponseValidationError`` too.
+The parsed body is kept as the generated models (``RemixResult.raw``,
 ``RemixImage.raw``: unknown fields in their ``additional_properties``); the ``httpx.Response`` is
 not, so finished results hold no sockets or request bodies.
 
@@ -31,10 +33,12 @@ import httpx
 
 from ._download import Downloader, not_an_image
 from ._exceptions import (
+    APIError,
     APIResponseValidationError,
     ImageNotSavedError,
     ReveRemixError,
     request_id_of,
+    status_error,
 )
 from ._lifecycle import JobState
 from ._spec import DATA_FIELD, conforms, spec
@@ -236,7 +240,11 @@ def parse_response(response: httpx.Response, downloader: Downloader) -> RemixRes
 
     request_id = request_id_of(response.headers)
 
-    def unreadable(reason: str, body: object) -> APIResponseValidationError:
+    def unreadable(reason: str, body: object) -> APIError:
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            # An error object in a 2xx (OneRouter documents it): the vendor's words and type, in
+            # an error that is an APIResponseValidationError too (see status_error).
+            return status_error(response)
         return APIResponseValidationError(
             f"the API answered {response.status_code}, so the image was generated "
             f"({JobState.PAID.value}), but its images cannot be found in the response: {reason}",

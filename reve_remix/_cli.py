@@ -1,4 +1,5 @@
-"""The ``reve-remix`` command: ``remix`` one image, run a ``batch`` file, a ``demo`` and a ``mock``.
+"""The ``reve-remix`` command: ``remix`` one image, run a ``batch`` file, ``info`` on a saved image,
+a ``demo`` and a ``mock``.
 
 Exit codes: 0 success, 1 an API or network error (or, for ``batch``, any job not done), 2 a usage
 or validation error (nothing was sent), 130 interrupted. Errors are one line on stderr with a
@@ -53,6 +54,7 @@ from ._client import (
     BASE_URL_ENV,
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
+    DEFAULT_MODEL,
     ReveRemix,
     retry_logger,
 )
@@ -72,11 +74,12 @@ from ._exceptions import (
     ReveRemixError,
     ValidationError,
 )
-from ._images import image_extension
+from ._images import LocalImage, image_extension
 from ._lifecycle import GENERATED_NOT_SAVED, MAY_HAVE_BEEN_GENERATED, JobState
 from ._progress import RetryNotices, StatusLine, bar_line, is_terminal, spinner_line
 from ._redact import redact
-from ._request import Images, check_model
+from ._recipe import data_url_bytes, find_recipe
+from ._request import Images, check_model, prepare_remix
 from ._results import RemixResult, write_atomic
 from ._retry import RATE_LIMIT_RETRIES
 from ._spec import spec
@@ -332,6 +335,7 @@ def _parser() -> argparse.ArgumentParser:
     shared = _SharedOptions()
     _add_remix(commands, shared)
     _add_batch(commands, shared)
+    _add_info(commands, shared)
     _add_demo(commands, shared)
     _add_mock(commands, shared)
     return parser
@@ -436,6 +440,12 @@ def _add_remix(commands: _Commands, shared: _SharedOptions) -> None:
     )
     remix.add_argument("--force", action="store_true", help="overwrite an existing -o file")
     remix.add_argument("--json", action="store_true", help="print a JSON object, not the path")
+    remix.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="send nothing: print the endpoint and the JSON body that would be sent",
+    )
+    remix.add_argument("--no-metadata", action="store_true", help=_NO_METADATA_HELP)
     remix.set_defaults(run=_remix)
 
 
@@ -542,6 +552,10 @@ def _number(
     return parse
 
 
+_NO_METADATA_HELP = (
+    "save the image exactly as the API sent it, without its recipe (prompt, references, "
+    "request id; see 'reve-remix info')"
+)
 _FMT_HELP = "url (download the result; default) or b64_json (inline); the image is the same"
 
 _TOP_EXAMPLES = """\
@@ -561,9 +575,11 @@ Examples:
   reve-remix remix "Put {cat} on {sofa}" -i cat=cat.jpg -i sofa=https://example.com/sofa.png \\
       --aspect-ratio 16:9 -o out/cat-on-sofa.png
   reve-remix remix "<img>0</img> at night" -i city.jpg --json
+  reve-remix remix "<img>0</img> at night" -i city.jpg --dry-run   # sends nothing
 
 The image is saved as ./<prompt>-<UTC time>.<ext> (or in/as -o); an existing -o file is kept
 unless --force. A value NAME=IMAGE names an image; write ./a=b.png for a file called a=b.png.
+The image carries its recipe (see 'reve-remix info'); --no-metadata saves it as it came.
 """
 
 _BATCH_EXAMPLES = """\
@@ -618,6 +634,8 @@ class _Output:
 def _remix(args: argparse.Namespace, console: Console) -> int:
     images = _parse_images(args.images)
     output = _remix_output(args.output, args.prompt, force=args.force)
+    if args.dry_run:
+        return _remix_dry_run(args, images)
     with _client(args, console) as client:
         result, data = _generate(
             client,
@@ -629,7 +647,7 @@ def _remix(args: argparse.Namespace, console: Console) -> int:
             fit=args.fit,
         )
     image = result.image
-    path = image.write(output.path_for(data), data)
+    path = image.write(output.path_for(data), data, metadata=not args.no_metadata)
     _warn_extension(console, path, data)
     if args.json:
         summary = {
@@ -734,6 +752,37 @@ def _generate(
             fit=fit,
         )
         return result, result.read()
+
+
+def _remix_dry_run(args: argparse.Namespace, images: Images) -> int:
+    """``remix --dry-run``: every check a real run makes, then the request, printed, not sent.
+
+    The key is neither needed nor printed; ``data:`` URLs are shortened to their head and size.
+    """
+    prepared = prepare_remix(
+        args.prompt,
+        images,
+        model=args.model or DEFAULT_MODEL,
+        aspect_ratio=args.aspect_ratio,
+        output_format=args.output_format,
+        fit=args.fit,
+    )
+    body = prepared.body([_shortened(image) for image in prepared.images]).to_dict()
+    endpoint = f"{spec().method} {_config.base_url(args.base_url)}{spec().path}"
+    if args.json:
+        print(json.dumps({"endpoint": endpoint, "body": body}))
+    else:
+        print(f"{endpoint}\n{json.dumps(body, indent=2, ensure_ascii=False)}")
+    return EXIT_OK
+
+
+def _shortened(image: str | LocalImage) -> str:
+    """An image as the dry run shows it: a URL, or a ``data:`` URL's head and size."""
+    if isinstance(image, LocalImage):
+        return f"data:{image.mime};base64,… ({len(image.data):,} bytes)"
+    if image[:5].lower() != "data:":
+        return image
+    return f"{image.partition(',')[0]},… ({len(data_url_bytes(image)):,} bytes)"
 
 
 # --- batch ---------------------------------------------------------------------------------------
@@ -976,6 +1025,74 @@ def _quit_now(_signal: int, _frame: object) -> None:
     sys.stderr.write(f"{PROG}: quit\n")
     sys.stderr.flush()
     os._exit(EXIT_INTERRUPTED)
+
+
+# --- info ----------------------------------------------------------------------------------------
+
+
+def _add_info(commands: _Commands, shared: _SharedOptions) -> None:
+    summary = "Print the recipe an image was saved with: prompt, references, request id."
+    info = shared.command(commands, "info", summary, _INFO_EXAMPLES)
+    info.add_argument("image", metavar="IMAGE", help="an image saved by reve-remix")
+    info.add_argument("--json", action="store_true", help="print the recipe as a JSON object")
+    info.set_defaults(run=_info)
+
+
+def _info(args: argparse.Namespace, console: Console) -> int:
+    path = Path(args.image)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    found = find_recipe(path)
+    if found is None:
+        console.say(
+            f"{PROG}: {path}: no recipe in it or beside it (saved with --no-metadata, or not "
+            "by reve-remix)"
+        )
+        return EXIT_API_ERROR
+    recipe, where = found
+    if args.json:
+        print(json.dumps(recipe.to_dict()))
+        return EXIT_OK
+    created = (
+        f"{datetime.fromtimestamp(recipe.created, UTC):%Y-%m-%d %H:%M:%S} UTC"
+        if recipe.created is not None
+        else None
+    )
+    rows = [
+        ("prompt", recipe.prompt),
+        ("prompt sent", recipe.prompt_sent),
+        ("revised prompt", recipe.revised_prompt),
+        ("model", recipe.model),
+        ("aspect ratio", recipe.aspect_ratio or "(the API's default)"),
+        ("output format", recipe.output_format),
+        *((f"image {n}", _describe_reference(ref)) for n, ref in enumerate(recipe.references)),
+        ("extra body", json.dumps(recipe.extra_body) if recipe.extra_body else None),
+        ("request id", recipe.request_id),
+        ("created", created),
+        ("sdk version", recipe.sdk_version),
+        ("stored in", where),
+    ]
+    for label, value in rows:
+        print(f"{label + ':':<16}{'-' if value is None else value}")
+    return EXIT_OK
+
+
+def _describe_reference(ref: Mapping[str, str]) -> str:
+    name = f"{{{ref['name']}}} " if "name" in ref else ""
+    if "url" in ref:
+        return f"{name}{ref['url']}"
+    source = ref.get("file") or ref.get("source", "?")
+    return f"{name}{source} (sha256 {ref.get('sha256', '?')})"
+
+
+_INFO_EXAMPLES = """\
+Examples:
+  reve-remix info cat-watercolour.png
+  reve-remix info out/cat.webp --json     # read from out/cat.webp.json, beside it
+
+Images saved by reve-remix (and by RemixImage.save) carry their recipe: in a PNG iTXt chunk, in
+a JPEG's XMP, or in a NAME.json file beside other formats.
+"""
 
 
 # --- demo and mock -------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from reve_remix_api.models import RemixRequest
 
     from ._batch import BatchProgress, Outcome, RemixJob
+    from ._recipe import Recipe
 
 logger = logging.getLogger("reve_remix")
 retry_logger = logging.getLogger("reve_remix.retry")
@@ -286,10 +287,10 @@ class _BaseClient(Generic[HttpClient]):
         """Seconds the caller's ``rate_limiter`` asks this attempt to wait (0 without one)."""
         return 0.0 if self._rate_limiter is None else self._rate_limiter.reserve()
 
-    def _result(self, response: httpx.Response) -> RemixResult:
+    def _result(self, response: httpx.Response, recipe: Recipe) -> RemixResult:
         if not response.is_success:
             raise status_error(response)
-        result = parse_response(response, self._downloader)
+        result = parse_response(response, self._downloader, recipe)
         logger.debug("remix done (request id %s)", result.request_id)
         return result
 
@@ -377,8 +378,9 @@ class ReveRemix(_BaseClient[httpx.Client]):
         )  # fmt: skip
         urls = [self._upload(item) for item in prepared.images]
         request = self._build_request(prepared.body(urls), prepared.options)
+        recipe = prepared.recipe()
         del prepared, urls  # the request holds what it sends: let an uploaded image's bytes go
-        return self._result(self._send(request))
+        return self._result(self._send(request), recipe)
 
     def remix_many(
         self,
@@ -547,8 +549,9 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
         )  # fmt: skip
         urls = await asyncio.gather(*(self._upload(item) for item in prepared.images))
         request = self._build_request(prepared.body(urls), prepared.options)
+        recipe = prepared.recipe()
         del prepared, urls  # the request holds what it sends: let an uploaded image's bytes go
-        return self._result(await self._send(request))
+        return self._result(await self._send(request), recipe)
 
     async def remix_many(
         self,

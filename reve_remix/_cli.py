@@ -77,8 +77,8 @@ from ._exceptions import (
 from ._images import LocalImage, image_extension
 from ._lifecycle import GENERATED_NOT_SAVED, MAY_HAVE_BEEN_GENERATED, JobState
 from ._progress import RetryNotices, StatusLine, bar_line, is_terminal, spinner_line
-from ._redact import redact
 from ._recipe import data_url_bytes, find_recipe
+from ._redact import redact
 from ._request import Images, check_model, prepare_remix
 from ._results import RemixResult, write_atomic
 from ._retry import RATE_LIMIT_RETRIES

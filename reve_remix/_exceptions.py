@@ -41,7 +41,6 @@ so a server (or an httpx error) that echoes the key back does not get it into th
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from typing import Any
@@ -360,12 +359,11 @@ def _names_content_policy(error_type: object, error_code: object) -> bool:
     return bool(_CONTENT_POLICY.search(f"{error_type} {error_code}"))
 
 
-@functools.cache
 def _error_class(
     status_class: type[APIStatusError], flagged: bool, in_2xx_body: bool
 ) -> type[APIStatusError]:
     """The class of an error answer: its status's, plus ``ContentPolicyError`` when ``flagged``,
-    plus ``APIResponseValidationError`` when it came ``in_2xx_body``.
+    plus ``APIResponseValidationError`` when it came ``in_2xx_body``; made once for each.
 
     So ``except ContentPolicyError`` catches every refusal while ``except PermissionDeniedError``
     still catches a flagged 403; and an error inside a 2xx is handled wherever a 2xx gone wrong
@@ -378,12 +376,15 @@ def _error_class(
     if in_2xx_body:
         bases.append(APIResponseValidationError)
     if len(bases) == 1:
-        return status_class if not flagged else ContentPolicyError
-    return type(
-        bases[0].__name__,
-        tuple(bases),
-        {"__module__": bases[0].__module__, "__doc__": bases[0].__doc__},
-    )
+        return ContentPolicyError if flagged else status_class
+    key = (status_class, flagged, in_2xx_body)
+    if key not in _ERROR_CLASSES:
+        namespace = {"__module__": bases[0].__module__, "__doc__": bases[0].__doc__}
+        _ERROR_CLASSES.setdefault(key, type(bases[0].__name__, tuple(bases), namespace))
+    return _ERROR_CLASSES[key]
+
+
+_ERROR_CLASSES: dict[tuple[type[APIStatusError], bool, bool], type[APIStatusError]] = {}
 
 
 def api_key_sent(request: httpx.Request | None) -> str | None:

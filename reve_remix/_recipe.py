@@ -123,9 +123,20 @@ class Recipe:
             values["extra_body"] = {}
         return cls(**values)
 
-    def to_json(self) -> str:
-        """The recipe as one line of JSON (non-ASCII text kept as it is)."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+    def to_json(self, indent: int | None = None) -> bytes:
+        """The recipe as JSON in UTF-8: one line, or ``indent``-ed.
+
+        Text stays readable (not ``\\u`` escapes), but a lone surrogate (a server's revised
+        prompt may hold one) is written as its JSON escape: never a reason not to save an image.
+
+        Example::
+
+            >>> Recipe("日本", "日本", "m", None, "url").to_json().decode()[:15]
+            '{"prompt":"日本",'
+        """
+        separators = (",", ":") if indent is None else None
+        text = json.dumps(self.to_dict(), ensure_ascii=False, indent=indent, separators=separators)
+        return text.encode("utf-8", "backslashreplace")
 
 
 def reference(item: object, sent: str | LocalImage, name: str | None) -> dict[str, str]:
@@ -190,12 +201,16 @@ def write_with_recipe(path: str | os.PathLike[str], data: bytes, recipe: Recipe)
     """
     from ._results import write_atomic
 
-    embedded = embed(data, recipe)
+    try:
+        embedded = embed(data, recipe)
+    except (ValueError, struct.error) as exc:  # a file this cannot follow: the sidecar, then
+        logger.debug("recipe not embedded: %s", exc)
+        embedded = None
     target = write_atomic(path, data if embedded is None else embedded)
     if embedded is None:
         sidecar = sidecar_path(target)
         try:
-            write_atomic(sidecar, (json.dumps(recipe.to_dict(), indent=2) + "\n").encode())
+            write_atomic(sidecar, recipe.to_json(indent=2) + b"\n")
         except OSError as exc:  # the image is saved; its recipe is a convenience
             logger.warning("could not write the recipe %s: %s", sidecar, exc.strerror or exc)
     return target
@@ -241,7 +256,7 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
 
 def _png_with(data: bytes, recipe: Recipe) -> bytes | None:
     # keyword, null, compression flag 0 and method 0, empty language and translated keyword
-    text = PNG_KEYWORD.encode("latin-1") + b"\x00\x00\x00\x00\x00" + recipe.to_json().encode()
+    text = PNG_KEYWORD.encode("latin-1") + b"\x00\x00\x00\x00\x00" + recipe.to_json()
     for kind, start, _end, _body in _png_chunks(data):
         if kind == b"IEND":
             return data[:start] + png_chunk(b"iTXt", text) + data[start:]
@@ -265,7 +280,7 @@ def _jpeg_with(data: bytes, recipe: Recipe) -> bytes | None:
     if len(segment) > _JPEG_SEGMENT_MAX:
         return None
     at = 2  # after SOI, and after the APP0 (JFIF) and APP1 (Exif) segments that lead
-    for marker, start, end in _jpeg_segments(data):
+    for marker, start, _end in _jpeg_segments(data):
         if marker not in (0xE0, 0xE1):
             at = start
             break
@@ -292,12 +307,13 @@ def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
 
 
 def _xmp_packet(recipe: Recipe) -> bytes:
+    text = html.escape(recipe.to_json().decode(), quote=False)  # to_json's bytes are UTF-8
     return (
         '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
         '<x:xmpmeta xmlns:x="adobe:ns:meta/">'
         '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
         f'<rdf:Description rdf:about="" xmlns:reve="{XMP_NAMESPACE}">'
-        f"<reve:recipe>{html.escape(recipe.to_json(), quote=False)}</reve:recipe>"
+        f"<reve:recipe>{text}</reve:recipe>"
         "</rdf:Description></rdf:RDF></x:xmpmeta>"
         '<?xpacket end="w"?>'
     ).encode()

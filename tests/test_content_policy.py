@@ -59,7 +59,8 @@ def test_any_status_whose_type_names_content_policy_is_a_content_policy_error(
         "content_policy_violation",
         REFUSAL,
     )
-    assert error.request_id and error.request_id in str(error)
+    assert error.request_id
+    assert error.request_id in str(error)
     assert "rejected by the safety system" in str(error)
     assert not error.in_2xx_body
     assert traceback.format_exception_only(error)[0].startswith("reve_remix.ContentPolicyError: ")
@@ -116,7 +117,8 @@ def test_a_refusal_inside_a_2xx_is_a_content_policy_error_that_may_have_been_bil
     with pytest.raises(ContentPolicyError) as info:
         twin.remix(PROMPT, [IMAGE_URL])
     error = info.value
-    assert error.in_2xx_body and isinstance(error, APIResponseValidationError)
+    assert error.in_2xx_body
+    assert isinstance(error, APIResponseValidationError)
     assert error.error_type == "content_policy_violation"
     # Until the lifecycle learns "flagged", the job is held as generated: never sent again.
     assert state_after_error(error) is JobState.PAID

@@ -103,7 +103,8 @@ def test_inline_images_carry_their_recipe_too(server, twin, tmp_path):
     result = twin.remix("<img>0</img> at dusk", [IMAGE_URL], output_format="b64_json")
     path = twin.call(result.image, "save", tmp_path / "inline.png")
     recipe = read_recipe(path)
-    assert recipe is not None and recipe.output_format == "b64_json"
+    assert recipe is not None
+    assert recipe.output_format == "b64_json"
 
 
 def test_references_name_urls_files_data_urls_and_bytes(server, client, tmp_path):
@@ -161,9 +162,7 @@ def test_a_png_whose_chunks_cannot_be_followed_is_saved_as_it_came_with_a_sideca
     assert read_recipe(path) == result.recipe
 
 
-def test_a_sidecar_that_cannot_be_written_does_not_lose_the_image(
-    server, client, tmp_path, caplog
-):
+def test_a_sidecar_that_cannot_be_written_does_not_lose_the_image(server, client, tmp_path, caplog):
     result = client.remix("<img>0</img> red", [IMAGE_URL])
     (tmp_path / "red.webp.json").mkdir()  # a folder where the sidecar would go
     path = result.image.write(tmp_path / "red.webp", b"RIFF\x00\x00\x00\x00WEBPVP8 ")
@@ -182,7 +181,9 @@ def workdir(tmp_path):
 
 
 def test_the_cli_saves_the_recipe_and_info_prints_it(server, workdir):
-    done = cli_remix(PROMPT, "-i cat=cat.png -i sofa=sofa.jpg -o out.png", cwd=workdir, server=server)
+    done = cli_remix(
+        PROMPT, "-i cat=cat.png -i sofa=sofa.jpg -o out.png", cwd=workdir, server=server
+    )
     assert done.returncode == 0, done.stderr
     shown = run_cli("info", "out.png", cwd=workdir)
     assert shown.returncode == 0, shown.stderr
@@ -217,7 +218,8 @@ def test_a_batch_saves_recipes(server, workdir):
     assert done.returncode == 0, done.stderr
     [image] = (workdir / "out").glob("cat*.png")
     recipe = read_recipe(image)
-    assert recipe is not None and recipe.prompt == "<img>0</img> in a batch"
+    assert recipe is not None
+    assert recipe.prompt == "<img>0</img> in a batch"
 
 
 # --- remix --dry-run ----------------------------------------------------------------------------
@@ -260,7 +262,8 @@ def test_a_2xx_error_leaves_no_file(server, workdir):
     server.enqueue(Fault(status=200, body={"error": {"type": "moderation", "message": "no"}}))
     done = cli_remix("<img>0</img>", "-i cat.png -o out.png", cwd=workdir, server=server)
     assert done.returncode == 1
-    assert "moderation" in done.stderr and "may have been generated" in done.stderr
+    assert "moderation" in done.stderr
+    assert "may have been generated" in done.stderr
     assert not (workdir / "out.png").exists()
 
 
@@ -269,3 +272,20 @@ def test_a_client_attaches_the_recipe_to_the_result(server):
         result = client.remix("<img>0</img>", [IMAGE_URL], model="other-model")
     assert result.recipe is not None
     assert (result.recipe.model, result.recipe.request_id) == ("other-model", result.request_id)
+
+
+@pytest.mark.parametrize("kind", ["png", "jpeg", "sidecar"])
+def test_text_that_is_not_unicode_round_trips(tmp_path, kind):
+    """A server's lone surrogate in the revised prompt is escaped, never a reason to fail."""
+    recipe = Recipe("日本の猫", "日本の猫", "m", None, "url", revised_prompt="cat \ud800 rain")
+    data = {
+        "png": (SAMPLES / "cat.png").read_bytes(),
+        "jpeg": (SAMPLES / "sofa.jpg").read_bytes(),
+        "sidecar": b"RIFF\x00\x00\x00\x00WEBPVP8 ",
+    }[kind]
+    from reve_remix._recipe import write_with_recipe
+
+    path = write_with_recipe(tmp_path / f"image.{kind}", data, recipe)
+    assert read_recipe(path) == recipe
+    stored = path.read_bytes() if kind != "sidecar" else sidecar_path(path).read_bytes()
+    assert "日本の猫".encode() in stored  # readable, not \u escapes

@@ -44,6 +44,7 @@ from ._exceptions import (
     ValidationError,
 )
 from ._images import ImageInput, Uploader
+from ._recipe import Recipe, read_recipe
 from ._results import RemixImage, RemixResult
 from ._retry import RateLimiter, RetryEvent, SteadyRate
 from ._tags import (
@@ -118,6 +119,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RateLimiter",
+    "Recipe",
     "RemixImage",
     "RemixJob",
     "RemixResult",
@@ -135,6 +137,7 @@ __all__ = [
     "bind_images",
     "find_tag_problems",
     "img",
+    "read_recipe",
     "referenced_indices",
     "reindex",
     "remix_rows",

@@ -461,7 +461,8 @@ def _add_batch(commands: _Commands, shared: _SharedOptions) -> None:
         type=_number(int, 1),
         metavar="N",
         default=DEFAULT_CONCURRENCY,
-        help=f"jobs in flight at once (default: {DEFAULT_CONCURRENCY})",
+        help=f"jobs in flight at once (default: {DEFAULT_CONCURRENCY}; OneRouter's community "
+        "tier allows 30 at once and 600 requests a minute per key)",
     )
     flags = {
         "--strict": "stop before sending anything if any line is invalid",

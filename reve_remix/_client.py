@@ -394,7 +394,10 @@ class ReveRemix(_BaseClient[httpx.Client]):
         Each job is a :class:`RemixJob` or a mapping of its fields. The list returned is in
         input order and holds each job's ``RemixResult`` or the ``ReveRemixError`` that ended
         it: one failure never stops the others. A 429 slows every job of the client, not just
-        the one that got it. Jobs (and so a custom uploader) run on worker threads;
+        the one that got it. Keep ``concurrency`` (summed over everything sharing a key) within
+        what the account allows: OneRouter's community tier allows 30 tasks at once and 600
+        requests a minute. With a ``budget``, jobs it cannot afford end with
+        ``BudgetExceededError``, unsent. Jobs (and so a custom uploader) run on worker threads;
         ``on_progress`` is called in the calling thread after each job.
         Any other exception (a bug in ``on_progress``, Ctrl-C) stops the batch: jobs not yet
         started are dropped, running ones finish, and the exception propagates.

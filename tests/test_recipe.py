@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from reve_remix import ReveRemix
-from reve_remix._recipe import PNG_KEYWORD, Recipe, embed, read_recipe, sidecar_path
+from reve_remix import Recipe, ReveRemix, read_recipe
+from reve_remix._recipe import PNG_KEYWORD, embed, sidecar_path
 from reve_remix._version import __version__
 from reve_remix.testing import Fault
 

@@ -33,7 +33,9 @@ from pathlib import Path
 
 import pytest
 
+from reve_remix import read_recipe
 from reve_remix._batch_file import ManifestRecord
+from reve_remix._recipe import embed
 
 from .conftest import API_KEY, IMAGE_URL
 from .paid_server import PaidServer
@@ -136,7 +138,11 @@ def test_chaos_kills_and_failing_downloads_never_pay_twice(tmp_path, record_prop
         assert len(final) == JOBS
         for job_id, rec in final.items():
             _, png = server.image_for(prompt_of[job_id])
-            assert (out / str(rec.file)).read_bytes() == png, job_id
+            # The image as the API sent it, with its recipe added (not yet by a resumed
+            # download: the manifest does not keep the recipe).
+            saved = out / str(rec.file)
+            recipe = read_recipe(saved)
+            assert saved.read_bytes() == (png if recipe is None else embed(png, recipe)), job_id
     assert check_whole(out) == 0  # the last run left no torn line
     assert not [path for path in out.rglob("*.part")]
 

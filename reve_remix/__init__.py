@@ -44,6 +44,8 @@ from ._exceptions import (
     ValidationError,
 )
 from ._images import ImageInput, Uploader
+from ._ledger import JobRecord, LedgerError
+from ._lifecycle import JobState
 from ._recipe import Recipe, read_recipe
 from ._results import RemixImage, RemixResult
 from ._retry import RateLimiter, RetryEvent, SteadyRate
@@ -111,6 +113,9 @@ __all__ = [
     "ImageInput",
     "ImageNotSavedError",
     "InternalServerError",
+    "JobRecord",
+    "JobState",
+    "LedgerError",
     "NotFoundError",
     "OutputFormat",
     "PaidStore",

@@ -24,6 +24,8 @@ from reve_remix import (
     ReveRemixError,
     ValidationError,
 )
+from reve_remix._lifecycle import JobState
+from reve_remix._runner import state_after_error
 from reve_remix.testing import Fault, MockServer
 
 from .conftest import API_KEY, IMAGE_URL, Twin
@@ -101,9 +103,10 @@ def test_an_exhausted_budget_raises_before_anything_is_sent(server, twin):
 
 def test_a_zero_budget_sends_nothing(server, twin):
     twin.client.budget = Budget(max_generations=0)
-    with pytest.raises(BudgetExceededError):
+    with pytest.raises(BudgetExceededError) as info:
         twin.remix(PROMPT, [IMAGE_URL])
     assert posts(server) == 0
+    assert state_after_error(info.value) is JobState.FAILED  # unsent: a resume sends it
 
 
 # --- what counts: anything that may have been billed --------------------------------------------

@@ -16,7 +16,8 @@ from reve_remix import (
     PermissionDeniedError,
     UnprocessableEntityError,
 )
-from reve_remix._lifecycle import JobState, state_after_error
+from reve_remix._lifecycle import JobState
+from reve_remix._runner import state_after_error
 from reve_remix.testing import Fault
 
 from .conftest import IMAGE_URL
@@ -63,6 +64,7 @@ def test_any_status_whose_type_names_content_policy_is_a_content_policy_error(
     assert error.request_id in str(error)
     assert "rejected by the safety system" in str(error)
     assert not error.in_2xx_body
+    assert state_after_error(error) is JobState.FLAGGED
     assert traceback.format_exception_only(error)[0].startswith("reve_remix.ContentPolicyError: ")
     assert posts(server) == 1
 
@@ -109,6 +111,7 @@ def test_an_error_inside_a_2xx_carries_the_vendors_message_and_type(server, twin
     assert "the model crashed" in str(error)
     assert "may have been generated" in str(error)
     assert error.request_id in str(error)
+    assert state_after_error(error) is JobState.AMBIGUOUS
     assert posts(server) == 1
 
 
@@ -120,8 +123,7 @@ def test_a_refusal_inside_a_2xx_is_a_content_policy_error_that_may_have_been_bil
     assert error.in_2xx_body
     assert isinstance(error, APIResponseValidationError)
     assert error.error_type == "content_policy_violation"
-    # Until the lifecycle learns "flagged", the job is held as generated: never sent again.
-    assert state_after_error(error) is JobState.PAID
+    assert state_after_error(error) is JobState.AMBIGUOUS  # may have been billed: held
     assert traceback.format_exception_only(error)[0].startswith("reve_remix.ContentPolicyError: ")
 
 

@@ -19,6 +19,7 @@ Every public name says it lives here (``reve_remix.ValidationError``, not
 import types
 from typing import TYPE_CHECKING
 
+from ._budget import Budget
 from ._client import AsyncReveRemix, ReveRemix
 from ._exceptions import (
     APIConnectionError,
@@ -28,6 +29,7 @@ from ._exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BudgetExceededError,
     ContentPolicyError,
     ImageNotSavedError,
     InternalServerError,
@@ -44,6 +46,7 @@ from ._exceptions import (
 from ._images import ImageInput, Uploader
 from ._ledger import JobRecord, LedgerError
 from ._lifecycle import JobState
+from ._recipe import Recipe, read_recipe
 from ._results import RemixImage, RemixResult
 from ._retry import RateLimiter, RetryEvent, SteadyRate
 from ._tags import (
@@ -104,6 +107,8 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchProgress",
+    "Budget",
+    "BudgetExceededError",
     "ContentPolicyError",
     "ImageInput",
     "ImageNotSavedError",
@@ -119,6 +124,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RateLimiter",
+    "Recipe",
     "RemixImage",
     "RemixJob",
     "RemixResult",
@@ -136,6 +142,7 @@ __all__ = [
     "bind_images",
     "find_tag_problems",
     "img",
+    "read_recipe",
     "referenced_indices",
     "reindex",
     "remix_rows",

@@ -29,7 +29,7 @@ from ._images import is_known_image
 from ._jobs_file import JobLine, LineProblem, Target, target_problems
 from ._ledger import JobRecord
 from ._lifecycle import JobState
-from ._results import write_atomic
+from ._recipe import save_image
 from ._runner import Action, PaidJob, Policy, plan
 
 ID_DIGITS = 16
@@ -45,6 +45,8 @@ class OutputFile:
 
     out_dir: Path
     target: Target
+    metadata: bool = True
+    """Whether saved images carry their recipe (``--no-metadata`` turns it off)."""
 
     def holds(self, record: JobRecord) -> bool:
         path = self._saved(record)
@@ -61,7 +63,8 @@ class OutputFile:
         return data if is_known_image(data) else None
 
     def save(self, record: JobRecord, data: bytes) -> str:
-        path = write_atomic(self.target.path_for(data), data)
+        recipe = record.recipe if self.metadata else None
+        path = save_image(self.target.path_for(data), data, recipe)
         return path.relative_to(self.out_dir).as_posix()
 
     def _saved(self, record: JobRecord) -> Path | None:
@@ -84,6 +87,8 @@ class Defaults:
     fit: bool = False
     force: bool = False
     """Overwrite files in the output folder that no finished job wrote."""
+    metadata: bool = True
+    """Saved images carry their recipe (``--no-metadata``: saved as the API sent them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +189,7 @@ def plan_batch(
             line.call(fit=defaults.fit),
             fingerprint,
             line.number,
-            OutputFile(out_dir, target),
+            OutputFile(out_dir, target, defaults.metadata),
         )
         previous = records.get(line.id)
         action = plan(previous, job, policy)

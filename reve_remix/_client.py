@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
 import httpx
 
 from . import _config
+from ._budget import Budget
 from ._config import API_KEY_ENV as API_KEY_ENV  # re-exported: their home was here
 from ._config import BASE_URL_ENV as BASE_URL_ENV
 from ._config import DEFAULT_BASE_URL as DEFAULT_BASE_URL
@@ -46,7 +47,6 @@ from ._request import (
     Images,
     InlineImage,
     PreparedRemix,
-    RequestOptions,
     check_model,
     encode_body,
     prepare_remix,
@@ -58,8 +58,6 @@ from ._spec import spec
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from reve_remix_api.models import RemixRequest
-
     from ._jobs import BatchProgress, Outcome, RemixJob
 
 logger = logging.getLogger("reve_remix")
@@ -71,6 +69,7 @@ DEFAULT_MODEL = "reve-remix-image-to-image"
 DEFAULT_TIMEOUT = httpx.Timeout(180.0, connect=10.0)
 DEFAULT_MAX_RETRIES = 2
 DEFAULT_CONCURRENCY = 4
+_RECIPE = "reve_remix.recipe"  # the request extension holding what a saved image's recipe says
 USER_AGENT = f"reve-remix-python/{__version__} python/{platform.python_version()}"
 
 AuthScheme = Literal["bearer", "bare"]
@@ -103,7 +102,10 @@ class _BaseClient(Generic[HttpClient]):
         on_retry: Callable[[RetryEvent], None] | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         http_client: HttpClient | None = None,
+        budget: Budget | None = None,
     ) -> None:
+        if budget is not None and not isinstance(budget, Budget):
+            raise ValidationError(f"budget: expected a Budget, got {type(budget).__name__}")
         if auth_scheme not in ("bearer", "bare"):
             raise ValidationError(f"auth_scheme: {auth_scheme!r} is not 'bearer' or 'bare'")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
@@ -134,6 +136,8 @@ class _BaseClient(Generic[HttpClient]):
         self.uploader = uploader
         self.on_retry = on_retry
         self.retry_policy = RetryPolicy(max_retries, retry_on_ambiguous)
+        self.budget = Budget() if budget is None else budget
+        """What this client may spend and has spent (without ``budget=``, counted, not capped)."""
         # Every client learns the rate the API admits (one 429 holds every job back, then it
         # paces just under the rate measured); a caller's limiter paces it further.
         self._pace = AdaptiveRate()
@@ -181,15 +185,17 @@ class _BaseClient(Generic[HttpClient]):
             timeout=call.timeout,
         )
 
-    def _build_request(self, body: RemixRequest, options: RequestOptions) -> httpx.Request:
-        """The HTTP request: the spec's method and path, the body as JSON, the call's options.
+    def _build_request(self, prepared: PreparedRemix, urls: list[str]) -> httpx.Request:
+        """The HTTP request: the spec's method and path, the body as JSON, the call's options,
+        and the recipe of what it asks for (``extensions``, read back by ``_result``).
 
         A body with inline images is a ``RequestBody`` stream. httpx's ``content=`` would take it
         for a sync-only iterator sent chunked, so the request is built without a body and made
         again around the stream, with its ``Content-Length``.
         """
         operation = spec()
-        content = encode_body(body.to_dict())
+        options = prepared.options
+        content = encode_body(prepared.body(urls).to_dict())
         headers = self._headers()
         if options.headers:  # after the client's own, so that they replace them (not the key)
             headers = headers.copy()
@@ -200,6 +206,7 @@ class _BaseClient(Generic[HttpClient]):
             content=content if isinstance(content, bytes) else None,
             headers=headers,
             timeout=httpx.USE_CLIENT_DEFAULT if options.timeout is None else options.timeout,
+            extensions={_RECIPE: prepared.recipe()},
         )
         if isinstance(content, bytes):
             return request
@@ -289,7 +296,8 @@ class _BaseClient(Generic[HttpClient]):
         key = self._api_key
         if key and key.strip().encode("utf-8", "surrogatepass") in response.content:
             response = self._redacted(response)
-        result = parse_response(response, self._downloader)
+        recipe = response.request.extensions.get(_RECIPE)  # set by _build_request
+        result = parse_response(response, self._downloader, recipe)
         logger.debug("remix done (request id %s)", result.request_id)
         return result
 
@@ -334,7 +342,9 @@ class ReveRemix(_BaseClient[httpx.Client]):
     - ``max_connections``: the most connections the client's own pool opens at once (100 by
       default), every one kept alive; ``remix_many`` and ``iter_remix`` grow it to their
       ``concurrency``, so the concurrency asked for is the concurrency served;
-    - ``http_client``: an ``httpx.Client`` to use (and leave open) instead of a pool of its own.
+    - ``http_client``: an ``httpx.Client`` to use (and leave open) instead of a pool of its own;
+    - ``budget``: a :class:`Budget` capping the generations (or USD) this client may spend, shared
+      with other clients if you like; every attempt is counted on ``client.budget`` in any case.
 
     Every option is checked here: a bad one is a ``ValidationError`` now, not at the first call.
 
@@ -403,7 +413,10 @@ class ReveRemix(_BaseClient[httpx.Client]):
         Each job is a :class:`RemixJob` or a mapping of its fields. The list returned is in
         input order and holds each job's ``RemixResult`` or the ``ReveRemixError`` that ended
         it: one failure never stops the others. A 429 slows every job of the client, not just
-        the one that got it. Jobs (and so a custom uploader) run on worker threads;
+        the one that got it. Keep ``concurrency`` (summed over everything sharing a key) within
+        what the account allows: OneRouter's community tier allows 30 tasks at once and 600
+        requests a minute. With a ``budget``, jobs it cannot afford end with
+        ``BudgetExceededError``, unsent. Jobs (and so a custom uploader) run on worker threads;
         ``on_progress`` is called in the calling thread after each job.
         Any other exception (a bug in ``on_progress``, Ctrl-C) stops the batch: jobs not yet
         started are dropped, running ones finish, and the exception propagates.
@@ -495,7 +508,7 @@ class ReveRemix(_BaseClient[httpx.Client]):
         call = build.call
         prepared = self._prepare(call)
         urls = [self._upload(item) for item in prepared.images]
-        return self._build_request(prepared.body(urls), prepared.options)
+        return self._build_request(prepared, urls)
 
     def _upload(self, item: str | LocalImage) -> str:
         if isinstance(item, str):
@@ -510,6 +523,7 @@ class ReveRemix(_BaseClient[httpx.Client]):
 
     def _send(self, request: httpx.Request) -> httpx.Response:
         retries = CallRetries()
+        billed = False
         while True:
             with self._pace.line:  # one attempt at a time waits for its slot: see AdaptiveRate
                 if wait := self._caller_limiter_wait():
@@ -517,11 +531,16 @@ class ReveRemix(_BaseClient[httpx.Client]):
                 while wait := self._pace.next_slot():
                     time.sleep(wait)
             logger.debug("%s %s (attempt %d)", request.method, request.url, retries.attempt)
-            sent_at = self._pace.on_sent()
-            try:
-                outcome: httpx.Response | httpx.TransportError = _acyclic(self._http.send(request))
-            except httpx.TransportError as exc:
-                outcome = exc
+            # BudgetExceededError, before sending: see _budget
+            with self.budget.hold(billed_before=billed) as held:
+                sent_at = self._pace.on_sent()
+                try:
+                    outcome: httpx.Response | httpx.TransportError = _acyclic(
+                        self._http.send(request)
+                    )
+                except httpx.TransportError as exc:
+                    outcome = exc
+                billed |= held.settle(outcome)
             decision = self._decide(request, outcome, retries, sent_at)
             if isinstance(decision, httpx.Response):
                 return decision
@@ -674,7 +693,7 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
 
         prepared = self._prepare(build.call)
         urls = await asyncio.gather(*(self._upload(item) for item in prepared.images))
-        return self._build_request(prepared.body(urls), prepared.options)
+        return self._build_request(prepared, urls)
 
     async def _upload(self, item: str | LocalImage) -> str:
         if isinstance(item, str):
@@ -690,6 +709,7 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
         import asyncio
 
         retries = CallRetries()
+        billed = False
         while True:
             async with self._pace.async_line():  # one attempt at a time waits: see AdaptiveRate
                 if wait := self._caller_limiter_wait():
@@ -697,13 +717,16 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
                 while wait := self._pace.next_slot():
                     await asyncio.sleep(wait)
             logger.debug("%s %s (attempt %d)", request.method, request.url, retries.attempt)
-            sent_at = self._pace.on_sent()
-            try:
-                outcome: httpx.Response | httpx.TransportError = _acyclic(
-                    await self._http.send(request)
-                )
-            except httpx.TransportError as exc:
-                outcome = exc
+            # BudgetExceededError, before sending: see _budget
+            with self.budget.hold(billed_before=billed) as held:
+                sent_at = self._pace.on_sent()
+                try:
+                    outcome: httpx.Response | httpx.TransportError = _acyclic(
+                        await self._http.send(request)
+                    )
+                except httpx.TransportError as exc:
+                    outcome = exc
+                billed |= held.settle(outcome)
             decision = self._decide(request, outcome, retries, sent_at)
             if isinstance(decision, httpx.Response):
                 return decision

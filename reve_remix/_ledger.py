@@ -55,6 +55,8 @@ class JobRecord:
       body of a 2xx whose image could not be found (the job is *paid*: it may be in there);
     - ``line``, ``prompt``: the job's line in its batch file and its prompt as written, for
       reports and the contact sheet;
+    - ``recipe``: what made the image (``Recipe`` as JSON), written into the saved file, so that
+      an image saved by a later run (a resumed download) carries it too;
     - ``time``: when the record was written (ISO 8601, UTC), for ``spend --by day``.
 
     Example::
@@ -77,6 +79,7 @@ class JobRecord:
     file: str | None = None
     error: str | None = None
     body: str | None = None
+    recipe: str | None = None
     time: str | None = None
 
     @property

@@ -34,6 +34,8 @@ from ._tags import bind_images, check_image_count, check_prompt, refuse_image_na
 if TYPE_CHECKING:
     from reve_remix_api.models import AspectRatio, OutputFormat, RemixRequest
 
+    from ._recipe import Recipe
+
 logger = logging.getLogger("reve_remix")
 
 Images: TypeAlias = Sequence[ImageInput] | Mapping[str, ImageInput] | ImageInput
@@ -78,6 +80,25 @@ class PreparedRemix:
     output_format: OutputFormat
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     options: RequestOptions = field(default_factory=RequestOptions)
+    written_prompt: str = ""
+    """The prompt as the caller wrote it (``prompt`` is as sent: names bound to tags)."""
+    references: tuple[Mapping[str, str], ...] = ()
+    """How the recipe names each image (``_recipe.reference``), in the order sent."""
+
+    def recipe(self) -> Recipe:
+        """What a saved image's recipe says of this request (the answer's parts added later)."""
+        from ._recipe import Recipe
+
+        return Recipe(
+            prompt=self.written_prompt or self.prompt,
+            prompt_sent=self.prompt,
+            model=self.model,
+            aspect_ratio=None if self.aspect_ratio is None else self.aspect_ratio.value,
+            output_format=self.output_format.value,
+            references=self.references,
+            extra_body=dict(self.extra_body),
+        )
+
     sources: list[object] = field(default_factory=list)
     """The images as the caller gave them, in the order they are sent (for a job's identity)."""
 
@@ -132,11 +153,13 @@ def prepare_remix(
     if not isinstance(prompt, str):
         raise ValidationError(f"prompt: expected a string, got {type(prompt).__name__}")
     sendable(prompt, "prompt")
+    written_prompt = prompt
     model = check_model(model)
     ratio = None if aspect_ratio is None else _member(AspectRatio, aspect_ratio, "aspect_ratio")
     if output_format is None:
         output_format = spec().default_output_format
     fmt = _member(OutputFormat, output_format, "output_format")
+    names: list[str] | None = None
     if isinstance(images, Mapping):
         # Bind the names themselves: the order they come back in orders both images and labels.
         prompt, names = bind_images(prompt, {name: name for name in images})
@@ -153,16 +176,29 @@ def prepare_remix(
         logger.warning("prompt: %s", warning)
     load = prepare_image if load_images else check_image
     loaded = [load(item, label, fit=fit) for item, label in zip(items, labels, strict=True)]
+    sent = [image for image in loaded if image is not None]
     return PreparedRemix(
         model=model,
         prompt=prompt,
-        images=[image for image in loaded if image is not None],
+        images=sent,
         aspect_ratio=ratio,
         output_format=fmt,
         extra_body=extras,
         options=options,
+        written_prompt=written_prompt,
+        references=_references(items, sent, names) if load_images else (),
         sources=items,
     )
+
+
+def _references(
+    items: list[object], sent: list[str | LocalImage], names: list[str] | None
+) -> tuple[dict[str, str], ...]:
+    """The recipe's name for each image sent: its URL, or its file name and hash."""
+    from ._recipe import reference
+
+    labels: list[str | None] = list(names) if names is not None else [None] * len(items)
+    return tuple(map(reference, items, sent, labels))
 
 
 @functools.cache

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import httpx
 
-from ._exceptions import ValidationError
+from ._exceptions import ValidationError, is_content_policy
 
 if TYPE_CHECKING:
     import asyncio
@@ -77,6 +77,28 @@ def classify_error(error: httpx.TransportError) -> Verdict:
         ('retry', 'ambiguous')
     """
     return "retry" if isinstance(error, SAFE_TRANSPORT_ERRORS) else "ambiguous"
+
+
+def made_nothing(outcome: httpx.Response | httpx.TransportError) -> bool:
+    """Whether an attempt that ended with ``outcome`` provably generated (and billed) nothing.
+
+    A transport error before the whole request was sent, or an error status that is not a
+    refusal by content policy and either is a 4xx or one the table retries (a 429, a 502):
+    the cases a batch records as ``failed``. A 2xx, a 500, a read timeout may have been billed;
+    so may a content-policy refusal (a provider may generate first and moderate the result).
+    A :class:`~reve_remix.Budget` gives back the generation it held only for these.
+
+    Example::
+
+        >>> made_nothing(httpx.ConnectError("refused")), made_nothing(httpx.ReadTimeout("slow"))
+        (True, False)
+    """
+    if isinstance(outcome, httpx.TransportError):
+        return classify_error(outcome) == "retry"
+    status = outcome.status_code
+    if outcome.is_success or is_content_policy(outcome):
+        return False
+    return status < 500 or classify_status(status) == "retry"
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -194,6 +216,8 @@ class RetryPolicy:
         """The retry to make after ``response`` (counted in ``done``), or ``None`` to stop here."""
         rate_limited = response.status_code == 429
         if not self._allows(classify_status(response.status_code), done, rate_limited):
+            return None
+        if is_content_policy(response):  # refused for what it asks: it would be refused again
             return None
         hinted = parse_retry_after(response.headers.get("retry-after"))
         reason = f"{response.status_code} {response.reason_phrase}"

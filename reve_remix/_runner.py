@@ -34,6 +34,7 @@ from ._exceptions import (
     APIConnectionError,
     APIResponseValidationError,
     APIStatusError,
+    BudgetExceededError,
     ContentPolicyError,
     ImageNotSavedError,
     ReveRemixError,
@@ -219,10 +220,11 @@ def plan(
 def state_after_error(error: BaseException) -> JobState:
     """The state a job is left in when its attempt ended with ``error``.
 
-    ``failed`` only where nothing can have been generated: bad input, a 4xx, a status or a
-    transport error the retry table calls safe. A content-policy refusal is ``flagged``, unless
-    it came inside a 2xx (which may have been billed). A 2xx that went wrong later is ``paid``.
-    Everything else, an error the SDK does not know included, is ``ambiguous``.
+    ``failed`` only where nothing can have been generated: bad input, a 4xx, a status or a transport
+    error the retry table calls safe. A job the budget refused is still ``pending``. A content-
+    policy refusal is ``flagged``, unless it came inside a 2xx (which may have been billed). A 2xx
+    that went wrong later is ``paid``. Everything else, an error the SDK does not know included, is
+    ``ambiguous``.
 
     Example::
 
@@ -231,9 +233,13 @@ def state_after_error(error: BaseException) -> JobState:
         >>> state_after_error(RuntimeError("a bug"))
         <JobState.AMBIGUOUS: 'ambiguous'>
     """
+    if isinstance(error, APIStatusError) and error.in_2xx_body:  # an error object in a 2xx
+        return JobState.AMBIGUOUS
     if isinstance(error, ImageNotSavedError | APIResponseValidationError):
         return JobState.PAID
-    if isinstance(error, ValidationError):
+    if isinstance(error, BudgetExceededError):  # this attempt was not sent
+        return JobState.AMBIGUOUS if error.earlier_attempt_billed else JobState.PENDING
+    if isinstance(error, ValidationError):  # nothing was sent
         return JobState.FAILED
     if isinstance(error, ContentPolicyError):
         return JobState.FLAGGED if error.status_code >= 300 else JobState.AMBIGUOUS
@@ -340,6 +346,7 @@ def _paid(
         status_code=result.status_code,
         url=image.url,
         revised_prompt=image.revised_prompt,
+        recipe=None if image.recipe is None else image.recipe.to_json().decode(),
     )
     inline: bytes | None = None
     unreadable: ImageNotSavedError | None = None
@@ -399,8 +406,8 @@ def _place(job: PaidJob, ledger: Ledger, done: JobRecord) -> Settled:
     if data is None:  # gone since plan() looked
         error = _not_saved(done, FileNotFoundError(done.file))
         return Settled(done, Action.PLACE, error=error)
-    try:
-        file = job.destination.save(done, data)
+    try:  # the saved file already carries its recipe: copied as it is
+        file = job.destination.save(done.evolve(recipe=None), data)
         record = done.evolve(JobState.DONE, file=file, error=None)
         ledger.write(record)
     except OSError as exc:

@@ -23,11 +23,13 @@ from pathlib import Path
 
 import pytest
 
+from reve_remix import read_recipe
 from reve_remix._batch_plan import Defaults, plan_batch
 from reve_remix._jobs_file import read_jobs
 from reve_remix._ledger import JobRecord
 from reve_remix._lifecycle import JobState
 from reve_remix._manifest import Manifest
+from reve_remix._recipe import embed
 from reve_remix._runner import Action, Policy
 from reve_remix.testing._png import gradient_png
 
@@ -257,7 +259,11 @@ def test_an_inline_image_whose_save_fails_is_kept_and_a_plain_resume_saves_it(tm
         code, _, err = batch(server, jobs, out)  # a plain resume
         assert code == 0, err
         assert server.generations == 1  # saved from the spool, without a request
-    assert (out / "cat.png").read_bytes() == png
+    saved = out / "cat.png"
+    recipe = read_recipe(saved)  # the record kept it: a resumed save carries it too
+    assert recipe is not None
+    assert recipe.request_id == latest(out)["cat"].request_id
+    assert saved.read_bytes() == embed(png, recipe)
     assert not spool.exists()  # done: the spooled copy is gone
     assert latest(out)["cat"].spool is None
 

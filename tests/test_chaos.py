@@ -32,7 +32,9 @@ from pathlib import Path
 
 import pytest
 
+from reve_remix import read_recipe
 from reve_remix._ledger import JobRecord
+from reve_remix._recipe import embed
 
 from .conftest import API_KEY, IMAGE_URL
 from .paid_server import PaidServer
@@ -170,7 +172,12 @@ def chaos(
         assert len(final) == jobs
         for job_id, rec in final.items():
             _, png = server.image_for(prompt_of[job_id])
-            assert (out / str(rec.file)).read_bytes() == png, job_id
+            # The image as the API sent it, with its recipe added (a resumed download takes
+            # it from the manifest).
+            saved = out / str(rec.file)
+            recipe = read_recipe(saved)
+            assert recipe is not None, job_id
+            assert saved.read_bytes() == embed(png, recipe), job_id
     assert check_whole(out) == 0  # the last run left no torn line
     assert not list(out.rglob("*.part"))
     return counts

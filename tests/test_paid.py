@@ -371,7 +371,7 @@ def test_defect_7_results_are_read_and_saved_after_the_client_is_closed(tmp_path
         async def remix_then_close():
             async with AsyncReveRemix(API_KEY, base_url=server.base_url) as client:
                 result = await client.remix(PROMPT, [IMAGE_URL])
-            await result.asave(tmp_path / "async-after.png")
+            await result.asave(tmp_path / "async-after.png", metadata=False)
             return result
 
         result = asyncio.run(remix_then_close())

@@ -22,7 +22,7 @@ from .._runner import Action, Policy
 from . import _signals
 from ._batch_report import Report, held_reason
 from ._console import ACCOUNT_HINTS, EXIT_API_ERROR, EXIT_OK, EXIT_USAGE, PROG, Console, UsageError
-from ._options import Commands, SharedOptions, client, folder, number
+from ._options import NO_METADATA_HELP, Commands, SharedOptions, client, folder, number
 
 MAX_CONCURRENCY = 256
 """The most jobs in flight: past this, requests only queue behind the API's rate limit, and
@@ -44,7 +44,8 @@ def add(commands: Commands, shared: SharedOptions) -> None:
         type=number(int, 1, MAX_CONCURRENCY),
         metavar="N",
         default=4,
-        help=f"jobs in flight at once (default: 4, at most {MAX_CONCURRENCY})",
+        help=f"jobs in flight at once (default: 4, at most {MAX_CONCURRENCY}; OneRouter's "
+        "community tier allows 30 at once and 600 requests a minute per key)",
     )
     flags = {
         "--strict": "stop before sending anything if any line is invalid",
@@ -57,6 +58,7 @@ def add(commands: Commands, shared: SharedOptions) -> None:
         "--resend-flagged": "send again the jobs refused by content policy",
         "--replace-changed": "send a job whose id the manifest knows with another request, "
         "replacing it (billed)",
+        "--no-metadata": NO_METADATA_HELP,
     }
     for flag, text in flags.items():
         batch.add_argument(flag, action="store_true", help=text)
@@ -181,6 +183,7 @@ def _plan(
         line_model=args.model,
         fit=args.fit,
         force=args.force,
+        metadata=not args.no_metadata,
     )
     plan = plan_batch(lines, manifest.records, manifest.out_dir, defaults, policy, problems)
     if not _announce(plan, args, console) and args.strict:

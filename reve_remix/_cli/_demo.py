@@ -13,7 +13,6 @@ from types import ModuleType
 
 from .._client import API_KEY_ENV, BASE_URL_ENV, ReveRemix
 from .._progress import spinner_line
-from .._results import write_atomic
 from .._spec import spec
 from ._console import EXIT_OK, Console, UsageError
 from ._options import Commands, SharedOptions, number
@@ -85,7 +84,7 @@ def demo_run(args: argparse.Namespace, console: Console) -> int:
             result = client.remix(DEMO_PROMPT, images)
             data = result.read()
         sent = next(request.json for request in server.requests if request.method == "POST")
-    write_atomic(output, data)
+    result.image.write(output, data)  # with its recipe, as every saved image
     print(f"Sent as: {sent['prompt']}  (images as data: URLs, in the order named)")
     print(f"Revised prompt: {result.image.revised_prompt}")
     print(f"Saved {output} ({len(data):,} bytes, request id {result.request_id}).")

@@ -28,6 +28,12 @@ MAX_RETRIES = 100
 FORMAT_HELP = "url (download the result; default) or b64_json (inline); the image is the same"
 
 
+NO_METADATA_HELP = (
+    "save images exactly as the API sent them, without their recipe (prompt, references, "
+    "request id; see 'reve-remix info')"
+)
+
+
 class CommandParser(argparse.ArgumentParser):
     """A command's parser: an argument it does not know is reported with its own usage.
 

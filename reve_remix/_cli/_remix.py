@@ -20,14 +20,15 @@ from .._jobs_file import Target, file_name_problem, slugify, unwritable
 from .._ledger import JobRecord, MemoryLedger
 from .._lifecycle import JobState
 from .._progress import spinner_line
+from .._recipe import save_image
 from .._request import Images
-from .._results import write_atomic
 from .._runner import Call, PaidJob, lifecycle
 from .._spec import spec
 from .._tags import IMAGE_NAME
 from . import _signals
 from ._console import EXIT_OK, PROG, Console, UsageError, fetch_command
-from ._options import Commands, SharedOptions, client
+from ._dry_run import dry_run
+from ._options import NO_METADATA_HELP, Commands, SharedOptions, client
 
 
 def add(commands: Commands, shared: SharedOptions) -> None:
@@ -52,6 +53,12 @@ def add(commands: Commands, shared: SharedOptions) -> None:
     )
     remix.add_argument("--force", action="store_true", help="overwrite an existing -o file")
     remix.add_argument("--json", action="store_true", help="print a JSON object, not the path")
+    remix.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="send nothing: print the endpoint and the JSON body that would be sent",
+    )
+    remix.add_argument("--no-metadata", action="store_true", help=NO_METADATA_HELP)
     remix.set_defaults(run=run)
 
 
@@ -62,9 +69,11 @@ Examples:
   reve-remix remix "Put {cat} on {sofa}" -i cat=cat.jpg -i sofa=https://example.com/sofa.png \\
       --aspect-ratio 16:9 -o out/cat-on-sofa.png
   reve-remix remix "<img>0</img> at night" -i city.jpg --json
+  reve-remix remix "<img>0</img> at night" -i city.jpg --dry-run   # sends nothing
 
 The image is saved as ./<prompt>-<UTC time>.<ext> (or in/as -o); an existing -o file is kept
 unless --force. A value NAME=IMAGE names an image; write ./a=b.png for a file called a=b.png.
+The image carries its recipe (see 'reve-remix info'); --no-metadata saves it as it came.
 Interrupted after the image was generated, it prints a 'reve-remix fetch' command that saves it
 without paying again.
 """
@@ -88,9 +97,11 @@ class Output:
 
 @dataclass(slots=True)
 class SaveTo:
-    """The runner's destination for ``remix`` and ``fetch``: the output path (``saved`` after)."""
+    """The runner's destination for ``remix``: the output path (``saved`` after), with the
+    image's recipe unless ``metadata`` is off."""
 
     output: Output
+    metadata: bool = True
     saved: Path | None = field(default=None)
 
     def holds(self, record: JobRecord) -> bool:
@@ -100,7 +111,8 @@ class SaveTo:
         return None
 
     def save(self, record: JobRecord, data: bytes) -> str:
-        self.saved = write_atomic(self.output.path_for(data), data)
+        recipe = record.recipe if self.metadata else None
+        self.saved = save_image(self.output.path_for(data), data, recipe)
         return str(self.saved)
 
 
@@ -108,7 +120,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``remix``: the image saved, its path (or ``--json``) on stdout."""
     images = parse_images(args.images)
     output = output_for(args.output, slugify(args.prompt), force=args.force)
-    destination = SaveTo(output)
+    if args.dry_run:
+        return dry_run(args, images)
+    destination = SaveTo(output, metadata=not args.no_metadata)
     call = Call(
         args.prompt,
         images,

@@ -19,7 +19,7 @@ from reve_remix._engine import RowRemixer
 from reve_remix._lifecycle import JobState
 from reve_remix.testing import Fault, MockServer
 from reve_remix.testing._png import gradient_png
-from tests.conftest import API_KEY, IMAGE_URL
+from tests.conftest import API_KEY, IMAGE_URL, claim_by_a_stopped_process
 
 PNG = gradient_png(8, 8, seed=b"engine-seed")
 
@@ -70,7 +70,7 @@ def test_a_second_run_sends_nothing_for_done_rows(server, tmp_path):
 def test_rows_claimed_by_a_dead_worker_are_ambiguous_until_resent(server, tmp_path):
     store = PaidStore(tmp_path)
     for crashed in ("row-1", "row-3"):  # what a SIGKILLed worker leaves: a claim, no outcome
-        store.claim(crashed, 1)
+        claim_by_a_stopped_process(store.location, crashed)
 
     outcomes = run(server, store, rows(5))
 

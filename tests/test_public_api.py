@@ -33,6 +33,8 @@ PUBLIC_NAMES = [
     "ImageInput",
     "ImageNotSavedError",
     "InternalServerError",
+    "JobRecord",
+    "JobState",
     "NotFoundError",
     "OutputFormat",
     "PaidStore",

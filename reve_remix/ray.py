@@ -25,7 +25,7 @@ import os
 from typing import Any
 
 try:
-    import pandas
+    import pyarrow
     import ray
     import ray.data
 except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -74,18 +74,23 @@ class RemixBatches:
     ) -> None:
         self._remixer = RowRemixer(store, concurrency=concurrency, **client_options)
 
-    def __call__(self, batch: Any) -> Any:  # noqa: ANN401 - a pandas DataFrame
-        """The batch with the outcome columns added, typed as strings.
+    def __call__(self, batch: Any) -> pyarrow.Table:  # noqa: ANN401 - a pandas DataFrame
+        """The batch as an Arrow table with the outcome columns added, typed as strings.
 
         A column of ``None`` (no row of the block has an error) would otherwise become Arrow's
-        ``null`` type, and Parquet written by two runs could not be read back as one dataset.
+        ``null`` type, and Parquet written by two runs could not be read back as one dataset;
+        Ray infers a pandas column's type again, whatever its dtype, so the types are set here.
         """
         outcomes = self._remixer.remix_rows(batch.to_dict("records"))
-        columns = {
-            name: pandas.array([getattr(o, name) for o in outcomes], dtype="string")
-            for name in OUTCOME_COLUMNS
-        }
-        return batch.assign(**columns)
+        table = pyarrow.Table.from_pandas(batch, preserve_index=False)
+        for name in OUTCOME_COLUMNS:
+            values = [getattr(outcome, name) for outcome in outcomes]
+            column = pyarrow.array(values, type=pyarrow.string())
+            if name in table.column_names:  # the input had a column of that name: replaced
+                table = table.set_column(table.column_names.index(name), name, column)
+            else:
+                table = table.append_column(name, column)
+        return table
 
 
 class _SteadyRateActor:

@@ -207,4 +207,5 @@ def _several_nodes() -> bool:
     """
     if not ray.is_initialized():
         return False
-    return sum(1 for node in ray.nodes() if node.get("Alive")) > 1
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call, unused-ignore]
+    return sum(1 for node in nodes if node.get("Alive")) > 1

@@ -93,7 +93,7 @@ def _several_hosts() -> bool:
     decide (an executor that joins later cannot be foreseen).
     """
     context = SparkContext._active_spark_context
-    if context is None or context.master.startswith("local"):
+    if context is None or (context.master or "local").startswith("local"):
         return False
     infos = context._jsc.sc().statusTracker().getExecutorInfos()
     return len({info.host() for info in infos}) > 1

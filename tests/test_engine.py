@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import collections
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -368,3 +371,43 @@ def test_an_inline_image_whose_save_failed_is_saved_by_the_next_run_without_a_re
     assert Path(second.image).read_bytes().startswith(b"\x89PNG")
     assert len(server.requests) == 1  # one generation, no download: the bytes were spooled
     assert not Path(record.spool).exists()  # the saved image holds them now
+
+
+DRIVER = """
+import sys
+from reve_remix import remix_rows
+rows = [{"id": f"row-{i}", "prompt": f"<img>0</img> variation {i}",
+         "images": ["https://example.com/cat.png"]} for i in range(int(sys.argv[3]))]
+remix_rows(rows, store=sys.argv[1], base_url=sys.argv[2], api_key="sk-driver", concurrency=8)
+"""
+
+
+@pytest.mark.slow  # a process kill; run by .ci/run with -m slow
+def test_a_killed_driver_costs_at_most_the_rows_it_had_in_flight(tmp_path):
+    """The whole job's process SIGKILLed mid-run (a Ray or Spark driver takes its workers with
+    it): the same job run again pays for no row twice, and at most the rows that were in flight
+    come back ambiguous."""
+    count, in_flight = 80, 8
+    with MockServer(latency=0.2) as server:
+        driver = subprocess.Popen(
+            [sys.executable, "-c", DRIVER, str(tmp_path), server.base_url, str(count)]
+        )
+        try:
+            while sum(posts(server).values()) < 12 and driver.poll() is None:
+                time.sleep(0.01)
+        finally:
+            driver.kill()
+        assert driver.wait() == -signal.SIGKILL, "the driver ended before it was killed"
+        outcomes = run(server, tmp_path, rows(count))
+        prompts = posts(server)
+
+    statuses = collections.Counter(outcome.status for outcome in outcomes)
+    duplicates = sum(n - 1 for n in prompts.values())
+    print(f"\ndriver kill: rows={count} generations={sum(prompts.values())} "
+          f"duplicates={duplicates} statuses={dict(statuses)}")  # fmt: skip
+    assert duplicates == 0
+    assert set(statuses) <= {"done", "ambiguous"}
+    assert statuses["ambiguous"] <= in_flight
+    for outcome in outcomes:
+        if outcome.status == "ambiguous":
+            assert "stopped while the request was out" in outcome.error

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import numbers
 import os
+import secrets
 import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -83,22 +84,30 @@ class _Files(Protocol):
 
 
 class _LocalFiles:
-    """A local directory: exclusive create with ``O_EXCL``, whole writes by rename, fsync'd."""
+    """A local directory: exclusive create by hard link, whole writes by rename, fsync'd."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
     def create(self, name: str, data: bytes) -> bool:
+        """Create ``name`` holding ``data`` only if absent; readers never see it half written.
+
+        The data is written to a temporary file first, then linked to its name: ``link`` fails
+        if the name exists, atomically, on local disks and NFS alike. Where hard links are not
+        supported, ``O_EXCL`` creates the file and the data follows.
+        """
         path = self.root / name
         path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")  # write_atomic's form
+        _write_new(tmp, data)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            os.link(tmp, path)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
+        except OSError:  # no hard links here (some FUSE and SMB mounts)
+            return _write_new(path, data)
+        finally:
+            tmp.unlink(missing_ok=True)
         return True
 
     def read(self, name: str) -> bytes | None:
@@ -124,6 +133,19 @@ class _LocalFiles:
 
     def location(self, name: str) -> str:
         return str(self.root / name)
+
+
+def _write_new(path: Path, data: bytes) -> bool:
+    """Create ``path`` (``O_EXCL``) holding ``data``, fsync'd; ``False`` if it exists."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    return True
 
 
 class _FsspecFiles:
@@ -302,8 +324,9 @@ class PaidStore:
 
             ambiguous = [r for r in store.records() if r.status == "ambiguous"]
         """
-        ids = {name.removesuffix(".json") for name in self._files.names(ROWS)}
-        ids.update(name.rsplit(".", 1)[0] for name in self._files.names(CLAIMS))
+        rows, claims = self._files.names(ROWS), self._files.names(CLAIMS)
+        ids = {name.removesuffix(".json") for name in rows if not name.startswith(".")}
+        ids.update(name.rsplit(".", 1)[0] for name in claims if not name.startswith("."))
         for row in sorted(ids):
             record = self.lookup(row)
             if record is not None:

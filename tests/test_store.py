@@ -226,3 +226,31 @@ def test_claims_say_who_holds_them(store):
     assert claim["holder"]["pid"] == os.getpid()
     assert claim["status"] == "sent"
     assert claim["fingerprint"] == "f1"
+
+
+def test_a_claim_is_never_read_half_written(tmp_path):
+    """A worker reading a claim another is creating sees it whole or not at all: an empty claim
+    would read as a stopped worker's, and a row still being sent would be called ambiguous."""
+    store = PaidStore(tmp_path / "store")
+    ids = [f"row-{i}" for i in range(300)]
+    seen: list[JobState] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            for job_id in ids:
+                record = store.lookup(job_id)
+                if record is not None:
+                    seen.append(record.status)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for job_id in ids:
+            assert store.claim(sent(job_id))
+    finally:
+        done.set()
+        reader.join()
+    assert seen
+    assert set(seen) == {JobState.SENT}
+    assert [r.status for r in store.records()] == [JobState.SENT] * len(ids)  # no temporary file

@@ -42,7 +42,7 @@ from ._exceptions import (
     ValidationError,
 )
 from ._images import ImageInput, Uploader
-from ._ledger import JobRecord
+from ._ledger import JobRecord, LedgerError
 from ._lifecycle import JobState
 from ._results import RemixImage, RemixResult
 from ._retry import RateLimiter, RetryEvent, SteadyRate
@@ -59,15 +59,15 @@ from ._version import __version__
 if TYPE_CHECKING:
     from reve_remix_api.models import AspectRatio, OutputFormat
 
-    from ._batch import BatchProgress, RemixJob
     from ._engine import RowOutcome, remix_rows
+    from ._jobs import BatchProgress, RemixJob
     from ._store import PaidStore
 
 _LAZY = {
     "AspectRatio": "reve_remix_api.models",
     "OutputFormat": "reve_remix_api.models",
-    "BatchProgress": "reve_remix._batch",
-    "RemixJob": "reve_remix._batch",
+    "BatchProgress": "reve_remix._jobs",
+    "RemixJob": "reve_remix._jobs",
     "PaidStore": "reve_remix._store",
     "RowOutcome": "reve_remix._engine",
     "remix_rows": "reve_remix._engine",
@@ -110,6 +110,7 @@ __all__ = [
     "InternalServerError",
     "JobRecord",
     "JobState",
+    "LedgerError",
     "NotFoundError",
     "OutputFormat",
     "PaidStore",

@@ -60,7 +60,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from reve_remix_api.models import RemixRequest
 
-    from ._batch import BatchProgress, Outcome, RemixJob
+    from ._jobs import BatchProgress, Outcome, RemixJob
 
 logger = logging.getLogger("reve_remix")
 retry_logger = logging.getLogger("reve_remix.retry")
@@ -152,7 +152,7 @@ class _BaseClient(Generic[HttpClient]):
 
         An injected ``http_client`` is left as it is: its pool is the caller's choice.
         """
-        from ._batch import check_concurrency
+        from ._jobs import check_concurrency
 
         checked = check_concurrency(concurrency)
         transport = self._http._transport
@@ -227,6 +227,18 @@ class _BaseClient(Generic[HttpClient]):
             self._made_headers = (scheme, headers)
         return self._made_headers[1]
 
+    def _redacted(self, response: httpx.Response) -> httpx.Response:
+        """A 2xx that echoes the key (a proxy repeating the request's headers), without it: no
+        field of the result, its pickle, a ledger or a log line may carry the key."""
+        text = self._redact(response.content.decode("utf-8", "replace"))
+        headers = [(name, self._redact(value)) for name, value in response.headers.items()]
+        return httpx.Response(
+            response.status_code,
+            headers=[(n, v) for n, v in headers if n.lower() != "content-length"],
+            content=text.encode(),
+            request=response.request,
+        )
+
     def _redact(self, text: str) -> str:
         """``text`` without this client's key in any form (for text that leaves the client)."""
         return redact(text, self._api_key)
@@ -274,6 +286,9 @@ class _BaseClient(Generic[HttpClient]):
     def _result(self, response: httpx.Response) -> RemixResult:
         if not response.is_success:
             raise status_error(response)
+        key = self._api_key
+        if key and key.strip().encode("utf-8", "surrogatepass") in response.content:
+            response = self._redacted(response)
         result = parse_response(response, self._downloader)
         logger.debug("remix done (request id %s)", result.request_id)
         return result
@@ -403,7 +418,8 @@ class ReveRemix(_BaseClient[httpx.Client]):
                 else:
                     outcome.save(f"park-{job.id}.png")
         """
-        from ._batch import progress_counter, run_in_threads
+        from ._jobs import progress_counter
+        from ._schedule import run_in_threads
 
         items = list(jobs)
         ledger = MemoryLedger()
@@ -439,7 +455,7 @@ class ReveRemix(_BaseClient[httpx.Client]):
                 else:
                     outcome.save(Path(job["images"][0]).with_suffix(".sketch.png"))
         """
-        from ._batch import iter_in_threads
+        from ._schedule import iter_in_threads
 
         ledger = MemoryLedger()
         work = functools.partial(self._remix_job, ledger)
@@ -589,7 +605,8 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
             outcomes = await client.remix_many(jobs, concurrency=8)
             results = [outcome for outcome in outcomes if isinstance(outcome, RemixResult)]
         """
-        from ._batch import progress_counter, run_in_tasks
+        from ._jobs import progress_counter
+        from ._schedule import run_in_tasks
 
         items = list(jobs)
         ledger = MemoryLedger()
@@ -618,7 +635,7 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
                 if isinstance(outcome, RemixResult):
                     await outcome.asave(f"{job['id']}.png")
         """
-        from ._batch import iter_in_tasks
+        from ._schedule import iter_in_tasks
 
         ledger = MemoryLedger()
         work = functools.partial(self._remix_job, ledger)
@@ -745,7 +762,7 @@ def _outcome(settled: Settled) -> RemixResult:
 
 def _paid_job(index: int, job: RemixJob | Mapping[str, Any]) -> PaidJob:
     """The runner's job for item ``index`` of ``remix_many`` or ``iter_remix``."""
-    from ._batch import RemixJob
+    from ._jobs import RemixJob
 
     checked = RemixJob.coerce(job)
     call = Call(

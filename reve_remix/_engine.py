@@ -29,10 +29,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ._batch import check_concurrency
 from ._client import ReveRemix
 from ._exceptions import ValidationError
 from ._identity import fingerprint
+from ._jobs import check_concurrency
 from ._ledger import JobRecord, LedgerError
 from ._lifecycle import JobState
 from ._runner import Action, Call, PaidJob, Settled, lifecycle, plan

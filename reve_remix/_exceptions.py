@@ -67,7 +67,40 @@ _BODY_PREVIEW_CHARS = 500
 
 
 class ReveRemixError(Exception):
-    """Base class of every exception this library raises on purpose."""
+    """Base class of every exception this library raises on purpose.
+
+    Every one pickles and unpickles to the same class, message and fields (status, body, request
+    id, URL), so that it can cross a process pool, but without the request and response objects:
+    the request carries the API key in its headers. An exception it holds as a field (``cause``)
+    that is not the SDK's own travels as its type and message.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = {
+            name: _portable(value)
+            for name, value in self.__dict__.items()
+            if name not in _UNPICKLED
+        }
+        return (_unpickle, (type(self), self.args, state))
+
+
+_UNPICKLED = frozenset({"request", "response"})
+
+
+def _portable(value: object) -> object:
+    """A field as it is pickled: foreign exceptions as their type and message."""
+    if isinstance(value, BaseException) and not isinstance(value, ReveRemixError | OSError):
+        return ReveRemixError(f"{type(value).__name__}: {value}")
+    return value
+
+
+def _unpickle(
+    cls: type[ReveRemixError], args: tuple[Any, ...], state: dict[str, Any]
+) -> ReveRemixError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(dict.fromkeys(_UNPICKLED), **state)
+    return error
 
 
 class ValidationError(ReveRemixError, ValueError):

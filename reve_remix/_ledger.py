@@ -191,17 +191,6 @@ class LedgerError(ReveRemixError):
         self.os_error = os_error
         self.record = record
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_ledger_error, (self.location, self.os_error, self.record, str(self)))
-
-
-def _rebuild_ledger_error(
-    location: str, os_error: OSError | None, record: JobRecord | None, text: str
-) -> LedgerError:
-    error = LedgerError(location, os_error, record)
-    error.args = (text,)
-    return error
-
 
 class Ledger(Protocol):
     """Where the runner writes the life of a job. Every write is durable when it returns.

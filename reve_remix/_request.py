@@ -259,6 +259,12 @@ def check_model(model: object) -> str:
     """
     if not isinstance(model, str) or not model.strip():
         raise ValidationError("model: expected a non-empty string")
+    control = next((i for i, char in enumerate(model) if char < " " or char == "\x7f"), None)
+    if control is not None:  # a name is one line: a newline in one is a paste gone wrong
+        raise ValidationError(
+            f"model: character {control + 1} is a control character ({model[control]!r}); "
+            "a model name is one line of text"
+        )
     return sendable(model, "model")
 
 

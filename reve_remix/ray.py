@@ -31,8 +31,8 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("reve_remix.ray needs Ray Data: pip install 'reve-remix[ray]'") from exc
 
-from ._batch import check_concurrency
 from ._engine import DEFAULT_CONCURRENCY, OUTCOME_COLUMNS, RowRemixer
+from ._jobs import check_concurrency
 from ._retry import RateLimiter, SteadyRate
 from ._store import PaidStore
 

@@ -28,8 +28,8 @@ from reve_remix import (
     ReveRemix,
     ReveRemixError,
 )
-from reve_remix._batch_file import ManifestRecord
 from reve_remix._download import DOWNLOAD_MAX_RETRIES, Downloader
+from reve_remix._ledger import JobRecord
 from reve_remix._results import parse_response
 
 from .conftest import API_KEY, IMAGE_URL, run_cli
@@ -56,7 +56,7 @@ def job_line(n, **extra):
 
 def records(out_dir):
     text = (out_dir / "manifest.jsonl").read_text(encoding="utf-8")
-    return [ManifestRecord.from_json(line) for line in text.splitlines() if line.strip()]
+    return [JobRecord.from_json(line) for line in text.splitlines() if line.strip()]
 
 
 def latest(out_dir):

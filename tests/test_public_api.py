@@ -35,6 +35,7 @@ PUBLIC_NAMES = [
     "InternalServerError",
     "JobRecord",
     "JobState",
+    "LedgerError",
     "NotFoundError",
     "OutputFormat",
     "PaidStore",

@@ -201,27 +201,51 @@ def write_with_recipe(path: str | os.PathLike[str], data: bytes, recipe: Recipe)
     """
     from ._results import write_atomic
 
+    image, sidecar = with_recipe(data, recipe)
+    target = write_atomic(path, image)
+    if sidecar is not None:
+        try:
+            write_atomic(sidecar_path(target), sidecar)
+        except OSError as exc:  # the image is saved; its recipe is a convenience
+            logger.warning("could not write the recipe of %s: %s", target, exc.strerror or exc)
+    return target
+
+
+def with_recipe(data: bytes, recipe: Recipe) -> tuple[bytes, bytes | None]:
+    """What to save for an image that carries ``recipe``: the image's bytes (the recipe inside
+    where the format allows) and, where it does not, the sidecar's bytes (else ``None``).
+
+    Example::
+
+        image, sidecar = with_recipe(png, recipe)  # sidecar is None: the PNG holds it
+    """
     try:
         embedded = embed(data, recipe)
     except (ValueError, struct.error) as exc:  # a file this cannot follow: the sidecar, then
         logger.debug("recipe not embedded: %s", exc)
         embedded = None
-    target = write_atomic(path, data if embedded is None else embedded)
     if embedded is None:
-        sidecar = sidecar_path(target)
-        try:
-            write_atomic(sidecar, recipe.to_json(indent=2) + b"\n")
-        except OSError as exc:  # the image is saved; its recipe is a convenience
-            logger.warning("could not write the recipe %s: %s", sidecar, exc.strerror or exc)
-    return target
+        return data, recipe.to_json(indent=2) + b"\n"
+    return embedded, None
+
+
+def recipe_of(record_recipe: str | None) -> Recipe | None:
+    """The :class:`Recipe` a ledger record keeps (as JSON), or ``None``; one that cannot be read
+    is logged and left out, never a reason not to save a paid image."""
+    if record_recipe is None:
+        return None
+    try:
+        return Recipe.from_dict(json.loads(record_recipe))
+    except (ValueError, TypeError, AttributeError) as exc:
+        logger.warning("a recorded recipe cannot be read; the image is saved without it: %s", exc)
+        return None
 
 
 def save_image(path: str | os.PathLike[str], data: bytes, recipe: str | None) -> Path:
     """Save a paid image atomically, carrying ``recipe`` (a ledger record's JSON) when given.
 
-    The one way the paid-job destinations (a batch's output file, an engine's store, ``remix``
-    on the command line) write an image. A recipe that cannot be read is left out, never a
-    reason not to save.
+    The way the paid-job destinations on a local disk (a batch's output file, ``remix`` on the
+    command line) write an image.
 
     Example::
 
@@ -229,12 +253,8 @@ def save_image(path: str | os.PathLike[str], data: bytes, recipe: str | None) ->
     """
     from ._results import write_atomic
 
-    if recipe is not None:
-        try:
-            return write_with_recipe(path, data, Recipe.from_dict(json.loads(recipe)))
-        except (ValueError, TypeError) as exc:
-            logger.warning("the recipe of %s cannot be read; saved without it: %s", path, exc)
-    return write_atomic(path, data)
+    found = recipe_of(recipe)
+    return write_atomic(path, data) if found is None else write_with_recipe(path, data, found)
 
 
 def sidecar_path(image: str | os.PathLike[str]) -> Path:

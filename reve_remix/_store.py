@@ -43,6 +43,7 @@ from ._exceptions import ValidationError
 from ._images import image_extension
 from ._ledger import JobRecord
 from ._lifecycle import JOB_ID, JOB_ID_RULE, MAY_HAVE_BEEN_GENERATED, JobState
+from ._recipe import SIDECAR_SUFFIX, recipe_of, with_recipe
 from ._results import write_atomic
 
 if TYPE_CHECKING:
@@ -400,8 +401,10 @@ class StoreImages:
     no request per row, and a deleted image is never paid for again behind the user's back).
     """
 
-    def __init__(self, store: PaidStore) -> None:
+    def __init__(self, store: PaidStore, *, metadata: bool = True) -> None:
         self.store = store
+        self.metadata = metadata
+        """Whether saved images carry their recipe (PNG/JPEG inside, else ``<id>.<ext>.json``)."""
 
     def holds(self, record: JobRecord) -> bool:
         return record.file is not None
@@ -411,7 +414,11 @@ class StoreImages:
 
     def save(self, record: JobRecord, data: bytes) -> str:
         name = f"{record.id}{image_extension(data)}"
-        self.store._files.write(name, data)
+        recipe = recipe_of(record.recipe) if self.metadata else None
+        image, sidecar = (data, None) if recipe is None else with_recipe(data, recipe)
+        self.store._files.write(name, image)
+        if sidecar is not None:
+            self.store._files.write(name + SIDECAR_SUFFIX, sidecar)
         return name
 
 

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from reve_remix import JobRecord, PaidStore, SteadyRate, remix_rows
+from reve_remix import JobRecord, PaidStore, SteadyRate, read_recipe, remix_rows
 from reve_remix._download import DOWNLOAD_MAX_RETRIES
 from reve_remix._engine import RowRemixer
 from reve_remix._lifecycle import JobState
+from reve_remix._recipe import embed
 from reve_remix.testing import Fault, MockServer
 from reve_remix.testing._png import gradient_png
 from tests.conftest import API_KEY, IMAGE_URL, claim_by_a_stopped_process
@@ -185,7 +186,10 @@ def test_a_paid_row_whose_download_failed_is_downloaded_again_not_regenerated(
     [second] = run(server, tmp_path, rows(1))
 
     assert second.status == "done"
-    assert (tmp_path / "row-0.png").read_bytes() == PNG
+    saved = tmp_path / "row-0.png"
+    recipe = read_recipe(saved)  # kept by the paid record, written by the later run
+    assert recipe is not None
+    assert saved.read_bytes() == embed(PNG, recipe)
     assert len(server.requests) == 1  # one generation
     assert flaky_cdn.gets >= 2
 

@@ -90,3 +90,22 @@ def test_bad_options_fail_on_the_driver_before_any_task(options):
 def test_a_store_only_one_process_can_see_is_refused_before_anything_is_sent():
     with pytest.raises(ValidationError, match="only this process can see it, and Spark"):
         remix_partitions(store="memory://reve-remix-spark", api_key=API_KEY)
+
+
+def test_one_cap_holds_across_every_task(spark, tmp_path):
+    """Four partitions on two cores, each task with its own copy of the budget: the store keeps
+    the one cap, and the rows that did not fit are pending, unsent."""
+    rows = unique_rows(12)
+    df = spark.createDataFrame(
+        [(row["id"], row["prompt"], row["images"]) for row in rows],
+        "id string, prompt string, images array<string>",
+    ).repartition(4)
+    with MockServer(latency=0.1) as server:
+        remix = remix_partitions(
+            store=tmp_path / "store", concurrency=4, max_generations=5,
+            api_key=API_KEY, base_url=server.base_url,
+        )  # fmt: skip
+        out = df.mapInPandas(remix, schema=OUTCOME_SCHEMA).collect()
+        posts = sum(request.method == "POST" for request in server.requests)
+    assert posts == 5
+    assert sorted(row["status"] for row in out) == ["done"] * 5 + ["pending"] * 7

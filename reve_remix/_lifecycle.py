@@ -25,16 +25,14 @@ state machine (``shared/design/paid-lifecycle.md`` in the project's design notes
 
 This module is the one home of those names, of which states a resume sends again, and of the
 words messages use, so that a batch manifest, an exception and a Spark row say the same thing.
+Which state an error leaves a job in follows the retry table, so it lives beside it
+(``_retry.state_after_error``); this module imports nothing of the package.
 """
 
 from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ._exceptions import ReveRemixError
 
 
 class JobState(StrEnum):
@@ -119,42 +117,3 @@ def may_have_been_generated_message(request_id: str | None, cause: object) -> st
     """
     rid = f"request id {request_id}" if request_id else "no request id"
     return f"the image {MAY_HAVE_BEEN_GENERATED} ({rid}): {cause}"
-
-
-def state_after_error(error: ReveRemixError) -> JobState:
-    """The state a job is left in when its remix ended with ``error``.
-
-    ``failed`` only where nothing can have been generated: bad input, a 4xx, a status or a
-    transport error the retry table calls safe. A 2xx that went wrong later (``ImageNotSavedError``,
-    or a body whose images cannot be read) is ``paid``. Everything else is ``ambiguous``.
-
-    Example::
-
-        >>> from reve_remix import ValidationError
-        >>> state_after_error(ValidationError("bad"))
-        <JobState.FAILED: 'failed'>
-    """
-    import httpx
-
-    from ._exceptions import (
-        APIConnectionError,
-        APIResponseValidationError,
-        APIStatusError,
-        ImageNotSavedError,
-        ValidationError,
-    )
-    from ._retry import classify_error, classify_status
-
-    if isinstance(error, ImageNotSavedError | APIResponseValidationError):
-        return JobState.PAID
-    if isinstance(error, ValidationError):
-        return JobState.FAILED
-    if isinstance(error, APIStatusError):
-        status = error.status_code
-        unpaid = status < 500 or classify_status(status) == "retry"
-        return JobState.FAILED if unpaid else JobState.AMBIGUOUS
-    if isinstance(error, APIConnectionError):
-        cause = error.__cause__
-        if isinstance(cause, httpx.TransportError) and classify_error(cause) == "retry":
-            return JobState.FAILED
-    return JobState.AMBIGUOUS

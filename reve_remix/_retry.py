@@ -10,6 +10,9 @@ A 429 is retried from a budget of its own (:meth:`RetryPolicy.limit`): it made n
 client slows down for it (:class:`AdaptiveRate`), so a job does not fail while the client's pace
 is still finding the server's rate.
 
+The same table says which state a failed job is left in (:func:`state_after_error`): ``failed``
+where it cannot have been billed, ``ambiguous`` where it may have been.
+
 This module decides; the clients wait and send. Both clients share it, so the policy has one home.
 """
 
@@ -27,7 +30,15 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import httpx
 
-from ._exceptions import ValidationError
+from ._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    ImageNotSavedError,
+    ReveRemixError,
+    ValidationError,
+)
+from ._lifecycle import JobState
 
 if TYPE_CHECKING:
     import asyncio
@@ -112,6 +123,34 @@ def backoff(retry_number: int) -> float:
     """
     ceiling: float = min(INITIAL_BACKOFF * 2.0 ** (retry_number - 1), MAX_BACKOFF)
     return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - not cryptographic
+
+
+def state_after_error(error: ReveRemixError) -> JobState:
+    """The state a job is left in when its remix ended with ``error``.
+
+    ``failed`` only where nothing can have been generated: bad input, a 4xx, a status or a
+    transport error the retry table calls safe. A 2xx that went wrong later (``ImageNotSavedError``,
+    or a body whose images cannot be read) is ``paid``. Everything else is ``ambiguous``.
+
+    Example::
+
+        >>> from reve_remix import ValidationError
+        >>> state_after_error(ValidationError("bad"))
+        <JobState.FAILED: 'failed'>
+    """
+    if isinstance(error, ImageNotSavedError | APIResponseValidationError):
+        return JobState.PAID
+    if isinstance(error, ValidationError):
+        return JobState.FAILED
+    if isinstance(error, APIStatusError):
+        status = error.status_code
+        unpaid = status < 500 or classify_status(status) == "retry"
+        return JobState.FAILED if unpaid else JobState.AMBIGUOUS
+    if isinstance(error, APIConnectionError):
+        cause = error.__cause__
+        if isinstance(cause, httpx.TransportError) and classify_error(cause) == "retry":
+            return JobState.FAILED
+    return JobState.AMBIGUOUS
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ from ._exceptions import (
 )
 from ._images import ImageInput, Uploader
 from ._results import RemixImage, RemixResult
-from ._retry import RateLimiter, RetryEvent, SteadyRate
+from ._retry import AdaptiveRate, RateLimiter, RetryEvent, SteadyRate
 from ._tags import (
     TagProblem,
     bind_images,
@@ -97,6 +97,7 @@ __all__ = [
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "AdaptiveRate",
     "AspectRatio",
     "AsyncReveRemix",
     "AuthenticationError",

@@ -50,7 +50,15 @@ from ._request import (
     prepare_remix,
 )
 from ._results import RemixResult, parse_response
-from ._retry import AdaptiveRate, CallRetries, RateLimiter, RetryEvent, RetryPolicy
+from ._retry import (
+    AdaptiveRate,
+    CallRetries,
+    Line,
+    RateLimiter,
+    RetryEvent,
+    RetryPolicy,
+    check_rate_limiter,
+)
 from ._spec import spec
 from ._version import __version__
 
@@ -96,7 +104,7 @@ class _BaseClient(Generic[HttpClient]):
         retry_on_ambiguous: bool = False,
         auth_scheme: AuthScheme = "bearer",
         uploader: Uploader = data_url,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: RateLimiter | type[RateLimiter] | None = AdaptiveRate,
         on_retry: Callable[[RetryEvent], None] | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         http_client: HttpClient | None = None,
@@ -131,10 +139,12 @@ class _BaseClient(Generic[HttpClient]):
         self.uploader = uploader
         self.on_retry = on_retry
         self.retry_policy = RetryPolicy(max_retries, retry_on_ambiguous)
-        # Every client learns the rate the API admits (one 429 holds every job back, then it
-        # paces just under the rate measured); a caller's limiter paces it further.
-        self._pace = AdaptiveRate()
-        self._rate_limiter = rate_limiter
+        self._rate_limiter = check_rate_limiter(rate_limiter)
+        # Awaited instead of next_slot by the async client, if the limiter waits on I/O.
+        self._anext_slot: Callable[[], Awaitable[float]] | None = getattr(
+            self._rate_limiter, "anext_slot", None
+        )
+        self._line = Line()
         self._owns_http = http_client is None
         self._http: HttpClient = http_client or self._new_http(timeout, max_connections)
         self._downloader = Downloader(self._http)  # results fetch their URLs through the pool
@@ -256,15 +266,13 @@ class _BaseClient(Generic[HttpClient]):
         """The final response, or how many seconds to wait before sending ``request`` again.
 
         ``retries`` counts the call's retries so far; ``sent_at`` is when this attempt went out
-        (``AdaptiveRate.on_sent``). Raises ``APIConnectionError`` when a transport error is final.
+        (``RateLimiter.on_sent``). Raises ``APIConnectionError`` when a transport error is final.
         """
         if isinstance(outcome, httpx.Response):
             event = self.retry_policy.after_response(outcome, retries)
-            if outcome.status_code == 429:  # every 429, retried or not: the pace learns from it
-                hold = 0.0 if event is None else event.delay
-                self._pace.on_rate_limited(hold, sent_at)
-                if self._rate_limiter is not None:
-                    self._rate_limiter.on_rate_limited(hold)
+            limiter = self._rate_limiter
+            if outcome.status_code == 429 and limiter is not None:  # retried or not: it learns
+                limiter.on_rate_limited(0.0 if event is None else event.delay, sent_at)
             if event is None:
                 return outcome
         else:
@@ -275,10 +283,6 @@ class _BaseClient(Generic[HttpClient]):
         if self.on_retry is not None:
             self.on_retry(event)
         return event.delay
-
-    def _caller_limiter_wait(self) -> float:
-        """Seconds the caller's ``rate_limiter`` asks this attempt to wait (0 without one)."""
-        return 0.0 if self._rate_limiter is None else self._rate_limiter.reserve()
 
     def _result(self, response: httpx.Response) -> RemixResult:
         if not response.is_success:
@@ -305,8 +309,10 @@ class ReveRemix(_BaseClient[httpx.Client]):
       ``docs/errors-and-retries.md``;
     - ``auth_scheme``: ``"bearer"`` sends ``Authorization: Bearer <key>``, ``"bare"`` the key alone;
     - ``uploader``: ``(bytes, mime) -> url`` for local images; by default a ``data:`` URL;
-    - ``rate_limiter``: a ``RateLimiter`` (e.g. ``SteadyRate(5)``) consulted before every attempt,
-      retries included, and told of every 429; share one to pace many clients together;
+    - ``rate_limiter``: what paces the attempts, retries included, and is told of every 429: by
+      default a fresh ``AdaptiveRate``, which learns the rate the API admits from its 429s; a
+      ``RateLimiter`` such as ``SteadyRate(5)`` replaces it (share one to pace many clients
+      together), and ``None`` sends without pacing;
     - ``on_retry``: called with a ``RetryEvent`` (reason, wait, retry number) before each retry's
       wait, in the thread or task that waits; each retry is also logged on ``reve_remix.retry``;
     - ``max_connections``: the most connections the client's own pool opens at once (100 by
@@ -455,15 +461,14 @@ class ReveRemix(_BaseClient[httpx.Client]):
         return check_uploaded_url(url, item.label)
 
     def _send(self, request: httpx.Request) -> httpx.Response:
-        retries = CallRetries()
+        retries, limiter, sent_at = CallRetries(), self._rate_limiter, 0.0
         while True:
-            with self._pace.line:  # one attempt at a time waits for its slot: see AdaptiveRate
-                if wait := self._caller_limiter_wait():
-                    time.sleep(wait)
-                while wait := self._pace.next_slot():
-                    time.sleep(wait)
+            if limiter is not None:
+                with self._line.sync:  # one attempt at a time asks: see RateLimiter
+                    while wait := limiter.next_slot():
+                        time.sleep(wait)
+                sent_at = limiter.on_sent()
             logger.debug("%s %s (attempt %d)", request.method, request.url, retries.attempt)
-            sent_at = self._pace.on_sent()
             try:
                 outcome: httpx.Response | httpx.TransportError = _acyclic(self._http.send(request))
             except httpx.TransportError as exc:
@@ -603,15 +608,14 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
     async def _send(self, request: httpx.Request) -> httpx.Response:
         import asyncio
 
-        retries = CallRetries()
+        retries, limiter, sent_at = CallRetries(), self._rate_limiter, 0.0
         while True:
-            async with self._pace.async_line():  # one attempt at a time waits: see AdaptiveRate
-                if wait := self._caller_limiter_wait():
-                    await asyncio.sleep(wait)
-                while wait := self._pace.next_slot():
-                    await asyncio.sleep(wait)
+            if limiter is not None:
+                async with self._line.for_loop():  # one attempt at a time asks: see RateLimiter
+                    while wait := await self._next_slot(limiter):
+                        await asyncio.sleep(wait)
+                sent_at = limiter.on_sent()
             logger.debug("%s %s (attempt %d)", request.method, request.url, retries.attempt)
-            sent_at = self._pace.on_sent()
             try:
                 outcome: httpx.Response | httpx.TransportError = _acyclic(
                     await self._http.send(request)
@@ -622,6 +626,12 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
             if isinstance(decision, httpx.Response):
                 return decision
             await asyncio.sleep(decision)
+
+    async def _next_slot(self, limiter: RateLimiter) -> float:
+        """The limiter's ``anext_slot()`` if it has one (it waits on I/O), else ``next_slot()``."""
+        if self._anext_slot is not None:
+            return await self._anext_slot()
+        return limiter.next_slot()
 
     async def aclose(self) -> None:
         """Close the connection pool (only if this client created it)."""

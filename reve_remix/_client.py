@@ -40,15 +40,7 @@ from ._exceptions import ValidationError, connection_error, status_error
 from ._images import LocalImage, Uploader, check_uploaded_url, data_url
 from ._pool import DEFAULT_MAX_CONNECTIONS, AsyncShardedTransport, ShardedTransport
 from ._redact import redact
-from ._request import (
-    Images,
-    InlineImage,
-    PreparedRemix,
-    RequestOptions,
-    check_model,
-    encode_body,
-    prepare_remix,
-)
+from ._request import Images, PreparedRemix, RequestBody, RequestOptions, check_model, prepare_remix
 from ._results import RemixResult, parse_response
 from ._retry import (
     AdaptiveRate,
@@ -63,8 +55,6 @@ from ._spec import spec
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from reve_remix_api.models import RemixRequest
-
     from ._batch import BatchProgress, Outcome, RemixJob
 
 logger = logging.getLogger("reve_remix")
@@ -146,12 +136,20 @@ class _BaseClient(Generic[HttpClient]):
         )
         self._line = Line()
         self._owns_http = http_client is None
-        self._http: HttpClient = http_client or self._new_http(timeout, max_connections)
+        # The pool the client made (grown by a batch); an injected client's pool is the caller's.
+        self._pool: ShardedTransport | AsyncShardedTransport | None = None
+        self._http: HttpClient
+        if http_client is None:
+            self._http, self._pool = self._new_http(timeout, max_connections)
+        else:
+            self._http = http_client
         self._downloader = Downloader(self._http)  # results fetch their URLs through the pool
 
     @staticmethod
-    def _new_http(timeout: float | httpx.Timeout, max_connections: int) -> HttpClient:
-        """The connection pool a client makes for itself when none is injected."""
+    def _new_http(
+        timeout: float | httpx.Timeout, max_connections: int
+    ) -> tuple[HttpClient, ShardedTransport | AsyncShardedTransport]:
+        """The httpx client a client makes for itself when none is injected, and its pool."""
         raise NotImplementedError
 
     def _batch_concurrency(self, concurrency: object) -> int:
@@ -162,9 +160,8 @@ class _BaseClient(Generic[HttpClient]):
         from ._batch import check_concurrency
 
         checked = check_concurrency(concurrency)
-        transport = self._http._transport
-        if self._owns_http and isinstance(transport, ShardedTransport | AsyncShardedTransport):
-            transport.ensure_capacity(checked)
+        if self._pool is not None:
+            self._pool.ensure_capacity(checked)
         return checked
 
     def __repr__(self) -> str:
@@ -200,15 +197,16 @@ class _BaseClient(Generic[HttpClient]):
             timeout=timeout,
         )
 
-    def _build_request(self, body: RemixRequest, options: RequestOptions) -> httpx.Request:
-        """The HTTP request: the spec's method and path, the body as JSON, the call's options.
+    def _build_request(
+        self, content: bytes | RequestBody, options: RequestOptions
+    ) -> httpx.Request:
+        """The HTTP request: the spec's method and path, the body, the call's options.
 
         A body with inline images is a ``RequestBody`` stream. httpx's ``content=`` would take it
         for a sync-only iterator sent chunked, so the request is built without a body and made
         again around the stream, with its ``Content-Length``.
         """
         operation = spec()
-        content = encode_body(body.to_dict())
         headers = self._headers()
         if options.headers:  # after the client's own, so that they replace them (not the key)
             headers = headers.copy()
@@ -334,8 +332,11 @@ class ReveRemix(_BaseClient[httpx.Client]):
     _http_class = httpx.Client
 
     @staticmethod
-    def _new_http(timeout: float | httpx.Timeout, max_connections: int) -> httpx.Client:
-        return httpx.Client(timeout=timeout, transport=ShardedTransport(max_connections))
+    def _new_http(
+        timeout: float | httpx.Timeout, max_connections: int
+    ) -> tuple[httpx.Client, ShardedTransport]:
+        pool = ShardedTransport(max_connections)
+        return httpx.Client(timeout=timeout, transport=pool), pool
 
     def remix(
         self,
@@ -449,11 +450,9 @@ class ReveRemix(_BaseClient[httpx.Client]):
     def _remix_job(self, job: RemixJob | Mapping[str, Any]) -> RemixResult:
         return self.remix(**_coerce(job).arguments())
 
-    def _upload(self, item: str | LocalImage) -> str:
-        if isinstance(item, str):
-            return item
-        if self.uploader is data_url:  # the body writes its data: URL as it is sent
-            return InlineImage(item)
+    def _upload(self, item: str | LocalImage) -> str | LocalImage:
+        if isinstance(item, str) or self.uploader is data_url:
+            return item  # a local one as it is: the body writes its data: URL as it is sent
         url = self.uploader(item.data, item.mime)
         if inspect.isawaitable(url):
             _discard(url)
@@ -510,8 +509,11 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
     _http_class = httpx.AsyncClient
 
     @staticmethod
-    def _new_http(timeout: float | httpx.Timeout, max_connections: int) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=timeout, transport=AsyncShardedTransport(max_connections))
+    def _new_http(
+        timeout: float | httpx.Timeout, max_connections: int
+    ) -> tuple[httpx.AsyncClient, AsyncShardedTransport]:
+        pool = AsyncShardedTransport(max_connections)
+        return httpx.AsyncClient(timeout=timeout, transport=pool), pool
 
     async def remix(
         self,
@@ -595,11 +597,9 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
     async def _remix_job(self, job: RemixJob | Mapping[str, Any]) -> RemixResult:
         return await self.remix(**_coerce(job).arguments())
 
-    async def _upload(self, item: str | LocalImage) -> str:
-        if isinstance(item, str):
-            return item
-        if self.uploader is data_url:  # the body writes its data: URL as it is sent
-            return InlineImage(item)
+    async def _upload(self, item: str | LocalImage) -> str | LocalImage:
+        if isinstance(item, str) or self.uploader is data_url:
+            return item  # a local one as it is: the body writes its data: URL as it is sent
         url = self.uploader(item.data, item.mime)
         if inspect.isawaitable(url):
             url = await url

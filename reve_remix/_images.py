@@ -240,7 +240,18 @@ def data_url(data: bytes, mime: str) -> str:
 
         data_url(b"\\x89PNG...", "image/png")  # 'data:image/png;base64,iVBORw0KGgo...'
     """
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    return data_url_head(mime) + base64.b64encode(data).decode("ascii")
+
+
+def data_url_head(mime: str) -> str:
+    """What a base64 ``data:`` URL of ``mime`` content holds before the base64.
+
+    Example::
+
+        >>> data_url_head("image/png")
+        'data:image/png;base64,'
+    """
+    return f"data:{mime};base64,"
 
 
 def check_uploaded_url(url: object, label: str) -> str:

@@ -708,9 +708,7 @@ def bench_batch_memory(folder: Path, small: int, large: int) -> list[Figure]:
     """Peak RSS of a batch of four-image jobs at concurrency 8, in fresh processes."""
     log(f"memory: batches of {small} and {large} jobs x four 1.5 MB images, concurrency 8")
     paths = write_images(folder)
-    body_bytes = len(
-        encode_body({"image_urls": [data_url(p.read_bytes(), "image/png") for p in paths]})
-    )
+    body_bytes = len(encode_body({}, [data_url(p.read_bytes(), "image/png") for p in paths]))
     with Loopback() as server:
         rss = {
             (kind, jobs): peak_rss(kind, jobs, server.base_url, folder)

@@ -24,11 +24,14 @@ from collections.abc import (
 )
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._exceptions import ReveRemixError, ValidationError
 from ._request import Images
 from ._results import RemixResult
+
+if TYPE_CHECKING:
+    from reve_remix_api.models import AspectRatio, OutputFormat
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -57,22 +60,22 @@ class RemixJob:
 
     prompt: str
     images: Images
-    aspect_ratio: str | None = None
-    output_format: str | None = None
+    aspect_ratio: AspectRatio | str | None = None
+    output_format: OutputFormat | str | None = None
     model: str | None = None
     id: str | None = None
     extra_body: Mapping[str, Any] | None = None
     extra_headers: Mapping[str, str] | None = None
 
     @classmethod
-    def coerce(cls, job: object) -> RemixJob:
+    def _coerce(cls, job: object) -> RemixJob:
         """``job`` itself, or a ``RemixJob`` built from a mapping of its fields.
 
         Raises ``ValidationError`` for anything else, or for missing or unknown keys.
 
         Example::
 
-            RemixJob.coerce({"prompt": "<img>0</img> at dusk", "images": ["city.jpg"]})
+            RemixJob._coerce({"prompt": "<img>0</img> at dusk", "images": ["city.jpg"]})
         """
         if isinstance(job, RemixJob):
             return job
@@ -83,7 +86,7 @@ class RemixJob:
         check_job_keys(job, "job: ")
         return cls(**job)
 
-    def arguments(self) -> dict[str, Any]:
+    def _arguments(self) -> dict[str, Any]:
         """The keyword arguments of ``remix`` for this job (``None`` options left out)."""
         options = {
             "aspect_ratio": self.aspect_ratio,

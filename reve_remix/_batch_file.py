@@ -657,7 +657,7 @@ def run_job(
             return record
     manifest.append(ManifestRecord(id=job.id, status=JobState.SENT, line=job.number))
     try:
-        result = client.remix(**job.job.arguments(), fit=fit)
+        result = client.remix(**job.job._arguments(), fit=fit)
     except ReveRemixError as exc:
         record = ManifestRecord(
             id=job.id,

@@ -55,6 +55,8 @@ from ._spec import spec
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from reve_remix_api.models import AspectRatio, OutputFormat
+
     from ._batch import BatchProgress, Outcome, RemixJob
 
 logger = logging.getLogger("reve_remix")
@@ -175,8 +177,8 @@ class _BaseClient(Generic[HttpClient]):
         self,
         prompt: str,
         images: Images,
-        aspect_ratio: str | None,
-        output_format: str | None,
+        aspect_ratio: AspectRatio | str | None,
+        output_format: OutputFormat | str | None,
         model: str | None,
         fit: bool,
         *,
@@ -343,8 +345,8 @@ class ReveRemix(_BaseClient[httpx.Client]):
         prompt: str,
         images: Images,
         *,
-        aspect_ratio: str | None = None,
-        output_format: str | None = None,
+        aspect_ratio: AspectRatio | str | None = None,
+        output_format: OutputFormat | str | None = None,
         model: str | None = None,
         fit: bool = False,
         extra_body: Mapping[str, Any] | None = None,
@@ -448,7 +450,7 @@ class ReveRemix(_BaseClient[httpx.Client]):
         return ((job, outcome) for _index, job, outcome in run)
 
     def _remix_job(self, job: RemixJob | Mapping[str, Any]) -> RemixResult:
-        return self.remix(**_coerce(job).arguments())
+        return self.remix(**_coerce(job)._arguments())
 
     def _upload(self, item: str | LocalImage) -> str | LocalImage:
         if isinstance(item, str) or self.uploader is data_url:
@@ -520,8 +522,8 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
         prompt: str,
         images: Images,
         *,
-        aspect_ratio: str | None = None,
-        output_format: str | None = None,
+        aspect_ratio: AspectRatio | str | None = None,
+        output_format: OutputFormat | str | None = None,
         model: str | None = None,
         fit: bool = False,
         extra_body: Mapping[str, Any] | None = None,
@@ -595,7 +597,7 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
         return _pairs(run)
 
     async def _remix_job(self, job: RemixJob | Mapping[str, Any]) -> RemixResult:
-        return await self.remix(**_coerce(job).arguments())
+        return await self.remix(**_coerce(job)._arguments())
 
     async def _upload(self, item: str | LocalImage) -> str | LocalImage:
         if isinstance(item, str) or self.uploader is data_url:
@@ -686,4 +688,4 @@ async def _pairs(
 def _coerce(job: RemixJob | Mapping[str, Any]) -> RemixJob:
     from ._batch import RemixJob
 
-    return RemixJob.coerce(job)
+    return RemixJob._coerce(job)

@@ -100,7 +100,7 @@ class RemixImage:
                 return _decode_b64(self.b64_json)
             return self._downloader.download(self._require_url())
         except ReveRemixError as exc:
-            raise self.not_saved(exc) from exc
+            raise self._not_saved(exc) from exc
 
     async def aread(self) -> bytes:
         """Async twin of :meth:`read`.
@@ -114,7 +114,7 @@ class RemixImage:
                 return _decode_b64(self.b64_json)
             return await self._downloader.adownload(self._require_url())
         except ReveRemixError as exc:
-            raise self.not_saved(exc) from exc
+            raise self._not_saved(exc) from exc
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the image to ``path`` atomically (no half-written file, ever) and return it.
@@ -153,9 +153,9 @@ class RemixImage:
         try:
             return write_atomic(path, data)
         except OSError as exc:
-            raise self.not_saved(exc) from exc
+            raise self._not_saved(exc) from exc
 
-    def not_saved(self, cause: BaseException) -> ImageNotSavedError:
+    def _not_saved(self, cause: BaseException) -> ImageNotSavedError:
         """The error saying this paid image is not on disk because of ``cause``."""
         if isinstance(cause, ImageNotSavedError):
             return cause

@@ -673,7 +673,7 @@ def _acyclic(response: httpx.Response) -> httpx.Response:
 
 @functools.lru_cache(maxsize=32)
 def _parsed_url(url: str) -> httpx.URL:
-    """``url`` parsed once: httpx re-parses a ``str`` URL on every request, a tenth of a call."""
+    """``url`` parsed once: httpx would parse a ``str`` URL again on every request."""
     return httpx.URL(url)
 
 

@@ -1,6 +1,6 @@
 """``scripts/regenerate.py``: the vendor's changes reach users, or the regeneration says what broke.
 
-The drills of issue 11, each applied to a copy of the project (``tests/regen_tree.py``) and run
+Drills of what a vendor changes in the spec, each applied to a copy of the project (``tests/regen_tree.py``) and run
 through the one command a maintainer runs:
 
 ====  =====================================================  ==============================

@@ -2,10 +2,10 @@
 
 A field the vendor adds (an optional response field, a new optional request field: drills a
 and d of ``tests/test_regenerate.py``) reaches ``generated/`` by regeneration, and these tests
-fail unless a user can then send it (a ``remix`` argument or ``extra_body``) or read it (``result.raw`` is the generated
-``RemixResponse``, ``result.image.raw`` the generated ``RemixImage``, unknown fields in their
-``additional_properties``). They walk the generated models, so they need no edit when a field
-is added.
+fail unless a user can then send it (a ``remix`` argument or ``extra_body``) or read it
+(``result.raw`` is the generated ``RemixResponse``, ``result.image.raw`` the generated
+``RemixImage``, unknown fields in their ``additional_properties``). They walk the generated
+models, so they need no edit when a field is added.
 
 The response side relies on ``RemixResult.raw`` / ``RemixImage.raw`` returning the generated
 models, which ``_results.parse_response`` builds.

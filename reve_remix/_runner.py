@@ -307,6 +307,7 @@ def _send(job: PaidJob, ledger: Ledger, steps: Steps, base: JobRecord) -> Lifecy
         file=None,
         error=None,
         body=None,
+        recipe=None,
     )
     try:
         request = yield Build(job.call)

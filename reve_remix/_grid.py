@@ -276,6 +276,7 @@ class _Layout:
     columns: int
     rows: int
     label_width: int
+    title_width: int = 0
 
     @property
     def top(self) -> int:
@@ -297,7 +298,7 @@ class _Layout:
     @property
     def size(self) -> tuple[int, int]:
         right, bottom = self.cell(self.columns - 1, self.rows - 1)[2:]
-        return right + _PAD, bottom + _PAD
+        return max(right, self.title_width + _PAD) + _PAD, bottom + _PAD
 
 
 def draw_grid(
@@ -330,24 +331,23 @@ def draw_grid(
     target = Path(path)
     measure = draw_module.Draw(image_module.new("RGB", (1, 1)))
     widest = max((measure.textlength(label, font=font) for label in rows), default=0)
-    layout = _Layout(len(columns), len(rows), min(_MAX_ROW_LABEL, int(widest) + 2 * _PAD))
+    titles = [_title(names, fixed) for fixed in extra]
+    layout = _Layout(
+        len(columns),
+        len(rows),
+        label_width=min(_MAX_ROW_LABEL, int(widest) + 2 * _PAD),
+        title_width=int(max(measure.textlength(title, font=font) for title in titles)),
+    )
     written: list[Path] = []
-    for page, fixed in enumerate(extra, start=1):
+    for page, (fixed, title) in enumerate(zip(extra, titles, strict=True), start=1):
         canvas = image_module.new("RGB", layout.size, "white")
         pen = draw_module.Draw(canvas)
-        title = f"across: {names[0]}" + (f"   down: {names[1]}" if len(names) > 1 else "")
-        title += "".join(
-            f"   {name} = {value}" for name, value in zip(names[2:], fixed, strict=True)
-        )
-        pen.text((_PAD, _PAD), _fit(pen, title, layout.size[0] - 2 * _PAD, font), "black", font)
+        pen.text((_PAD, _PAD), title, "black", font)
         for column, x_value in enumerate(columns):
-            box = layout.column_label(column)
-            pen.text(box[:2], _fit(pen, x_value, CELL_PIXELS, font), "black", font)
+            _label(pen, layout.column_label(column), x_value, font, centred=True)
             for row, y_value in enumerate(rows):
                 if column == 0 and y_value:
-                    label_box = layout.row_label(row)
-                    width = label_box[2] - label_box[0] - _PAD
-                    pen.text(label_box[:2], _fit(pen, y_value, width, font), "black", font)
+                    _label(pen, layout.row_label(row), y_value, font, centred=False)
                 key = (x_value, *((y_value,) if len(names) > 1 else ()), *fixed)
                 note = (notes or {}).get(key, "not done")
                 _paste(canvas, pen, layout.cell(column, row), cells.get(key), note, font)
@@ -356,6 +356,14 @@ def draw_grid(
         canvas.save(out, "PNG")
         written.append(out)
     return written
+
+
+def _title(names: Sequence[str], fixed: Sequence[str]) -> str:
+    """A page's title: which axis runs which way, and the values of the further axes."""
+    title = f"across: {names[0]}" + (f"   down: {names[1]}" if len(names) > 1 else "")
+    return title + "".join(
+        f"   {name} = {value}" for name, value in zip(names[2:], fixed, strict=True)
+    )
 
 
 def _pillow() -> tuple[Any, Any, ImageFont.FreeTypeFont | ImageFont.ImageFont]:
@@ -388,15 +396,15 @@ def _paste(
     note: str,
     font: Any,  # noqa: ANN401 - Pillow's two font classes
 ) -> None:
-    """The image at ``source`` fitted and centred in ``box``; else a grey box saying ``note``."""
+    """The image at ``source`` scaled to fit ``box``, centred; else a grey box saying ``note``."""
     from PIL import Image, ImageOps
 
     left, top, right, bottom = box
     if source is not None:
         try:
             with Image.open(source) as opened:
-                image = ImageOps.exif_transpose(opened).convert("RGB")
-                image.thumbnail((right - left, bottom - top))
+                upright = ImageOps.exif_transpose(opened).convert("RGB")
+                image = ImageOps.contain(upright, (right - left, bottom - top))  # up or down
                 x = left + (right - left - image.width) // 2
                 y = top + (bottom - top - image.height) // 2
                 canvas.paste(image, (x, y))
@@ -404,8 +412,20 @@ def _paste(
         except Exception:  # unreadable: say so in its cell rather than lose the whole grid
             note = "unreadable image"
     pen.rectangle(box, fill="#e4e4e4", outline="#b0b0b0")
-    shown = _fit(pen, note, right - left - 2 * _PAD, font)
-    width = pen.textlength(shown, font=font)
-    pen.text(
-        (left + (right - left - width) / 2, (top + bottom) / 2 - _LINE / 2), shown, "#333", font
-    )
+    _label(pen, box, note, font, centred=True, colour="#333")
+
+
+def _label(
+    pen: ImageDraw.ImageDraw,
+    box: tuple[int, int, int, int],
+    text: str,
+    font: Any,  # noqa: ANN401 - Pillow's two font classes
+    *,
+    centred: bool,
+    colour: str = "black",
+) -> None:
+    """``text`` on one line in ``box``, cut to fit, centred across (or not) and down."""
+    left, top, right, bottom = box
+    shown = _fit(pen, text, right - left - _PAD, font)
+    x = left + (right - left - pen.textlength(shown, font=font)) / 2 if centred else left
+    pen.text((x, (top + bottom - _LINE) / 2), shown, colour, font)

@@ -277,7 +277,11 @@ def _short(text: str | None, limit: int = 160) -> str:
 
 def _result(card: Card, assets: _Assets) -> str:
     if card.image is None or not card.image.is_file():
-        missing = "the image file is missing" if card.image is not None else "no image yet"
+        missing = (
+            "the image file is missing"
+            if card.image is not None
+            else _NO_IMAGE.get(card.status, "no image")
+        )
         return f'<div class="result empty" role="img" aria-label="{missing}">{missing}</div>'
     href = assets.href(card.image)
     alt = f"result of {card.id}" + (f": {_short(card.prompt)}" if card.prompt else "")
@@ -285,6 +289,9 @@ def _result(card: Card, assets: _Assets) -> str:
         f'<a class="result" href="{href}" title="open the full-size image">'
         f'<img src="{href}" alt="{_text(alt)}" loading="lazy" decoding="async"></a>'
     )
+
+
+_NO_IMAGE: dict[CardStatus, str] = {"pending": "not sent yet", "paid": "not downloaded yet"}
 
 
 def _reference(ref: Reference, card: Card, assets: _Assets) -> str:
@@ -417,7 +424,7 @@ background:#555}
 .s-failed{border-left-color:#b3261e}.s-failed .status{background:#b3261e}
 .s-pending .status{background:#555}
 .result{display:block;background:#e9e9e6;border-radius:4px;text-align:center}
-.result img{display:block;max-width:100%;max-height:320px;margin:0 auto}
+.result img{display:block;width:100%;height:auto;max-height:320px;object-fit:contain}
 .result.empty{padding:3rem 1rem;color:#555}
 .refs{list-style:none;display:flex;flex-wrap:wrap;gap:.5rem;padding:0;margin:.5rem 0}
 .ref{display:flex;flex-direction:column;align-items:center;gap:.2rem;font-size:.8rem;

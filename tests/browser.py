@@ -21,11 +21,13 @@ Example::
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import select
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -55,6 +57,19 @@ FLAGS = (
 DEADLINE = 60.0  # seconds: a safety net for a wedged browser, never a measurement
 
 
+_TRAMPOLINE = (
+    "import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); "
+    "os.execv(sys.argv[3], sys.argv[3:])"
+)
+
+
+def _above_four(fd: int) -> int:
+    """``fd`` moved to a number above 4 (the old one closed)."""
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 5)
+    os.close(fd)
+    return moved
+
+
 class BrowserError(Exception):
     """The browser answered a command with an error, or stopped answering."""
 
@@ -75,13 +90,20 @@ class Browser:
         self._profile = tempfile.mkdtemp(prefix="reve-remix-chromium-")
         to_browser_read, self._to_browser = os.pipe()
         self._from_browser, from_browser_write = os.pipe()
-        # Chromium reads fd 3 and writes fd 4: the shell puts the pipes there.
+        # Chromium reads fd 3 and writes fd 4. A Python trampoline puts the pipes there (a shell's
+        # `3<&12` fails in dash, whose fd numbers have one digit), from numbers above 4 so that
+        # the first dup2 cannot overwrite the other pipe.
+        to_browser_read, from_browser_write = (
+            _above_four(to_browser_read),
+            _above_four(from_browser_write),
+        )
         self.process = subprocess.Popen(
             [
-                "sh",
+                sys.executable,
                 "-c",
-                f'exec "$@" 3<&{to_browser_read} 4>&{from_browser_write}',
-                "sh",
+                _TRAMPOLINE,
+                str(to_browser_read),
+                str(from_browser_write),
                 self.executable,
                 *FLAGS,
                 f"--user-data-dir={self._profile}",
@@ -95,12 +117,15 @@ class Browser:
         )
         os.close(to_browser_read)
         os.close(from_browser_write)
-        target = self.call("Target.createTarget", url="about:blank")["targetId"]
-        self._session = self.call("Target.attachToTarget", targetId=target, flatten=True)[
-            "sessionId"
-        ]
-        for domain in ("Page", "Network", "Runtime"):
-            self.call(f"{domain}.enable")
+        try:
+            target = self.call("Target.createTarget", url="about:blank")["targetId"]
+            attached = self.call("Target.attachToTarget", targetId=target, flatten=True)
+            self._session = attached["sessionId"]
+            for domain in ("Page", "Network", "Runtime"):
+                self.call(f"{domain}.enable")
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:

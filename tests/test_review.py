@@ -155,10 +155,12 @@ def test_the_sheet_is_self_contained_and_escapes_what_it_shows(
     assert path == out / "index.html"
     text = path.read_text(encoding="utf-8")
     page = Page(text)
-    assert not page.all("script") and not page.all("link") and not page.all("iframe")
-    assert (
-        "url(" not in page.style and "@import" not in page.style and "@font-face" not in page.style
-    )
+    assert not page.all("script")
+    assert not page.all("link")
+    assert not page.all("iframe")
+    assert "url(" not in page.style
+    assert "@import" not in page.style
+    assert "@font-face" not in page.style
     images = page.all("img")
     # 3 results and 9 local references (not the URL), once in each order of the page
     assert len(images) == 2 * (3 + 9)
@@ -166,7 +168,8 @@ def test_the_sheet_is_self_contained_and_escapes_what_it_shows(
         src = attrs["src"] or ""
         assert not re.match(r"[a-z]+:", src), src  # relative: a file under out, never a URL
         file = (out / unquote(src)).resolve()
-        assert file.is_file() and file.is_relative_to(out.resolve())
+        assert file.is_file()
+        assert file.is_relative_to(out.resolve())
         assert attrs["alt"]
     links = {attrs["href"] for attrs in page.all("a")}
     assert "https://example.com/street.png" in links  # a URL reference: a link, not loaded
@@ -185,10 +188,12 @@ def test_the_sheet_is_self_contained_and_escapes_what_it_shows(
 def test_references_are_copied_as_thumbnails_with_pillow(tmp_path: Path) -> None:
     big = tmp_path / "big.png"
     Image.new("RGB", (1200, 800), "teal").save(big)
-    contact_sheet(tmp_path / "out", [Card("a", "pending", 1, "<img>0</img>", (Reference("<img>0</img>", str(big)),))])  # fmt: skip
+    reference = Reference("<img>0</img>", str(big))
+    contact_sheet(tmp_path / "out", [Card("a", "pending", 1, "<img>0</img>", (reference,))])
     (copy,) = (tmp_path / "out" / ".review").iterdir()
     with Image.open(copy) as image:
-        assert max(image.size) == 256 and image.size == (256, 171)
+        assert max(image.size) == 256
+        assert image.size == (256, 171)
 
 
 def test_without_pillow_references_are_copied_as_they_are(
@@ -213,7 +218,8 @@ def test_copies_no_card_uses_are_removed(tmp_path: Path) -> None:
     (copy,) = (out / ".review").iterdir()
     with Image.open(copy) as image:
         red, _, blue = image.convert("RGB").getpixel((4, 4))  # type: ignore[misc]
-    assert blue > 200 and red < 50  # the second image's copy; the first one's is gone
+    assert blue > 200
+    assert red < 50
 
 
 def test_a_missing_result_or_reference_is_said_not_broken(tmp_path: Path) -> None:
@@ -428,7 +434,8 @@ def test_a_grid_of_two_by_two_sends_four_generations_once(
     assert f"grid: {tmp_path / 'grid' / 'grid.png'}" in first.stdout
     assert f"review: {tmp_path / 'grid' / 'index.html'}" in first.stdout
     with Image.open(tmp_path / "grid" / "grid.png") as image:
-        assert image.size[0] > 2 * CELL_PIXELS and image.size[1] > 2 * CELL_PIXELS
+        assert image.size[0] > 2 * CELL_PIXELS
+        assert image.size[1] > 2 * CELL_PIXELS
     cards = cards_from_ledger(tmp_path / "grid")  # the grid's jobs file is found in its folder
     assert [card.status for card in cards] == ["done"] * 4
     assert all(card.prompt and "{style}" not in card.prompt for card in cards)
@@ -439,13 +446,13 @@ def test_grid_refuses_bad_axes_in_one_line(with_review: None, cat: Path, tmp_pat
         "grid", "<img>0</img> in {style}", "-i", cat, "--axis", "mood=calm", "--out", tmp_path,
     )  # fmt: skip
     assert run.returncode == 2
-    assert (
-        run.stderr.count("\n") == 1 and "axis 'mood' is neither a {mood} placeholder" in run.stderr
-    )
+    assert run.stderr.count("\n") == 1
+    assert "axis 'mood' is neither a {mood} placeholder" in run.stderr
     run = run_cli(
         "grid", "<img>0</img> in {style}", "-i", cat, "--axis", "style", "--out", tmp_path
     )
-    assert run.returncode == 2 and "--axis style: write NAME=VALUE1,VALUE2" in run.stderr
+    assert run.returncode == 2
+    assert "--axis style: write NAME=VALUE1,VALUE2" in run.stderr
 
 
 def test_grid_without_pillow_sends_nothing_and_says_what_to_install(
@@ -498,7 +505,8 @@ def test_review_refuses_a_folder_that_is_not_a_batch(
 ) -> None:
     setup(tmp_path)  # type: ignore[operator]
     run = run_cli("review", "x", cwd=tmp_path)
-    assert run.returncode == 2 and message in run.stderr
+    assert run.returncode == 2
+    assert message in run.stderr
 
 
 def test_refresh_sheet_prints_its_path_unless_told_not_to(
@@ -508,14 +516,16 @@ def test_refresh_sheet_prints_its_path_unless_told_not_to(
     out, jobs = folder / "out", folder / "jobs.jsonl"
     console = _cli.Console(sys.stderr, debug=False)
     _cli_review.refresh_sheet(_namespace(no_review=True), out, jobs, console)
-    assert not (out / "index.html").exists() and capsys.readouterr().out == ""
+    assert not (out / "index.html").exists()
+    assert capsys.readouterr().out == ""
     _cli_review.refresh_sheet(_namespace(no_review=False), out, jobs, console)
     assert capsys.readouterr().out == f"review: {out / 'index.html'}\n"
     (out / "index.html").unlink()
     (out / "index.html").mkdir()  # cannot be replaced: a warning, not a failed batch
     _cli_review.refresh_sheet(_namespace(no_review=False), out, jobs, console)
     captured = capsys.readouterr()
-    assert captured.out == "" and "warning: the contact sheet was not written" in captured.err
+    assert captured.out == ""
+    assert "warning: the contact sheet was not written" in captured.err
 
 
 def _namespace(**values: object) -> object:
@@ -532,8 +542,9 @@ _BATCH_WIRED = "--no-review" in run_cli("batch", "--help").stdout
 def test_batch_leaves_a_sheet_behind(batch: tuple[Path, dict[str, str]]) -> None:
     folder, _ = batch
     (folder / "out" / "index.html").unlink(missing_ok=True)
-    run = run_cli("batch", "jobs.jsonl", "--out", "out", "--base-url", "http://127.0.0.1:9", "--max-retries", 0, cwd=folder)  # fmt: skip
+    closed = ["--base-url", "http://127.0.0.1:9", "--max-retries", 0]  # nothing is generated
+    run = run_cli("batch", "jobs.jsonl", "--out", "out", *closed, cwd=folder)
     assert "review: out/index.html" in run.stdout
     assert (folder / "out" / "index.html").is_file()
-    run = run_cli("batch", "jobs.jsonl", "--out", "out2", "--no-review", "--base-url", "http://127.0.0.1:9", cwd=folder)  # fmt: skip
+    run_cli("batch", "jobs.jsonl", "--out", "out2", "--no-review", *closed, cwd=folder)
     assert not (folder / "out2" / "index.html").exists()

@@ -424,7 +424,7 @@ background:#555}
 .s-failed{border-left-color:#b3261e}.s-failed .status{background:#b3261e}
 .s-pending .status{background:#555}
 .result{display:block;background:#e9e9e6;border-radius:4px;text-align:center}
-.result img{display:block;width:100%;height:auto;max-height:320px;object-fit:contain}
+.result img{display:block;width:100%;height:auto;max-height:260px;object-fit:contain}
 .result.empty{padding:3rem 1rem;color:#555}
 .refs{list-style:none;display:flex;flex-wrap:wrap;gap:.5rem;padding:0;margin:.5rem 0}
 .ref{display:flex;flex-direction:column;align-items:center;gap:.2rem;font-size:.8rem;

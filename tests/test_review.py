@@ -548,3 +548,78 @@ def test_batch_leaves_a_sheet_behind(batch: tuple[Path, dict[str, str]]) -> None
     assert (folder / "out" / "index.html").is_file()
     run_cli("batch", "jobs.jsonl", "--out", "out2", "--no-review", *closed, cwd=folder)
     assert not (folder / "out2" / "index.html").exists()
+
+
+def test_a_cell_whose_image_cannot_be_read_says_so_and_long_labels_are_cut(
+    tmp_path: Path,
+) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    long = "a very long value " * 8
+    axes = {"style": [long], "aspect_ratio": [long]}
+    (path,) = draw_grid({(long, long): broken}, axes, tmp_path / "grid.png")
+    with Image.open(path) as image:
+        image.load()
+    layout = _Layout(1, 1, label_width=200)  # the row labels' column at its widest
+    assert layout.size == image.size  # a long label is cut, never widens the grid
+    cell = layout.cell(0, 0)
+    assert image.getpixel((cell[0] + 2, cell[1] + 2)) == (228, 228, 228)  # the grey "unreadable"
+    assert not _blank(image, cell)
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        (b"cat.png", "a grid takes a list of paths or URLs"),
+        ([b"\x89PNG"], "a grid's images are paths or URLs"),
+        (["missing.png"], "images: cannot read"),
+    ],
+)
+def test_a_grid_s_images_are_files_or_urls_it_can_read(
+    images: object, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        prompt_grid("<img>0</img> in {style}", images, {"style": ["ink"]})  # type: ignore[arg-type]
+
+
+def test_a_grid_s_urls_are_sent_as_they_are(cat: Path) -> None:
+    url = "https://example.com/cat.png"
+    grid = prompt_grid("{cat} and {dog} in {style}", {"cat": url, "dog": cat}, {"style": ["ink"]})
+    assert grid.jobs[0].job.images == {"cat": url, "dog": str(cat)}
+
+
+def test_the_dry_run_counts_what_a_run_would_do_with_each_recorded_state(
+    with_review: None, cat: Path, tmp_path: Path
+) -> None:
+    from reve_remix._batch_file import ManifestRecord
+    from reve_remix._lifecycle import JobState
+
+    args = ["grid", "<img>0</img> in {style}", "-i", cat, "--axis", "style=a,b,c,d"]
+    grid = prompt_grid("<img>0</img> in {style}", [cat], {"style": ["a", "b", "c", "d"]})
+    out = tmp_path / "g"
+    with Manifest(out) as manifest:
+        a, b, c, _ = grid.jobs
+        manifest.append(ManifestRecord(a.id, JobState.PAID, url="https://cdn.example.com/a.png"))
+        manifest.append(ManifestRecord(b.id, JobState.AMBIGUOUS))
+        manifest.append(ManifestRecord(c.id, JobState.FAILED, error="400 Bad Request"))
+    run = run_cli(*args, "--out", out, "--dry-run")
+    assert run.returncode == 0, run
+    assert run.stdout.splitlines()[1] == (
+        "would send 2 generation(s), download 1 paid image(s) again (not generated again), "
+        "1 held (may have been billed; see --resend-ambiguous); nothing was sent (--dry-run)"
+    )
+    run = run_cli(*args, "--out", out, "--dry-run", "--resend-ambiguous")
+    assert "would send 3 generation(s)" in run.stdout
+
+
+def test_grid_refuses_an_out_that_cannot_be_written(
+    with_review: None, cat: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "file").write_text("")
+    run = run_cli(
+        "grid", "<img>0</img> in {style}", "-i", cat, "--axis", "style=ink",
+        "--out", tmp_path / "file" / "g",
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert "is a file, not a folder; nothing was sent" in run.stderr

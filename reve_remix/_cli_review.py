@@ -168,6 +168,7 @@ def grid_command(args: argparse.Namespace, console: Console) -> int:
         aspect_ratio=args.aspect_ratio,
         output_format=args.output_format,
         model=args.model,
+        fit=args.fit,
     )
     out_dir = Path(args.out)
     shape = " x ".join(f"{len(values)} {name}" for name, values in grid.axes.items())

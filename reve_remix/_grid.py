@@ -113,14 +113,16 @@ def prompt_grid(
     aspect_ratio: str | None = None,
     output_format: str | None = None,
     model: str | None = None,
+    fit: bool = False,
 ) -> Grid:
     """The jobs of a prompt matrix: one per combination of the values of ``axes``.
 
     An axis is the name of a ``{NAME}`` placeholder of ``prompt`` or one of ``aspect_ratio``,
     ``model`` and ``output_format``; the other fields take the value given here (or the
     client's default). ``images`` are paths or URLs, a list (``<img>N</img>`` in the prompt) or a
-    mapping of names (``{name}``). Every job is checked as ``remix`` would check it, local images
-    by their size and leading bytes; raises ``ValidationError`` before anything is sent.
+    mapping of names (``{name}``). Every job is checked as ``remix`` would check it (with
+    ``fit``, as ``remix(..., fit=True)`` would), local images by their size and leading bytes;
+    raises ``ValidationError`` before anything is sent.
 
     Example::
 
@@ -152,6 +154,7 @@ def prompt_grid(
                 model=fields["model"] or _DEFAULT_MODEL,
                 aspect_ratio=fields["aspect_ratio"],
                 output_format=fields["output_format"] or spec().default_output_format,
+                fit=fit,
                 load_images=False,
             )
         except ValidationError as exc:

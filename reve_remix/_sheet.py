@@ -130,6 +130,7 @@ class _Assets:
         self.root = out_dir.resolve()
         self.folder = out_dir / ASSETS_DIR
         self.used: set[Path] = set()
+        self._copies: dict[tuple[Path, bool], Path] = {}  # a reference shared by many jobs
 
     def href(self, path: Path) -> str:
         """A relative URL of ``path`` for the page (a copy under DIR if it is outside)."""
@@ -150,6 +151,9 @@ class _Assets:
         return quote(self._copy(path.resolve(), thumbnail=True).relative_to(self.root).as_posix())
 
     def _copy(self, source: Path, *, thumbnail: bool) -> Path:
+        known = self._copies.get((source, thumbnail))
+        if known is not None:
+            return known
         data = source.read_bytes()
         digest = hashlib.sha256(data).hexdigest()[:16]
         made = _thumbnail(data) if thumbnail else None
@@ -158,6 +162,7 @@ class _Assets:
         self.used.add(target)
         if not target.exists():
             write_atomic(target, made[0] if made else data)
+        self._copies[source, thumbnail] = target
         return target
 
     def remove_unused(self) -> None:

@@ -5,6 +5,7 @@ jobs and drawing, and the ``review`` and ``grid`` commands (the page in a real b
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from html.parser import HTMLParser
@@ -46,7 +47,10 @@ def batch(made: tuple[Path, dict[str, str]], tmp_path: Path) -> tuple[Path, dict
 
 @pytest.fixture
 def with_review(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``reve-remix`` with the review and grid commands registered, as the lead will wire them."""
+    """``reve-remix`` with the review and grid commands registered, as the lead will wire them
+    (a no-op once they are)."""
+    if run_cli("review", "--help").returncode == 0:
+        return
     add_mock = _cli._add_mock
 
     def add_mock_and_review(commands: object, shared: object) -> None:
@@ -514,6 +518,7 @@ def test_refresh_sheet_prints_its_path_unless_told_not_to(
 ) -> None:
     folder, _ = batch
     out, jobs = folder / "out", folder / "jobs.jsonl"
+    (out / "index.html").unlink(missing_ok=True)  # a wired batch wrote one
     console = _cli.Console(sys.stderr, debug=False)
     _cli_review.refresh_sheet(_namespace(no_review=True), out, jobs, console)
     assert not (out / "index.html").exists()
@@ -623,3 +628,13 @@ def test_grid_refuses_an_out_that_cannot_be_written(
     )  # fmt: skip
     assert run.returncode == 2
     assert "is a file, not a folder; nothing was sent" in run.stderr
+
+
+def test_a_grid_checks_its_images_as_remix_does_with_or_without_fit(tmp_path: Path) -> None:
+    big = tmp_path / "big.png"
+    side = 720  # noise does not compress: 3 bytes a pixel, more than the API takes
+    assert 3 * side * side > spec().max_image_bytes
+    Image.frombytes("RGB", (side, side), os.urandom(3 * side * side)).save(big)
+    with pytest.raises(ValidationError, match="grid cell style=ink: "):
+        prompt_grid("<img>0</img> in {style}", [big], {"style": ["ink"]})
+    assert prompt_grid("<img>0</img> in {style}", [big], {"style": ["ink"]}, fit=True).jobs

@@ -130,7 +130,8 @@ class _Assets:
         self.root = out_dir.resolve()
         self.folder = out_dir / ASSETS_DIR
         self.used: set[Path] = set()
-        self._copies: dict[tuple[Path, bool], Path] = {}  # a reference shared by many jobs
+        # A reference shared by many jobs is resolved, read and copied once.
+        self._references: dict[tuple[Path, bool], str] = {}
 
     def href(self, path: Path) -> str:
         """A relative URL of ``path`` for the page (a copy under DIR if it is outside)."""
@@ -141,19 +142,23 @@ class _Assets:
 
     def link(self, path: Path) -> str:
         """A URL of ``path`` to link to, not load: relative inside DIR, else ``file://``."""
-        resolved = path.resolve()
-        if resolved.is_relative_to(self.root):
-            return quote(resolved.relative_to(self.root).as_posix())
-        return resolved.as_uri()
+        if (path, False) not in self._references:
+            resolved = path.resolve()
+            self._references[path, False] = (
+                quote(resolved.relative_to(self.root).as_posix())
+                if resolved.is_relative_to(self.root)
+                else resolved.as_uri()
+            )
+        return self._references[path, False]
 
     def thumbnail(self, path: Path) -> str:
         """A relative URL of a small copy of the image at ``path``."""
-        return quote(self._copy(path.resolve(), thumbnail=True).relative_to(self.root).as_posix())
+        if (path, True) not in self._references:
+            copy = self._copy(path.resolve(), thumbnail=True)
+            self._references[path, True] = quote(copy.relative_to(self.root).as_posix())
+        return self._references[path, True]
 
     def _copy(self, source: Path, *, thumbnail: bool) -> Path:
-        known = self._copies.get((source, thumbnail))
-        if known is not None:
-            return known
         data = source.read_bytes()
         digest = hashlib.sha256(data).hexdigest()[:16]
         made = _thumbnail(data) if thumbnail else None
@@ -162,7 +167,6 @@ class _Assets:
         self.used.add(target)
         if not target.exists():
             write_atomic(target, made[0] if made else data)
-        self._copies[source, thumbnail] = target
         return target
 
     def remove_unused(self) -> None:

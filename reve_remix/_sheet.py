@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
+from ._exceptions import ValidationError
 from ._images import url_scheme
 from ._lifecycle import GENERATED_NOT_SAVED, MAY_HAVE_BEEN_GENERATED
 from ._results import write_atomic
@@ -104,6 +105,12 @@ class Card:
     request_id: str | None = None
     error: str | None = None
     cost: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUS_MEANING:
+            raise ValidationError(
+                f"Card status: one of {', '.join(STATUS_ORDER)}; got {self.status!r}"
+            )
 
 
 def write_sheet(out_dir: Path, cards: Sequence[Card], *, title: str | None = None) -> Path:

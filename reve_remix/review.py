@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ._batch_file import JobLine, Manifest, ManifestRecord, read_jobs
-from ._exceptions import _CONTENT_POLICY
+from ._exceptions import _CONTENT_POLICY, ValidationError
 from ._grid import GRID_FIELDS, GRID_JOBS, GRID_NAME, Grid, GridJob, draw_grid, prompt_grid
 from ._lifecycle import JobState
 from ._sheet import (
@@ -82,6 +83,7 @@ def contact_sheet(
         print(path)  # results/index.html: open it in a browser
     """
     folder = Path(out_dir)
+    _check_price(price)
     if cards is None:
         cards = cards_from_ledger(folder, jobs_file, price=price)
     elif price is not None:
@@ -117,6 +119,7 @@ def cards_from_ledger(
             print(card.line, card.status, card.image)
     """
     folder = Path(out_dir)
+    _check_price(price)
     if jobs_file is None and (folder / GRID_JOBS).is_file():
         jobs_file = folder / GRID_JOBS
     jobs = read_jobs(Path(jobs_file))[0] if jobs_file is not None else []
@@ -175,6 +178,13 @@ def _status(record: ManifestRecord | None) -> CardStatus:
         error_type = _ERROR_TYPE.match(record.error or "")
         return "flagged" if error_type and _CONTENT_POLICY.search(error_type[1]) else "failed"
     return "done" if state == JobState.DONE else "pending"
+
+
+def _check_price(price: object) -> None:
+    if price is None:
+        return
+    if isinstance(price, bool) or not isinstance(price, int | float) or not 0 <= price < math.inf:
+        raise ValidationError(f"price: USD per generation, a number from 0 up; got {price!r}")
 
 
 def _priced(card: Card, price: float) -> Card:

@@ -638,3 +638,16 @@ def test_a_grid_checks_its_images_as_remix_does_with_or_without_fit(tmp_path: Pa
     with pytest.raises(ValidationError, match="grid cell style=ink: "):
         prompt_grid("<img>0</img> in {style}", [big], {"style": ["ink"]})
     assert prompt_grid("<img>0</img> in {style}", [big], {"style": ["ink"]}, fit=True).jobs
+
+
+@pytest.mark.parametrize("price", [-1, float("nan"), float("inf"), "0.04", True])
+def test_a_price_is_a_number_from_zero_up(price: object, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="price: USD per generation"):
+        contact_sheet(tmp_path, price=price)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="price: USD per generation"):
+        cards_from_ledger(tmp_path, price=price)  # type: ignore[arg-type]
+
+
+def test_a_card_s_status_is_one_the_sheet_knows() -> None:
+    with pytest.raises(ValidationError, match="Card status: one of failed, flagged"):
+        Card("a", "lost")  # type: ignore[arg-type]

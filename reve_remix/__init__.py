@@ -42,6 +42,8 @@ from ._exceptions import (
     ValidationError,
 )
 from ._images import ImageInput, Uploader
+from ._ledger import JobRecord, LedgerError
+from ._lifecycle import JobState
 from ._results import RemixImage, RemixResult
 from ._retry import RateLimiter, RetryEvent, SteadyRate
 from ._tags import (
@@ -106,6 +108,9 @@ __all__ = [
     "ImageInput",
     "ImageNotSavedError",
     "InternalServerError",
+    "JobRecord",
+    "JobState",
+    "LedgerError",
     "NotFoundError",
     "OutputFormat",
     "PaidStore",

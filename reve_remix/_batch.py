@@ -263,8 +263,10 @@ async def iter_in_tasks(
     """The asyncio twin of :func:`iter_in_threads`: at most ``concurrency`` tasks at a time.
 
     A finished item's slot is handed on after its outcome has been consumed. Any exception other
-    than ``ReveRemixError`` (or cancellation, or closing the iterator) starts no further item,
-    cancels the running ones, and propagates as itself.
+    than ``ReveRemixError`` (or closing the iterator) starts no further item, waits for the
+    running ones, as the thread scheduler does (their requests are out, maybe paid for: their
+    outcomes reach the caller's ledger), and propagates as itself. Cancellation is the caller
+    asking to stop now: it cancels the running items instead.
     """
     pending = iter(enumerate(items))
     running: dict[asyncio.Future[_R | ReveRemixError], tuple[int, _T]] = {}
@@ -274,6 +276,7 @@ async def iter_in_tasks(
         if upcoming is not None:
             running[asyncio.ensure_future(_acapture(work, upcoming[1]))] = upcoming
 
+    cancelled = False
     try:
         for _ in range(concurrency):
             start_next()
@@ -283,9 +286,13 @@ async def iter_in_tasks(
                 index, item = running.pop(task)
                 yield index, item, task.result()
                 start_next()
+    except asyncio.CancelledError:
+        cancelled = True
+        raise
     finally:
-        for task in running:
-            task.cancel()
+        if cancelled:
+            for task in running:
+                task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
 
 

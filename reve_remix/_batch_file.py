@@ -36,9 +36,10 @@ from ._exceptions import (
     ValidationError,
 )
 from ._images import IMAGE_FORMATS, UNKNOWN_EXTENSION, image_extension, url_scheme
-from ._lifecycle import JOB_ID, JOB_ID_RULE, JobState, state_after_error
+from ._lifecycle import JOB_ID, JOB_ID_RULE, JobState
 from ._request import prepare_remix
 from ._results import PART_FILE, RemixImage, paid_image
+from ._runner import state_after_error
 from ._spec import spec
 from ._tags import strip_tags
 

@@ -22,6 +22,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Generator,
     Iterable,
     Iterator,
     Mapping,
@@ -38,6 +39,7 @@ from ._config import DEFAULT_BASE_URL as DEFAULT_BASE_URL
 from ._download import Downloader
 from ._exceptions import ValidationError, connection_error, status_error
 from ._images import LocalImage, Uploader, check_uploaded_url, data_url
+from ._ledger import MemoryLedger
 from ._pool import DEFAULT_MAX_CONNECTIONS, AsyncShardedTransport, ShardedTransport
 from ._redact import redact
 from ._request import (
@@ -49,8 +51,9 @@ from ._request import (
     encode_body,
     prepare_remix,
 )
-from ._results import RemixResult, parse_response
+from ._results import RemixImage, RemixResult, paid_image, parse_response
 from ._retry import AdaptiveRate, CallRetries, RateLimiter, RetryEvent, RetryPolicy
+from ._runner import Build, Call, Lifecycle, PaidJob, Read, Send, Settled, lifecycle
 from ._spec import spec
 from ._version import __version__
 
@@ -164,30 +167,18 @@ class _BaseClient(Generic[HttpClient]):
             f"api_key=<{key}>, max_retries={self.retry_policy.max_retries})"
         )
 
-    def _prepare(
-        self,
-        prompt: str,
-        images: Images,
-        aspect_ratio: str | None,
-        output_format: str | None,
-        model: str | None,
-        fit: bool,
-        *,
-        extra_body: Mapping[str, Any] | None,
-        extra_headers: Mapping[str, str] | None,
-        timeout: float | httpx.Timeout | None,
-    ) -> PreparedRemix:
+    def _prepare(self, call: Call) -> PreparedRemix:
         self._authorization()  # fail on a missing key before reading any image
         return prepare_remix(
-            prompt,
-            images,
-            model=self.model if model is None else model,
-            aspect_ratio=aspect_ratio,
-            output_format=output_format,
-            fit=fit,
-            extra_body=extra_body,
-            extra_headers=extra_headers,
-            timeout=timeout,
+            call.prompt,
+            call.images,
+            model=self.model if call.model is None else call.model,
+            aspect_ratio=call.aspect_ratio,
+            output_format=call.output_format,
+            fit=call.fit,
+            extra_body=call.extra_body,
+            extra_headers=call.extra_headers,
+            timeout=call.timeout,
         )
 
     def _build_request(self, body: RemixRequest, options: RequestOptions) -> httpx.Request:
@@ -236,6 +227,18 @@ class _BaseClient(Generic[HttpClient]):
             self._made_headers = (scheme, headers)
         return self._made_headers[1]
 
+    def _redacted(self, response: httpx.Response) -> httpx.Response:
+        """A 2xx that echoes the key (a proxy repeating the request's headers), without it: no
+        field of the result, its pickle, a ledger or a log line may carry the key."""
+        text = self._redact(response.content.decode("utf-8", "replace"))
+        headers = [(name, self._redact(value)) for name, value in response.headers.items()]
+        return httpx.Response(
+            response.status_code,
+            headers=[(n, v) for n, v in headers if n.lower() != "content-length"],
+            content=text.encode(),
+            request=response.request,
+        )
+
     def _redact(self, text: str) -> str:
         """``text`` without this client's key in any form (for text that leaves the client)."""
         return redact(text, self._api_key)
@@ -283,9 +286,28 @@ class _BaseClient(Generic[HttpClient]):
     def _result(self, response: httpx.Response) -> RemixResult:
         if not response.is_success:
             raise status_error(response)
+        key = self._api_key
+        if key and key.strip().encode("utf-8", "surrogatepass") in response.content:
+            response = self._redacted(response)
         result = parse_response(response, self._downloader)
         logger.debug("remix done (request id %s)", result.request_id)
         return result
+
+    def paid_image(
+        self, url: str, *, request_id: str | None = None, revised_prompt: str | None = None
+    ) -> RemixImage:
+        """An image paid for earlier, from its URL: read or save it again without paying.
+
+        For a URL a ledger, a log line or an error recorded (``ImageNotSavedError.url``, a batch
+        manifest's ``url``): the download goes through this client's pool and retries, without
+        the API key, and checks that the bytes are an image.
+
+        Example::
+
+            image = client.paid_image(exc.url, request_id=exc.request_id)
+            image.save("cat.png")  # a GET: free
+        """
+        return paid_image(self._downloader, url, request_id, revised_prompt)
 
 
 class ReveRemix(_BaseClient[httpx.Client]):
@@ -363,14 +385,11 @@ class ReveRemix(_BaseClient[httpx.Client]):
                                   aspect_ratio="16:9", extra_body={"seed": 7})
             result.save("cat-on-sofa.png")
         """
-        prepared = self._prepare(
+        call = Call(
             prompt, images, aspect_ratio, output_format, model, fit,
-            extra_body=extra_body, extra_headers=extra_headers, timeout=timeout,
+            extra_body, extra_headers, timeout,
         )  # fmt: skip
-        urls = [self._upload(item) for item in prepared.images]
-        request = self._build_request(prepared.body(urls), prepared.options)
-        del prepared, urls  # the request holds what it sends: let an uploaded image's bytes go
-        return self._result(self._send(request))
+        return _outcome(self._drive(lifecycle(PaidJob("remix", call), MemoryLedger(), self)))
 
     def remix_many(
         self,
@@ -402,12 +421,14 @@ class ReveRemix(_BaseClient[httpx.Client]):
         from ._batch import progress_counter, run_in_threads
 
         items = list(jobs)
-        return run_in_threads(
-            self._remix_job,
-            items,
-            concurrency=self._batch_concurrency(concurrency),
-            on_outcome=progress_counter(len(items), on_progress),
-        )
+        ledger = MemoryLedger()
+        with _abandoned_on_exit(ledger, "remix_many stopped early"):
+            return run_in_threads(
+                functools.partial(self._remix_job, ledger),
+                list(enumerate(items)),
+                concurrency=self._batch_concurrency(concurrency),
+                on_outcome=progress_counter(len(items), on_progress),
+            )
 
     def iter_remix(
         self,
@@ -435,13 +456,45 @@ class ReveRemix(_BaseClient[httpx.Client]):
         """
         from ._batch import iter_in_threads
 
+        ledger = MemoryLedger()
+        work = functools.partial(self._remix_job, ledger)
         run = iter_in_threads(
-            self._remix_job, jobs, concurrency=self._batch_concurrency(concurrency)
+            work, enumerate(jobs), concurrency=self._batch_concurrency(concurrency)
         )
-        return ((job, outcome) for _index, job, outcome in run)
+        return _delivered(run, ledger)
 
-    def _remix_job(self, job: RemixJob | Mapping[str, Any]) -> RemixResult:
-        return self.remix(**_coerce(job).arguments())
+    def _remix_job(
+        self, ledger: MemoryLedger, numbered: tuple[int, RemixJob | Mapping[str, Any]]
+    ) -> RemixResult:
+        job = _paid_job(*numbered)
+        return _outcome(self._drive(lifecycle(job, ledger, self, looked_up=True)))
+
+    def _drive(self, run: Lifecycle) -> Settled:
+        """Run a job's lifecycle, doing each of its effects with this client's transport."""
+        reply: Any = None
+        failure: BaseException | None = None
+        while True:
+            try:
+                effect = run.send(reply) if failure is None else run.throw(failure)
+            except StopIteration as stop:
+                settled: Settled = stop.value
+                return settled
+            reply = failure = None
+            try:
+                if isinstance(effect, Send):
+                    reply = self._send(effect.request)
+                elif isinstance(effect, Read):
+                    reply = effect.image.read()
+                else:
+                    reply = self._build(effect)
+            except BaseException as exc:  # the lifecycle records it, then decides
+                failure = exc
+
+    def _build(self, build: Build) -> httpx.Request:
+        call = build.call
+        prepared = self._prepare(call)
+        urls = [self._upload(item) for item in prepared.images]
+        return self._build_request(prepared.body(urls), prepared.options)
 
     def _upload(self, item: str | LocalImage) -> str:
         if isinstance(item, str):
@@ -527,16 +580,12 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
 
             result = await client.remix("<img>0</img> in autumn", ["park.jpg"], timeout=60)
         """
-        import asyncio
-
-        prepared = self._prepare(
+        call = Call(
             prompt, images, aspect_ratio, output_format, model, fit,
-            extra_body=extra_body, extra_headers=extra_headers, timeout=timeout,
+            extra_body, extra_headers, timeout,
         )  # fmt: skip
-        urls = await asyncio.gather(*(self._upload(item) for item in prepared.images))
-        request = self._build_request(prepared.body(urls), prepared.options)
-        del prepared, urls  # the request holds what it sends: let an uploaded image's bytes go
-        return self._result(await self._send(request))
+        job = PaidJob("remix", call)
+        return _outcome(await self._drive(lifecycle(job, MemoryLedger(), self)))
 
     async def remix_many(
         self,
@@ -558,12 +607,14 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
         from ._batch import progress_counter, run_in_tasks
 
         items = list(jobs)
-        return await run_in_tasks(
-            self._remix_job,
-            items,
-            concurrency=self._batch_concurrency(concurrency),
-            on_outcome=progress_counter(len(items), on_progress),
-        )
+        ledger = MemoryLedger()
+        with _abandoned_on_exit(ledger, "remix_many stopped early"):
+            return await run_in_tasks(
+                functools.partial(self._remix_job, ledger),
+                list(enumerate(items)),
+                concurrency=self._batch_concurrency(concurrency),
+                on_outcome=progress_counter(len(items), on_progress),
+            )
 
     def iter_remix(
         self,
@@ -584,11 +635,44 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
         """
         from ._batch import iter_in_tasks
 
-        run = iter_in_tasks(self._remix_job, jobs, concurrency=self._batch_concurrency(concurrency))
-        return _pairs(run)
+        ledger = MemoryLedger()
+        work = functools.partial(self._remix_job, ledger)
+        run = iter_in_tasks(work, enumerate(jobs), concurrency=self._batch_concurrency(concurrency))
+        return _adelivered(run, ledger)
 
-    async def _remix_job(self, job: RemixJob | Mapping[str, Any]) -> RemixResult:
-        return await self.remix(**_coerce(job).arguments())
+    async def _remix_job(
+        self, ledger: MemoryLedger, numbered: tuple[int, RemixJob | Mapping[str, Any]]
+    ) -> RemixResult:
+        job = _paid_job(*numbered)
+        return _outcome(await self._drive(lifecycle(job, ledger, self, looked_up=True)))
+
+    async def _drive(self, run: Lifecycle) -> Settled:
+        """Async twin of :meth:`ReveRemix._drive`: the same lifecycle, awaited effects."""
+        reply: Any = None
+        failure: BaseException | None = None
+        while True:
+            try:
+                effect = run.send(reply) if failure is None else run.throw(failure)
+            except StopIteration as stop:
+                settled: Settled = stop.value
+                return settled
+            reply = failure = None
+            try:
+                if isinstance(effect, Send):
+                    reply = await self._send(effect.request)
+                elif isinstance(effect, Read):
+                    reply = await effect.image.aread()
+                else:
+                    reply = await self._build(effect)
+            except BaseException as exc:  # the lifecycle records it, then decides
+                failure = exc
+
+    async def _build(self, build: Build) -> httpx.Request:
+        import asyncio
+
+        prepared = self._prepare(build.call)
+        urls = await asyncio.gather(*(self._upload(item) for item in prepared.images))
+        return self._build_request(prepared.body(urls), prepared.options)
 
     async def _upload(self, item: str | LocalImage) -> str:
         if isinstance(item, str):
@@ -665,15 +749,73 @@ def _parsed_url(url: str) -> httpx.URL:
     return httpx.URL(url)
 
 
-async def _pairs(
-    run: AsyncGenerator[tuple[int, JobT, Outcome]],
-) -> AsyncIterator[tuple[JobT, Outcome]]:
-    async with contextlib.aclosing(run):  # leaving the loop cancels the running jobs
-        async for _index, job, outcome in run:
+def _outcome(settled: Settled) -> RemixResult:
+    """The result the caller asked for, or the error that ended the job, raised."""
+    if settled.error is not None:
+        raise settled.error
+    if settled.result is None:  # a memory ledger holds nothing back: never reached
+        raise ValidationError(f"job {settled.record.id} was not sent ({settled.action.value})")
+    return settled.result
+
+
+def _paid_job(index: int, job: RemixJob | Mapping[str, Any]) -> PaidJob:
+    """The runner's job for item ``index`` of ``remix_many`` or ``iter_remix``."""
+    from ._batch import RemixJob
+
+    checked = RemixJob.coerce(job)
+    call = Call(
+        checked.prompt,
+        checked.images,
+        checked.aspect_ratio,
+        checked.output_format,
+        checked.model,
+        extra_body=checked.extra_body,
+        extra_headers=checked.extra_headers,
+    )
+    return PaidJob(str(index), call)
+
+
+@contextlib.contextmanager
+def _abandoned_on_exit(ledger: MemoryLedger, why: str) -> Iterator[None]:
+    """Whatever stops a call early, its paid results are logged and attached, never dropped."""
+    try:
+        yield
+    except BaseException as exc:
+        _attach(exc, ledger.abandon(why))
+        raise
+
+
+def _attach(exc: BaseException, results: list[RemixResult]) -> None:
+    """Put paid results the caller will not receive on the exception that stopped the call."""
+    if not results:
+        return
+    exc.add_note(
+        f"reve_remix: {len(results)} paid result(s) were not received; they are logged on the "
+        "'reve_remix' logger and attached as .paid_results"
+    )
+    exc.paid_results = results  # type: ignore[attr-defined]
+
+
+def _delivered(
+    run: Generator[tuple[int, tuple[int, JobT], Outcome]], ledger: MemoryLedger
+) -> Iterator[tuple[JobT, Outcome]]:
+    """``iter_remix``'s pairs; each outcome is the caller's once yielded.
+
+    Leaving early (``break``, an exception) closes the scheduler, which waits for the running
+    jobs; what they were paid for is then logged by the ledger.
+    """
+    with _abandoned_on_exit(ledger, "iter_remix was left early"), contextlib.closing(run):
+        for _position, (index, job), outcome in run:
+            ledger.delivered(str(index))
             yield job, outcome
 
 
-def _coerce(job: RemixJob | Mapping[str, Any]) -> RemixJob:
-    from ._batch import RemixJob
-
-    return RemixJob.coerce(job)
+async def _adelivered(
+    run: AsyncGenerator[tuple[int, tuple[int, JobT], Outcome]], ledger: MemoryLedger
+) -> AsyncIterator[tuple[JobT, Outcome]]:
+    """Async twin of :func:`_delivered`."""
+    with _abandoned_on_exit(ledger, "iter_remix was left early"):
+        async with contextlib.aclosing(run):
+            async for _position, (index, job), outcome in run:
+                ledger.delivered(str(index))
+                yield job, outcome

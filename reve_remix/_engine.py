@@ -39,9 +39,9 @@ from ._lifecycle import (
     MAY_HAVE_BEEN_GENERATED,
     JobState,
     paid_context,
-    state_after_error,
 )
 from ._results import paid_image
+from ._runner import state_after_error
 from ._store import PaidStore, RowRecord, row_id
 
 DEFAULT_CONCURRENCY = 8

@@ -67,7 +67,40 @@ _BODY_PREVIEW_CHARS = 500
 
 
 class ReveRemixError(Exception):
-    """Base class of every exception this library raises on purpose."""
+    """Base class of every exception this library raises on purpose.
+
+    Every one pickles and unpickles to the same class, message and fields (status, body, request
+    id, URL), so that it can cross a process pool, but without the request and response objects:
+    the request carries the API key in its headers. An exception it holds as a field (``cause``)
+    that is not the SDK's own travels as its type and message.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = {
+            name: _portable(value)
+            for name, value in self.__dict__.items()
+            if name not in _UNPICKLED
+        }
+        return (_unpickle, (type(self), self.args, state))
+
+
+_UNPICKLED = frozenset({"request", "response"})
+
+
+def _portable(value: object) -> object:
+    """A field as it is pickled: foreign exceptions as their type and message."""
+    if isinstance(value, BaseException) and not isinstance(value, ReveRemixError | OSError):
+        return ReveRemixError(f"{type(value).__name__}: {value}")
+    return value
+
+
+def _unpickle(
+    cls: type[ReveRemixError], args: tuple[Any, ...], state: dict[str, Any]
+) -> ReveRemixError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(dict.fromkeys(_UNPICKLED), **state)
+    return error
 
 
 class ValidationError(ReveRemixError, ValueError):
@@ -133,9 +166,10 @@ class APIResponseValidationError(_ResponseError):
 class ImageNotSavedError(APIError):
     """The image was generated (and billed) but could not be fetched or saved.
 
-    ``request_id`` and ``url`` say where the paid image is, ``cause`` why it is not on disk (a
-    download that failed after its retries, bytes that are not an image, a disk error). Reading
-    or saving again fetches the URL again: that is free; generating again is not.
+    ``request_id`` and ``url`` (or ``spool``, the file an inline image's bytes were kept in) say
+    where the paid image is, ``cause`` why it is not on disk (a download that failed after its
+    retries, bytes that are not an image, a disk error). Reading or saving again fetches the URL
+    again: that is free; generating again is not.
 
     Example::
 
@@ -145,13 +179,21 @@ class ImageNotSavedError(APIError):
             print("fetch it yourself:", exc.url, exc.request_id, exc.cause)
     """
 
-    def __init__(self, cause: BaseException, *, request_id: str | None, url: str | None) -> None:
+    def __init__(
+        self,
+        cause: BaseException,
+        *,
+        request_id: str | None,
+        url: str | None,
+        spool: str | None = None,
+    ) -> None:
         super().__init__(
-            not_saved_message(request_id, url, cause),
+            not_saved_message(request_id, url, cause, spool),
             request=getattr(cause, "request", None),
             request_id=request_id,
         )
         self.url = url
+        self.spool = spool
         self.cause = cause
 
 

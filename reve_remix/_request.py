@@ -78,6 +78,8 @@ class PreparedRemix:
     output_format: OutputFormat
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     options: RequestOptions = field(default_factory=RequestOptions)
+    sources: list[object] = field(default_factory=list)
+    """The images as the caller gave them, in the order they are sent (for a job's identity)."""
 
     def body(self, image_urls: list[str]) -> RemixRequest:
         """The request body as the generated ``RemixRequest`` model, ``extra_body`` included.
@@ -97,7 +99,7 @@ class PreparedRemix:
         if self.aspect_ratio is not None:
             fields["aspect_ratio"] = self.aspect_ratio.value
         try:
-            return RemixRequest.from_dict({**_defaults(), **self.extra_body, **fields})
+            return RemixRequest.from_dict({**default_fields(), **self.extra_body, **fields})
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise ValidationError(f"extra_body: does not fit the spec's request: {exc}") from None
 
@@ -159,11 +161,12 @@ def prepare_remix(
         output_format=fmt,
         extra_body=extras,
         options=options,
+        sources=items,
     )
 
 
 @functools.cache
-def _defaults() -> dict[str, Any]:
+def default_fields() -> dict[str, Any]:
     """The request fields the spec gives a default, with it (``{"n": 1}``)."""
     properties = spec().request_properties
     return {name: schema["default"] for name, schema in properties.items() if "default" in schema}

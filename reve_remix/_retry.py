@@ -2,9 +2,11 @@
 
 Every generation costs money and the API takes no idempotency key, so a retry must not risk paying
 twice. By default only failures that cannot have produced an image are retried: the connection
-never carried the whole request, or the server said so (408, 429, 502, 503, 504). A 500, a read
+never carried the whole request, or the server said so (408, 429, 502, 503). A 500, a read
 timeout, or a connection dropped after the request was sent may have produced (and billed) an
-image: those are *ambiguous* and retried only with ``retry_on_ambiguous=True``.
+image: those are *ambiguous* and retried only with ``retry_on_ambiguous=True``. So are a 504 and
+Cloudflare's 524: a gateway that gave up waiting says nothing of the generation behind it, which
+may go on and be billed.
 
 A 429 is retried from a budget of its own (:meth:`RetryPolicy.limit`): it made nothing, and the
 client slows down for it (:class:`AdaptiveRate`), so a job does not fail while the client's pace
@@ -32,8 +34,8 @@ from ._exceptions import ValidationError
 if TYPE_CHECKING:
     import asyncio
 
-RETRYABLE_STATUSES = frozenset({408, 429, 502, 503, 504})
-AMBIGUOUS_STATUSES = frozenset({500})
+RETRYABLE_STATUSES = frozenset({408, 429, 502, 503})
+AMBIGUOUS_STATUSES = frozenset({500, 504, 524})
 # Transport errors raised before the whole request reached the server: nothing can have been made.
 SAFE_TRANSPORT_ERRORS: tuple[type[httpx.TransportError], ...] = (
     httpx.ConnectError,

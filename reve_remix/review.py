@@ -165,19 +165,27 @@ def _status(record: ManifestRecord | None) -> CardStatus:
 
     ``sent`` (a run ended with the request out) is ``ambiguous`` like ``ambiguous`` itself; a
     ``paid`` job is ``held`` when its response had no image URL (only --regenerate-paid gets
-    it); a ``failed`` one is ``flagged`` when the error is the content policy's.
+    it); a ``failed`` one recorded before ``flagged`` existed is ``flagged`` when its error is
+    the content policy's.
     """
     if record is None:
         return "pending"
     state = record.status
-    if state in (JobState.SENT, JobState.AMBIGUOUS):
-        return "ambiguous"
     if state == JobState.PAID:
         return "paid" if record.url else "held"
     if state == JobState.FAILED:
         error_type = _ERROR_TYPE.match(record.error or "")
         return "flagged" if error_type and _CONTENT_POLICY.search(error_type[1]) else "failed"
-    return "done" if state == JobState.DONE else "pending"
+    return _CARD_STATUS[state]
+
+
+_CARD_STATUS: dict[JobState, CardStatus] = {
+    JobState.PENDING: "pending",
+    JobState.SENT: "ambiguous",
+    JobState.AMBIGUOUS: "ambiguous",
+    JobState.DONE: "done",
+    JobState.FLAGGED: "flagged",
+}
 
 
 def _check_price(price: object) -> None:

@@ -33,6 +33,9 @@ PUBLIC_NAMES = [
     "ImageInput",
     "ImageNotSavedError",
     "InternalServerError",
+    "JobRecord",
+    "JobState",
+    "LedgerError",
     "NotFoundError",
     "OutputFormat",
     "PaidStore",
@@ -157,7 +160,8 @@ def test_clients_have_the_same_methods_with_the_same_signatures():
         returns = str(expected.return_annotation).replace("Iterator[", "AsyncIterator[")
         expected = expected.replace(return_annotation=returns)
         assert expected == inspect.signature(asynchronous[twin]), name
-        if name != "__init__":
+        # The shared base's methods do no I/O (paid_image only names an image to fetch later).
+        if name != "__init__" and name not in vars(ReveRemix.__mro__[1]):
             assert not _is_async(sync[name]), name
             assert _is_async(asynchronous[twin]), twin
 

@@ -651,3 +651,18 @@ def test_a_price_is_a_number_from_zero_up(price: object, tmp_path: Path) -> None
 def test_a_card_s_status_is_one_the_sheet_knows() -> None:
     with pytest.raises(ValidationError, match="Card status: one of failed, flagged"):
         Card("a", "lost")  # type: ignore[arg-type]
+
+
+def test_a_flagged_record_is_a_flagged_card(tmp_path: Path) -> None:
+    from reve_remix._batch_file import ManifestRecord
+    from reve_remix._lifecycle import JobState
+
+    with Manifest(tmp_path) as manifest:
+        manifest.append(ManifestRecord("a", JobState.FLAGGED, error="422 [content_policy]: no"))
+        manifest.append(ManifestRecord("b", JobState.SENT))
+        manifest.append(ManifestRecord("c", JobState.PENDING))
+    assert [card.status for card in cards_from_ledger(tmp_path)] == [
+        "flagged",
+        "ambiguous",
+        "pending",
+    ]

@@ -12,7 +12,6 @@ two axes, with labels, one page per combination of the others (``grid.png``, ``g
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import os
@@ -21,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._batch import RemixJob
-from ._batch_file import slugify
+from ._client import DEFAULT_MODEL
 from ._exceptions import ValidationError
+from ._files import write_atomic
+from ._identity import fingerprint
 from ._images import url_scheme
-from ._request import prepare_remix
-from ._results import write_atomic
-from ._spec import spec
+from ._jobs import RemixJob
+from ._jobs_file import JobLine, LineProblem, parse_jobs, slugify
+from ._runner import Call
 from ._tags import IMAGE_NAME, field_names, fill_fields
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ GRID_JOBS = "jobs.jsonl"
 PILLOW_NEEDED = "drawing a grid needs Pillow: pip install 'reve-remix[pillow]'"
 
 _ID_SLUG_CHARS = 96  # of a job id's readable part; the id is at most 128 characters
-_DEFAULT_MODEL = "reve-remix-image-to-image"  # only to check the jobs: the client sends its own
+_ID_DIGITS = 10  # of the fingerprint, after the readable part
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +81,18 @@ class Grid:
     axes: Mapping[str, tuple[str, ...]]
     jobs: tuple[GridJob, ...]
 
+    def jobs_text(self) -> str:
+        """The jobs as a batch file's text (JSONL, one job a line)."""
+        return "".join(json.dumps(job.line(), ensure_ascii=False) + "\n" for job in self.jobs)
+
     def write_jobs(self, path: str | os.PathLike[str]) -> Path:
         """Write the jobs as a batch file (JSONL, one job a line) at ``path``; its path."""
-        text = "".join(json.dumps(job.line(), ensure_ascii=False) + "\n" for job in self.jobs)
-        return write_atomic(path, text.encode("utf-8"))
+        return write_atomic(path, self.jobs_text().encode("utf-8"))
+
+    def job_lines(self) -> tuple[list[JobLine], list[LineProblem]]:
+        """The jobs as the batch reads them from the file :meth:`write_jobs` writes: what a
+        dry run plans with, the same lines a real run has."""
+        return parse_jobs(self.jobs_text(), Path.cwd())  # every local image path is absolute
 
     def cells(self, cards: Iterable[Card]) -> dict[tuple[str, ...], Card]:
         """The card of each cell that ``cards`` has, by the cell's values."""
@@ -137,7 +145,6 @@ def prompt_grid(
     sources = _sources(images)
     fixed = {"aspect_ratio": aspect_ratio, "output_format": output_format, "model": model}
     checked = _checked_axes(prompt, axes, fixed, names=list(sources) if named else [])
-    identity = _identity(sources)
     jobs: list[GridJob] = []
     for values in itertools.product(*checked.values()):
         cell = dict(zip(checked, values, strict=True))
@@ -146,33 +153,20 @@ def prompt_grid(
             prompt, {k: v for k, v in cell.items() if k not in GRID_FIELDS}, escape_braces=named
         )
         job_images: list[str] | dict[str, str] = sources if named else list(sources.values())
-        where = ", ".join(f"{name}={value}" for name, value in cell.items())
+        ratio, output, chosen = fields["aspect_ratio"], fields["output_format"], fields["model"]
+        call = Call(text, job_images, ratio, output, chosen, fit=fit)
         try:
-            prepare_remix(
-                text,
-                job_images,
-                model=fields["model"] or _DEFAULT_MODEL,
-                aspect_ratio=fields["aspect_ratio"],
-                output_format=fields["output_format"] or spec().default_output_format,
-                fit=fit,
-                load_images=False,
-            )
+            # checked as remix checks it, and identified as the batch identifies it
+            identity = fingerprint(call, DEFAULT_MODEL)
         except ValidationError as exc:
+            where = ", ".join(f"{name}={value}" for name, value in cell.items())
             raise ValidationError(f"grid cell {where}: {exc}") from None
-        canonical = json.dumps(
-            {"prompt": text, "images": identity, **fields}, sort_keys=True, ensure_ascii=False
-        )
+        assert identity is not None  # paths and URLs always have one
         jobs.append(
             GridJob(
-                id=_job_id(values, canonical),
+                id=_job_id(values, identity),
                 values=values,
-                job=RemixJob(
-                    text,
-                    job_images,
-                    aspect_ratio=fields["aspect_ratio"],
-                    output_format=fields["output_format"],
-                    model=fields["model"],
-                ),
+                job=RemixJob(text, job_images, ratio, output, chosen),
             )
         )
     return Grid(axes=checked, jobs=tuple(jobs))
@@ -196,20 +190,6 @@ def _sources(images: object) -> dict[str, str]:
         text = os.fspath(item)
         sources[str(key)] = text if url_scheme(text) else str(Path(text).absolute())
     return sources
-
-
-def _identity(sources: Mapping[str, str]) -> dict[str, str]:
-    """What identifies each image: a URL as it is, a local file by the SHA-256 of its content."""
-    identity: dict[str, str] = {}
-    for key, source in sources.items():
-        if url_scheme(source):
-            identity[key] = source
-            continue
-        try:
-            identity[key] = "sha256:" + hashlib.sha256(Path(source).read_bytes()).hexdigest()
-        except OSError as exc:
-            raise ValidationError(f"images: cannot read {source}: {exc.strerror or exc}") from None
-    return identity
 
 
 def _checked_axes(
@@ -258,10 +238,10 @@ def _checked_axes(
     return checked
 
 
-def _job_id(values: Sequence[str], canonical: str) -> str:
-    """``<axis values, slugged>-<10 hex digits of the job's content>``: readable and stable."""
+def _job_id(values: Sequence[str], identity: str) -> str:
+    """``<axis values, slugged>-<digits of the job's fingerprint>``: readable and stable."""
     readable = "-".join(slugify(value, 24) for value in values)[:_ID_SLUG_CHARS].strip("-")
-    return f"{readable}-{hashlib.sha256(canonical.encode('utf-8')).hexdigest()[:10]}"
+    return f"{readable}-{identity[:_ID_DIGITS]}"
 
 
 # --- drawing -----------------------------------------------------------------------------------
@@ -325,7 +305,7 @@ def draw_grid(
                   {"style": ["ink", "oil"], "aspect_ratio": ["1:1"]}, "out/grid.png",
                   notes={("oil", "1:1"): "failed"})
     """
-    image_module, draw_module, font = _pillow()
+    image_module, draw_module, font = pillow()
     names = list(axes)
     if not names:
         raise ValidationError("axes: give at least one axis")
@@ -369,7 +349,7 @@ def _title(names: Sequence[str], fixed: Sequence[str]) -> str:
     )
 
 
-def _pillow() -> tuple[Any, Any, ImageFont.FreeTypeFont | ImageFont.ImageFont]:
+def pillow() -> tuple[Any, Any, ImageFont.FreeTypeFont | ImageFont.ImageFont]:
     """PIL's Image and ImageDraw modules and the label font, or the one-line error."""
     try:
         from PIL import Image, ImageDraw, ImageFont

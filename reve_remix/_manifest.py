@@ -147,6 +147,36 @@ def _read_all(fd: int) -> str:
     return os.pread(fd, 4096, 0).decode("utf-8", "replace")
 
 
+def read_records(path: Path) -> tuple[dict[str, JobRecord], list[int]]:
+    """The latest record of every job in the manifest at ``path``, and the numbers of its lines
+    that are not records; both empty if there is no manifest.
+
+    Reads without the folder's lock, so that a contact sheet can be made while a run goes on: a
+    line that run is writing is at worst unreadable. Lines of the manifests older versions wrote
+    (no fingerprint) are records too.
+
+    Example::
+
+        latest, unreadable = read_records(Path("out/manifest.jsonl"))
+        latest["cat"].status  # <JobState.DONE: 'done'>
+    """
+    latest: dict[str, JobRecord] = {}
+    unreadable: list[int] = []
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return latest, unreadable
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        record = JobRecord.from_json(line)
+        if record is None:
+            unreadable.append(number)
+        else:
+            latest[record.id] = record
+    return latest, unreadable
+
+
 class Manifest:
     """``DIR/manifest.jsonl``: the ledger of ``reve-remix batch`` (see the module's notes).
 
@@ -208,23 +238,8 @@ class Manifest:
         return unreadable
 
     def _read(self) -> list[int]:
-        """Load the latest record of every job; the numbers of lines that are not records.
-
-        Lines of the manifests older versions wrote (no fingerprint) are records too.
-        """
-        unreadable: list[int] = []
-        try:
-            text = self.path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return unreadable
-        for number, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            record = JobRecord.from_json(line)
-            if record is None:
-                unreadable.append(number)
-            else:
-                self._latest[record.id] = record
+        """Load the latest record of every job; the numbers of lines that are not records."""
+        self._latest, unreadable = read_records(self.path)
         return unreadable
 
     # --- the Ledger protocol -------------------------------------------------------------------

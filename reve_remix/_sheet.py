@@ -20,14 +20,15 @@ import html
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
 from ._exceptions import ValidationError
+from ._files import write_atomic
 from ._images import url_scheme
 from ._lifecycle import GENERATED_NOT_SAVED, MAY_HAVE_BEEN_GENERATED
-from ._results import write_atomic
 from ._tags import marked_spans
 
 SHEET_NAME = "index.html"
@@ -36,7 +37,7 @@ ASSETS_DIR = ".review"
 batch refuses hidden output names)."""
 THUMBNAIL_PIXELS = 256  # the longer side of a reference's thumbnail
 
-CardStatus = Literal["failed", "flagged", "ambiguous", "held", "paid", "pending", "done"]
+CardStatus = Literal["failed", "flagged", "ambiguous", "sent", "held", "paid", "pending", "done"]
 """What a card says of its job; in this order when the sheet groups cards by status (the ones
 that need a decision first)."""
 
@@ -44,6 +45,7 @@ STATUS_ORDER: tuple[CardStatus, ...] = (
     "failed",
     "flagged",
     "ambiguous",
+    "sent",
     "held",
     "paid",
     "pending",
@@ -51,10 +53,13 @@ STATUS_ORDER: tuple[CardStatus, ...] = (
 )
 STATUS_MEANING: dict[CardStatus, str] = {
     "done": "the image is saved",
-    "paid": f"{GENERATED_NOT_SAVED}: the next run downloads it (not generated again)",
+    "paid": f"{GENERATED_NOT_SAVED}: the next run saves it, from its URL or its spooled "
+    "bytes (not generated again)",
     "held": "generated, but its response had no image: --regenerate-paid generates it again "
     "(billed again)",
     "ambiguous": f"{MAY_HAVE_BEEN_GENERATED}: not sent again unless --resend-ambiguous",
+    "sent": "the request went out and no outcome is recorded: still running, or the run ended "
+    f"without one ({MAY_HAVE_BEEN_GENERATED}: not sent again unless --resend-ambiguous)",
     "flagged": "refused by the content policy: change the prompt or the images",
     "failed": "nothing was generated: the next run sends it again",
     "pending": "not sent yet",
@@ -64,6 +69,7 @@ BILLED: dict[CardStatus, Literal["yes", "maybe"]] = {
     "paid": "yes",
     "held": "yes",
     "ambiguous": "maybe",
+    "sent": "maybe",
 }
 """The statuses whose job was, or may have been, paid for."""
 
@@ -104,7 +110,7 @@ class Card:
     revised_prompt: str | None = None
     request_id: str | None = None
     error: str | None = None
-    cost: float | None = None
+    cost: Decimal | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUS_MEANING:
@@ -233,7 +239,7 @@ def highlighted(prompt: str) -> str:
     return "".join(pieces) + _text(prompt[last:])
 
 
-def _money(value: float) -> str:
+def _money(value: Decimal) -> str:
     return f"${value:,.3f}".rstrip("0").rstrip(".") if value < 1 else f"${value:,.2f}"
 
 
@@ -307,7 +313,7 @@ def _result(card: Card, assets: _Assets) -> str:
     )
 
 
-_NO_IMAGE: dict[CardStatus, str] = {"pending": "not sent yet", "paid": "not downloaded yet"}
+_NO_IMAGE: dict[CardStatus, str] = {"pending": "not sent yet", "paid": "not saved yet"}
 
 
 def _reference(ref: Reference, card: Card, assets: _Assets) -> str:
@@ -393,8 +399,8 @@ def _summary(cards: Sequence[_CardHTML], counts: Counter[CardStatus]) -> str:
     text = f"{len(cards)} job{'s' if len(cards) != 1 else ''}" + (f": {words}" if words else "")
     billed = [r.card for r in cards if r.card.cost is not None and r.card.status in BILLED]
     if billed:
-        spent = sum(card.cost or 0 for card in billed if BILLED[card.status] == "yes")
-        maybe = sum(card.cost or 0 for card in billed if BILLED[card.status] == "maybe")
+        spent = sum((c.cost or Decimal() for c in billed if BILLED[c.status] == "yes"), Decimal())
+        maybe = sum((c.cost or Decimal() for c in billed if BILLED[c.status] == "maybe"), Decimal())
         text += f"; cost {_money(spent)}" + (f" (up to {_money(spent + maybe)})" if maybe else "")
     return _text(text)
 
@@ -436,6 +442,7 @@ background:#555}
 .s-paid{border-left-color:#0b5cad}.s-paid .status{background:#0b5cad}
 .s-held{border-left-color:#8a4b00}.s-held .status{background:#8a4b00}
 .s-ambiguous{border-left-color:#8a4b00}.s-ambiguous .status{background:#8a4b00}
+.s-sent{border-left-color:#8a4b00}.s-sent .status{background:#8a4b00}
 .s-flagged{border-left-color:#7a2d8c}.s-flagged .status{background:#7a2d8c}
 .s-failed{border-left-color:#b3261e}.s-failed .status{background:#b3261e}
 .s-pending .status{background:#555}

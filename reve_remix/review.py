@@ -21,17 +21,22 @@ Example::
 
 from __future__ import annotations
 
-import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 
-from ._batch_file import JobLine, Manifest, ManifestRecord, read_jobs
-from ._exceptions import _CONTENT_POLICY, ValidationError
+from . import _config
+from ._batch_plan import ID_DIGITS
+from ._client import DEFAULT_MODEL
+from ._exceptions import ValidationError, names_content_policy
 from ._grid import GRID_FIELDS, GRID_JOBS, GRID_NAME, Grid, GridJob, draw_grid, prompt_grid
+from ._jobs_file import MANIFEST_NAME, JobLine, read_jobs
+from ._ledger import JobRecord
 from ._lifecycle import JobState
+from ._manifest import read_records
 from ._sheet import (
     BILLED,
     SHEET_NAME,
@@ -67,15 +72,16 @@ def contact_sheet(
     cards: Sequence[Card] | None = None,
     *,
     jobs_file: str | os.PathLike[str] | None = None,
-    price: float | None = None,
+    price: Decimal | float | str | None = None,
     title: str | None = None,
 ) -> Path:
     """Write ``out_dir/index.html``, the contact sheet of the batch in ``out_dir``; its path.
 
     ``cards`` default to :func:`cards_from_ledger` (with ``jobs_file`` and ``price``); with cards
-    of your own, ``price`` fills the cost of those that were (or may have been) paid for and
-    have none. The sheet lists the cards in the order given, and in a second order grouped by
-    status (chosen on the page, no script needed).
+    of your own, ``price`` (USD per generation; default ``$REVE_REMIX_PRICE``) fills the cost
+    of those that were (or may have been) paid for and have none. The sheet lists the cards in
+    the order given, and in a second order grouped by status (chosen on the page, no script
+    needed).
 
     Example::
 
@@ -83,18 +89,17 @@ def contact_sheet(
         print(path)  # results/index.html: open it in a browser
     """
     folder = Path(out_dir)
-    _check_price(price)
     if cards is None:
         cards = cards_from_ledger(folder, jobs_file, price=price)
-    elif price is not None:
-        cards = [_priced(card, price) for card in cards]
+    else:
+        cards = _priced(cards, price)
     return write_sheet(folder, cards, title=title)
 
 
 # --- the adapter from the ledger ---------------------------------------------------------------
 
-# A content-policy refusal is told by the error type an APIStatusError's message carries:
-# "403 Forbidden [content_policy_violation]: ...".
+# A content-policy refusal recorded as ``failed`` (before the ``flagged`` state existed) is told by
+# the error type its APIStatusError's message carries: "403 Forbidden [content_policy_violation]".
 _ERROR_TYPE = re.compile(r"[0-9]{3} [^\[:]*\[([^\]]*)\]")
 
 
@@ -102,16 +107,19 @@ def cards_from_ledger(
     out_dir: str | os.PathLike[str],
     jobs_file: str | os.PathLike[str] | None = None,
     *,
-    price: float | None = None,
+    price: Decimal | float | str | None = None,
 ) -> list[Card]:
     """The cards of the batch in ``out_dir``: every job of its jobs file, then every other job of
     its ledger (``manifest.jsonl``), by line.
 
-    The ledger holds each job's status, result, request id, revised prompt and error; the jobs
-    file (``jobs_file``, by default ``out_dir/jobs.jsonl`` when there is one, as ``reve-remix
-    grid`` writes) holds its prompt and references. A job of the file the ledger does not know
-    yet is ``pending``. With a ``price`` (USD per generation), each job that was or may have been
-    paid for gets a cost. Raises ``ValidationError`` if the jobs file cannot be read.
+    The ledger holds each job's status, prompt, line, result, request id, revised prompt and
+    error; the jobs file (``jobs_file``, by default ``out_dir/jobs.jsonl`` when there is one, as
+    ``reve-remix grid`` writes) adds the references. A line with an ``id`` is that job's; a line
+    without one is the job the ledger recorded for that line and prompt. A job of the file the
+    ledger does not know yet is ``pending``. With a ``price`` (USD per generation; default
+    ``$REVE_REMIX_PRICE``), each job that was or may have been paid for gets a cost. Reads
+    without the folder's lock, so it works while a batch runs. Raises ``ValidationError`` if the
+    jobs file cannot be read.
 
     Example::
 
@@ -119,38 +127,57 @@ def cards_from_ledger(
             print(card.line, card.status, card.image)
     """
     folder = Path(out_dir)
-    _check_price(price)
     if jobs_file is None and (folder / GRID_JOBS).is_file():
         jobs_file = folder / GRID_JOBS
-    jobs = read_jobs(Path(jobs_file))[0] if jobs_file is not None else []
-    latest, _unreadable = Manifest(folder).latest()
-    cards = [_card(job.id, job, latest.get(job.id), folder) for job in jobs]
-    listed = {job.id for job in jobs}
-    others = [record for record in latest.values() if record.id not in listed]
+    lines = read_jobs(Path(jobs_file))[0] if jobs_file is not None else []
+    latest, _unreadable = read_records(folder / MANIFEST_NAME)
+    by_line = {(record.line, record.prompt): record for record in latest.values()}
+    cards: list[Card] = []
+    shown: set[str] = set()
+    for line in lines:
+        record = (
+            latest.get(line.id) if line.explicit else by_line.get((line.number, line.job.prompt))
+        )
+        job_id = record.id if record is not None else _pending_id(line)
+        if job_id in shown:  # the same job as an earlier line: the batch runs it once
+            continue
+        shown.add(job_id)
+        cards.append(_card(job_id, line, record, folder))
+    others = [record for record in latest.values() if record.id not in shown]
     others.sort(key=lambda record: (record.line is None, record.line or 0, record.id))
     cards += [_card(record.id, None, record, folder) for record in others]
-    return cards if price is None else [_priced(card, price) for card in cards]
+    return _priced(cards, price)
 
 
-def _card(job_id: str, job: JobLine | None, record: ManifestRecord | None, out_dir: Path) -> Card:
+def _pending_id(line: JobLine) -> str:
+    """The id a batch with the default model gives a line the ledger does not know yet."""
+    if line.explicit:
+        return line.id
+    try:
+        identity = line.fingerprint(DEFAULT_MODEL)
+    except ValidationError:  # the batch will report the line; the sheet shows it pending
+        return line.id
+    return identity[:ID_DIGITS] if identity else line.id
+
+
+def _card(job_id: str, line: JobLine | None, record: JobRecord | None, out_dir: Path) -> Card:
     """One job's card, from its line of the jobs file and its latest ledger record."""
-    status = _status(record)
     references: tuple[Reference, ...] = ()
-    if job is not None:
-        images = job.job.images
-        if isinstance(images, dict):
+    if line is not None:
+        images = line.job.images
+        if isinstance(images, Mapping):
             references = tuple(Reference(f"{{{name}}}", str(src)) for name, src in images.items())
         else:
             references = tuple(
                 Reference(f"<img>{index}</img>", str(src))
                 for index, src in enumerate(images)  # type: ignore[arg-type]
             )
-    recorded = record or ManifestRecord(id=job_id, status=JobState.PENDING)
+    recorded = record or JobRecord(id=job_id, status=JobState.PENDING)
     return Card(
         id=job_id,
-        status=status,
-        line=job.number if job is not None else recorded.line,
-        prompt=job.job.prompt if job is not None else None,
+        status=card_status(record),
+        line=line.number if line is not None else recorded.line,
+        prompt=line.job.prompt if line is not None else recorded.prompt,
         references=references,
         image=out_dir / recorded.file if recorded.file else None,
         url=recorded.url,
@@ -160,42 +187,47 @@ def _card(job_id: str, job: JobLine | None, record: ManifestRecord | None, out_d
     )
 
 
-def _status(record: ManifestRecord | None) -> CardStatus:
-    """What a card says of a job whose latest record is ``record``.
+def card_status(record: JobRecord | None) -> CardStatus:
+    """What a card says of a job whose latest record is ``record`` (``None``: not sent yet).
 
-    ``sent`` (a run ended with the request out) is ``ambiguous`` like ``ambiguous`` itself; a
-    ``paid`` job is ``held`` when its response had no image URL (only --regenerate-paid gets
-    it); a ``failed`` one recorded before ``flagged`` existed is ``flagged`` when its error is
-    the content policy's.
+    A ``paid`` job is ``paid`` (generated, not saved: the next run saves it) when its image can
+    be had again, from its URL or its spooled bytes, and ``held`` when not (its response had no
+    image: only --regenerate-paid gets it). A ``failed`` one recorded before ``flagged`` existed
+    is ``flagged`` when its error names the content policy. Every other state is its own word.
+
+    Example::
+
+        >>> card_status(JobRecord("cat", JobState.PAID, url="https://cdn.example.com/cat.png"))
+        'paid'
+        >>> card_status(JobRecord("cat", JobState.PAID))
+        'held'
     """
     if record is None:
         return "pending"
     state = record.status
-    if state == JobState.PAID:
-        return "paid" if record.url else "held"
-    if state == JobState.FAILED:
+    if state is JobState.PAID:
+        return "paid" if record.recoverable else "held"
+    if state is JobState.FAILED:
         error_type = _ERROR_TYPE.match(record.error or "")
-        return "flagged" if error_type and _CONTENT_POLICY.search(error_type[1]) else "failed"
+        return "flagged" if error_type and names_content_policy(error_type[1], None) else "failed"
     return _CARD_STATUS[state]
 
 
 _CARD_STATUS: dict[JobState, CardStatus] = {
     JobState.PENDING: "pending",
-    JobState.SENT: "ambiguous",
+    JobState.SENT: "sent",
     JobState.AMBIGUOUS: "ambiguous",
     JobState.DONE: "done",
     JobState.FLAGGED: "flagged",
 }
 
 
-def _check_price(price: object) -> None:
-    if price is None:
-        return
-    if isinstance(price, bool) or not isinstance(price, int | float) or not 0 <= price < math.inf:
-        raise ValidationError(f"price: USD per generation, a number from 0 up; got {price!r}")
-
-
-def _priced(card: Card, price: float) -> Card:
-    if card.cost is not None or card.status not in BILLED:
-        return card
-    return replace(card, cost=price)
+def _priced(cards: Sequence[Card], price: Decimal | float | str | None) -> list[Card]:
+    """``cards``, each that was or may have been paid for and has no cost costing ``price``."""
+    cost = _config.price(price)
+    if cost is None:
+        return list(cards)
+    return [
+        replace(card, cost=cost) if card.cost is None and card.status in BILLED else card
+        for card in cards
+    ]

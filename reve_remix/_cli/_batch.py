@@ -19,10 +19,12 @@ from .._jobs_file import JobLine, LineProblem, read_jobs, remove_stale_parts, un
 from .._lifecycle import GENERATED_NOT_SAVED, MAY_HAVE_BEEN_GENERATED, JobState
 from .._manifest import Holder, LockHeld, Manifest
 from .._runner import Action, Policy
+from .._sheet import SHEET_NAME
 from . import _signals
 from ._batch_report import Report, held_reason
 from ._console import ACCOUNT_HINTS, EXIT_API_ERROR, EXIT_OK, EXIT_USAGE, PROG, Console, UsageError
 from ._options import NO_METADATA_HELP, Commands, SharedOptions, client, folder, number
+from ._review import refresh_sheet
 
 MAX_CONCURRENCY = 256
 """The most jobs in flight: past this, requests only queue behind the API's rate limit, and
@@ -36,10 +38,20 @@ def add(commands: Commands, shared: SharedOptions) -> None:
         commands, "batch", summary, _EXAMPLES, shared.generation, shared.connection
     )
     batch.add_argument("jobs", metavar="JOBS.jsonl", help="one JSON job per line")
+    add_run_options(batch)
     batch.add_argument(
+        "--strict", action="store_true", help="stop before sending anything if any line is invalid"
+    )
+    batch.set_defaults(run=run)
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--out``, ``--concurrency`` and how a run treats what the manifest knows: the
+    options of every command that runs its jobs through :func:`run` (``batch``, ``grid``)."""
+    parser.add_argument(
         "--out", required=True, type=folder, metavar="DIR", help="folder for images and manifest"
     )
-    batch.add_argument(
+    parser.add_argument(
         "--concurrency",
         type=number(int, 1, MAX_CONCURRENCY),
         metavar="N",
@@ -48,7 +60,6 @@ def add(commands: Commands, shared: SharedOptions) -> None:
         "community tier allows 30 at once and 600 requests a minute per key)",
     )
     flags = {
-        "--strict": "stop before sending anything if any line is invalid",
         "--force": "overwrite files in DIR that no finished job wrote",
         "--wait": "wait for another run on the same DIR to end, rather than stop",
         "--resend-ambiguous": "send again the jobs whose last run may have been billed without "
@@ -59,10 +70,10 @@ def add(commands: Commands, shared: SharedOptions) -> None:
         "--replace-changed": "send a job whose id the manifest knows with another request, "
         "replacing it (billed)",
         "--no-metadata": NO_METADATA_HELP,
+        "--no-review": f"do not write the contact sheet DIR/{SHEET_NAME} at the end",
     }
     for flag, text in flags.items():
-        batch.add_argument(flag, action="store_true", help=text)
-    batch.set_defaults(run=run)
+        parser.add_argument(flag, action="store_true", help=text)
 
 
 _EXAMPLES = """\
@@ -79,6 +90,8 @@ and when saved. Run the same command again after a failure, a crash or Ctrl-C: d
 skipped, paid ones downloaded again (never generated again), unsent or failed ones sent. Jobs
 that may have been billed without an answer are held: --resend-ambiguous sends them. One run
 at a time per DIR. Ctrl-C, SIGTERM and SIGHUP finish the running jobs first.
+At the end of every run DIR/index.html shows every job on one page ('reve-remix review');
+--no-review leaves it as it was.
 Exit code 0 when every job is done, 1 when some are not or some lines are invalid.
 """
 
@@ -92,12 +105,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if blocked:
         raise UsageError(f"--out {out_dir}: {blocked}; nothing was sent")
     lines, problems = read_jobs(Path(args.jobs))
-    policy = Policy(
-        resend_ambiguous=args.resend_ambiguous,
-        regenerate_paid=args.regenerate_paid,
-        resend_flagged=args.resend_flagged,
-        replace_changed=args.replace_changed,
-    )
+    policy = policy_of(args)
     report = Report(console, out_dir)
     with client(args, console) as remixer, Manifest(out_dir) as manifest:
         batch = BatchRun(remixer, manifest, policy, concurrency=args.concurrency,
@@ -143,6 +151,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
             manifest=manifest.path,
         )
     )
+    refresh_sheet(args, out_dir, Path(args.jobs), console)
     if signalled:
         return _signals.exit_code(signalled[0])
     held = plan.having(Action.HOLD, Action.CONFLICT)
@@ -176,7 +185,28 @@ def _plan(
         )
     for cut in unreadable:
         console.say(f"{PROG}: warning: {manifest.path}: line {cut} is cut short; ignored")
-    defaults = Defaults(
+    plan = plan_batch(
+        lines, manifest.records, manifest.out_dir, defaults_of(args, model), policy, problems
+    )
+    if not announce(plan, args.jobs, console) and args.strict:
+        console.say(f"{PROG}: --strict: {len(plan.problems)} invalid line(s); nothing was sent")
+        return EXIT_USAGE
+    return plan
+
+
+def policy_of(args: argparse.Namespace) -> Policy:
+    """What a run given ``args`` sends again of the jobs the manifest knows."""
+    return Policy(
+        resend_ambiguous=args.resend_ambiguous,
+        regenerate_paid=args.regenerate_paid,
+        resend_flagged=args.resend_flagged,
+        replace_changed=args.replace_changed,
+    )
+
+
+def defaults_of(args: argparse.Namespace, model: str) -> Defaults:
+    """What a run given ``args`` gives the lines that leave a field out; ``model`` the client's."""
+    return Defaults(
         model=model,
         aspect_ratio=args.aspect_ratio,
         output_format=args.output_format,
@@ -185,19 +215,15 @@ def _plan(
         force=args.force,
         metadata=not args.no_metadata,
     )
-    plan = plan_batch(lines, manifest.records, manifest.out_dir, defaults, policy, problems)
-    if not _announce(plan, args, console) and args.strict:
-        console.say(f"{PROG}: --strict: {len(plan.problems)} invalid line(s); nothing was sent")
-        return EXIT_USAGE
-    return plan
 
 
-def _announce(plan: BatchPlan, args: argparse.Namespace, console: Console) -> bool:
-    """Print the plan's problems, notes, held jobs and conflicts; whether there were no problems."""
+def announce(plan: BatchPlan, jobs: str, console: Console) -> bool:
+    """Print the plan's problems, notes, held jobs and conflicts (of the jobs file ``jobs``);
+    whether there were no problems."""
     for problem in plan.problems:
-        console.say(f"{PROG}: {args.jobs}: {problem}")
+        console.say(f"{PROG}: {jobs}: {problem}")
     for note in plan.notes:
-        console.say(f"{PROG}: {args.jobs}: {note}")
+        console.say(f"{PROG}: {jobs}: {note}")
     for planned in plan.having(Action.HOLD, Action.CONFLICT):
         console.say(f"{PROG}: {held_reason(planned)}")
     return not plan.problems

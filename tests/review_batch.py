@@ -2,10 +2,10 @@
 
 Six jobs run for real through ``reve-remix batch`` against the offline mock API on 127.0.0.1,
 its answers scripted: three done (list references, named references, a URL reference), one
-flagged by the content policy (403), one failed (400), one ambiguous (a 500, not retried). Three
-more are then added to the jobs file in states a mock run cannot leave cheaply, by appending the
+flagged by the content policy (403), one failed (400), one ambiguous (a 500, not retried). Four
+more are then added to the jobs file in states a mock run cannot leave cheaply, by writing the
 records a run would have written: one paid whose download failed, one held (its 2xx had no
-image), and one never sent (pending, no record).
+image), one sent whose run ended before its outcome, and one never sent (pending, no record).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from reve_remix._batch_file import Manifest, ManifestRecord
+from reve_remix._ledger import JobRecord
 from reve_remix._lifecycle import JobState
+from reve_remix._manifest import Manifest
 from reve_remix.testing import Fault, MockServer
 from tests.conftest import run_cli
 
@@ -38,8 +39,17 @@ RUN_LINES = [
 LATER_LINES = [
     ({"id": "sofa-paid", "prompt": "{sofa} in a forest", "images": {"sofa": "sofa.jpg"}}, "paid"),
     ({"id": "cat-held", "prompt": "<img>0</img> as pixel art", "images": ["cat.png"]}, "held"),
+    ({"id": "cat-sent", "prompt": "<img>0</img> in fog", "images": ["cat.png"]}, "sent"),
     ({"id": "cat-pending", "prompt": "<img>0</img> in the snow", "images": ["cat.png"]}, "pending"),
 ]
+
+_REFERENCES = [line["images"] for line, *_ in (*RUN_LINES, *LATER_LINES)]
+LOCAL_REFERENCES = sum(
+    not str(image).startswith("https:")
+    for images in _REFERENCES
+    for image in (images.values() if isinstance(images, dict) else images)
+)
+"""How many references of the jobs are local files (shown as images; a URL is a link)."""
 
 
 def make_batch(folder: Path) -> dict[str, str]:
@@ -60,27 +70,41 @@ def make_batch(folder: Path) -> dict[str, str]:
     with jobs.open("a") as file:
         file.writelines(json.dumps(line) + "\n" for line, _ in LATER_LINES)
     first = len(RUN_LINES) + 1
-    with Manifest(folder / "out") as manifest:
-        manifest.append(ManifestRecord("sofa-paid", JobState.SENT, line=first))
-        manifest.append(
-            ManifestRecord(
-                "sofa-paid",
-                JobState.PAID,
-                url="https://cdn.example.com/sofa-paid.png",
-                request_id="req-paid-1",
-                revised_prompt="image 0 in a forest",
-                error="the image was generated (request id req-paid-1) but not saved: 503",
-                line=first,
-            )
-        )
-        manifest.append(
-            ManifestRecord(
-                "cat-held", JobState.PAID, request_id="req-held-1", body="{}", line=first + 1
-            )
-        )
+    prompts = [line["prompt"] for line, _ in LATER_LINES]
+    write_records(
+        folder / "out",
+        JobRecord("sofa-paid", JobState.SENT, line=first, prompt=prompts[0]),
+        JobRecord(
+            "sofa-paid",
+            JobState.PAID,
+            url="https://cdn.example.com/sofa-paid.png",
+            request_id="req-paid-1",
+            revised_prompt="image 0 in a forest",
+            error="the image was generated (request id req-paid-1) but not saved: 503",
+            line=first,
+            prompt=prompts[0],
+        ),
+        JobRecord(
+            "cat-held",
+            JobState.PAID,
+            request_id="req-held-1",
+            body="{}",
+            line=first + 1,
+            prompt=prompts[1],
+        ),
+        JobRecord("cat-sent", JobState.SENT, line=first + 2, prompt=prompts[2]),
+    )
     statuses = {line["id"]: status for line, _, status in RUN_LINES}
     statuses.update({line["id"]: status for line, status in LATER_LINES})
     return statuses
+
+
+def write_records(out_dir: Path, *records: JobRecord) -> None:
+    """Write ``records`` to the manifest of ``out_dir``, as a run would have."""
+    with Manifest(out_dir) as manifest:
+        manifest.open()
+        for record in records:
+            manifest.write(record)
 
 
 def copy_batch(source: Path, target: Path) -> Path:

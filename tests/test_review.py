@@ -4,10 +4,12 @@ jobs and drawing, and the ``review`` and ``grid`` commands (the page in a real b
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
 import sys
+from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -15,9 +17,14 @@ from urllib.parse import unquote
 import pytest
 from PIL import Image, ImageStat
 
-from reve_remix import ValidationError, _cli, _cli_review
-from reve_remix._batch_file import Manifest
+from reve_remix import ValidationError
+from reve_remix._cli import _review
+from reve_remix._cli._console import Console
 from reve_remix._grid import CELL_PIXELS, PILLOW_NEEDED, _Layout
+from reve_remix._jobs_file import MANIFEST_NAME
+from reve_remix._ledger import JobRecord
+from reve_remix._lifecycle import JobState
+from reve_remix._manifest import read_records
 from reve_remix._spec import spec
 from reve_remix.review import (
     GRID_JOBS,
@@ -30,7 +37,14 @@ from reve_remix.review import (
 )
 from reve_remix.testing import MockServer
 from tests.conftest import run_cli
-from tests.review_batch import LATER_LINES, RUN_LINES, copy_batch, make_batch
+from tests.review_batch import (
+    LATER_LINES,
+    LOCAL_REFERENCES,
+    RUN_LINES,
+    copy_batch,
+    make_batch,
+    write_records,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,21 +57,6 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
 def batch(made: tuple[Path, dict[str, str]], tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A copy of the batch folder (this test may change it) and each job's expected status."""
     return copy_batch(made[0], tmp_path / "batch"), made[1]
-
-
-@pytest.fixture
-def with_review(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``reve-remix`` with the review and grid commands registered, as the lead will wire them
-    (a no-op once they are)."""
-    if run_cli("review", "--help").returncode == 0:
-        return
-    add_mock = _cli._add_mock
-
-    def add_mock_and_review(commands: object, shared: object) -> None:
-        add_mock(commands, shared)  # type: ignore[arg-type]
-        _cli_review.register(commands, shared)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(_cli, "_add_mock", add_mock_and_review)
 
 
 def no_pillow(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,7 +113,7 @@ def test_cards_say_what_the_ledger_says(batch: tuple[Path, dict[str, str]]) -> N
         assert (card.image is not None and card.image.is_file()) == (card.status == "done")
     assert by_id["cat-on-sofa"].revised_prompt == "Put image 0 on image 1, as a watercolour"
     assert by_id["cat-on-sofa"].request_id
-    assert by_id["sofa-flagged"].error.startswith("403 Forbidden [content_policy_violation]")
+    assert "403 Forbidden [content_policy_violation]" in (by_id["sofa-flagged"].error or "")
     assert by_id["cat-failed"].error.startswith("400")
     assert by_id["sofa-paid"].url == "https://cdn.example.com/sofa-paid.png"
 
@@ -124,9 +123,13 @@ def test_without_the_jobs_file_every_job_of_the_ledger_still_has_a_card(
 ) -> None:
     folder, expected = batch
     cards = cards_from_ledger(folder / "out")
-    recorded = set(Manifest(folder / "out").latest()[0])
+    recorded = set(read_records(folder / "out" / MANIFEST_NAME)[0])
     assert {card.id for card in cards} == recorded == set(expected) - {"cat-pending"}
-    assert all(card.prompt is None for card in cards)
+    written = {line["id"]: line for line, *_ in (*RUN_LINES, *LATER_LINES)}
+    for card in cards:  # the ledger records each job's prompt and line; not its references
+        assert card.prompt == written[card.id]["prompt"]
+        assert card.references == ()
+    assert [card.line for card in cards] == sorted(card.line or 0 for card in cards)
     assert {card.id: card.status for card in cards} == {
         job_id: expected[job_id] for job_id in recorded
     }
@@ -137,13 +140,15 @@ def test_a_price_costs_the_jobs_that_were_or_may_have_been_paid_for(
 ) -> None:
     folder, expected = batch
     cards = cards_from_ledger(folder / "out", folder / "jobs.jsonl", price=0.04)
-    costed = {card.id for card in cards if card.cost == 0.04}
+    costed = {card.id for card in cards if card.cost == Decimal("0.04")}
     assert costed == {
-        job for job, status in expected.items() if status in ("done", "paid", "held", "ambiguous")
+        job
+        for job, status in expected.items()
+        if status in ("done", "paid", "held", "ambiguous", "sent")
     }
     page = contact_sheet(folder / "out", jobs_file=folder / "jobs.jsonl", price=0.04).read_text()
-    # 5 jobs certainly paid for, one more that may have been
-    assert "cost $0.2 (up to $0.24)" in page
+    # 5 jobs certainly paid for, two more that may have been (ambiguous, sent)
+    assert "cost $0.2 (up to $0.28)" in page
     assert "$0.04 if it was billed" in page
 
 
@@ -166,8 +171,8 @@ def test_the_sheet_is_self_contained_and_escapes_what_it_shows(
     assert "@import" not in page.style
     assert "@font-face" not in page.style
     images = page.all("img")
-    # 3 results and 9 local references (not the URL), once in each order of the page
-    assert len(images) == 2 * (3 + 9)
+    # 3 results and the local references (not the URL), once in each order of the page
+    assert len(images) == 2 * (3 + LOCAL_REFERENCES)
     for attrs in images:
         src = attrs["src"] or ""
         assert not re.match(r"[a-z]+:", src), src  # relative: a file under out, never a URL
@@ -405,9 +410,7 @@ def test_without_pillow_the_grid_says_what_to_install(
 # --- the commands -------------------------------------------------------------------------------
 
 
-def test_a_grid_of_two_by_two_sends_four_generations_once(
-    with_review: None, cat: Path, tmp_path: Path
-) -> None:
+def test_a_grid_of_two_by_two_sends_four_generations_once(cat: Path, tmp_path: Path) -> None:
     ratios = spec().aspect_ratios[:2]
     args = [
         "grid", "{cat} painted in {style}", "-i", f"cat={cat}", "--axis", "style=ink,oil",
@@ -445,7 +448,7 @@ def test_a_grid_of_two_by_two_sends_four_generations_once(
     assert all(card.prompt and "{style}" not in card.prompt for card in cards)
 
 
-def test_grid_refuses_bad_axes_in_one_line(with_review: None, cat: Path, tmp_path: Path) -> None:
+def test_grid_refuses_bad_axes_in_one_line(cat: Path, tmp_path: Path) -> None:
     run = run_cli(
         "grid", "<img>0</img> in {style}", "-i", cat, "--axis", "mood=calm", "--out", tmp_path,
     )  # fmt: skip
@@ -460,7 +463,7 @@ def test_grid_refuses_bad_axes_in_one_line(with_review: None, cat: Path, tmp_pat
 
 
 def test_grid_without_pillow_sends_nothing_and_says_what_to_install(
-    with_review: None, cat: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cat: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     no_pillow(monkeypatch)
     with MockServer() as server:
@@ -473,9 +476,7 @@ def test_grid_without_pillow_sends_nothing_and_says_what_to_install(
     assert run.stderr == f"reve-remix: error: {PILLOW_NEEDED}\n"
 
 
-def test_grid_axis_values_may_hold_commas_in_quotes(
-    with_review: None, cat: Path, tmp_path: Path
-) -> None:
+def test_grid_axis_values_may_hold_commas_in_quotes(cat: Path, tmp_path: Path) -> None:
     run = run_cli(
         "grid", "<img>0</img> in {style}", "-i", cat, "--axis", 'style=ink, "pencil, smudged"',
         "--out", tmp_path / "g", "--dry-run",
@@ -483,9 +484,7 @@ def test_grid_axis_values_may_hold_commas_in_quotes(
     assert "grid: 2 style = 2 job(s)" in run.stdout
 
 
-def test_review_writes_the_sheet_of_a_folder(
-    with_review: None, batch: tuple[Path, dict[str, str]]
-) -> None:
+def test_review_writes_the_sheet_of_a_folder(batch: tuple[Path, dict[str, str]]) -> None:
     folder, expected = batch
     run = run_cli("review", "out", "--jobs", "jobs.jsonl", "--price", "0.04", cwd=folder)
     assert run.returncode == 0, run
@@ -505,7 +504,7 @@ def test_review_writes_the_sheet_of_a_folder(
     ],
 )
 def test_review_refuses_a_folder_that_is_not_a_batch(
-    with_review: None, tmp_path: Path, setup: object, message: str
+    tmp_path: Path, setup: object, message: str
 ) -> None:
     setup(tmp_path)  # type: ignore[operator]
     run = run_cli("review", "x", cwd=tmp_path)
@@ -518,40 +517,38 @@ def test_refresh_sheet_prints_its_path_unless_told_not_to(
 ) -> None:
     folder, _ = batch
     out, jobs = folder / "out", folder / "jobs.jsonl"
-    (out / "index.html").unlink(missing_ok=True)  # a wired batch wrote one
-    console = _cli.Console(sys.stderr, debug=False)
-    _cli_review.refresh_sheet(_namespace(no_review=True), out, jobs, console)
+    (out / "index.html").unlink(missing_ok=True)  # the batch that made the folder wrote one
+    console = Console(sys.stderr, debug=False)
+    _review.refresh_sheet(_namespace(no_review=True), out, jobs, console)
     assert not (out / "index.html").exists()
     assert capsys.readouterr().out == ""
-    _cli_review.refresh_sheet(_namespace(no_review=False), out, jobs, console)
+    _review.refresh_sheet(_namespace(no_review=False), out, jobs, console)
     assert capsys.readouterr().out == f"review: {out / 'index.html'}\n"
     (out / "index.html").unlink()
     (out / "index.html").mkdir()  # cannot be replaced: a warning, not a failed batch
-    _cli_review.refresh_sheet(_namespace(no_review=False), out, jobs, console)
+    _review.refresh_sheet(_namespace(no_review=False), out, jobs, console)
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "warning: the contact sheet was not written" in captured.err
 
 
-def _namespace(**values: object) -> object:
-    import argparse
-
+def _namespace(**values: object) -> argparse.Namespace:
     return argparse.Namespace(**values)
 
 
-# The lead wires `batch --no-review` and the refresh into the batch command; this test runs then.
-_BATCH_WIRED = "--no-review" in run_cli("batch", "--help").stdout
-
-
-@pytest.mark.skipif(not _BATCH_WIRED, reason="batch --no-review is not wired into _cli yet")
-def test_batch_leaves_a_sheet_behind(batch: tuple[Path, dict[str, str]]) -> None:
-    folder, _ = batch
-    (folder / "out" / "index.html").unlink(missing_ok=True)
+def test_batch_leaves_a_sheet_behind_unless_told_not_to(
+    batch: tuple[Path, dict[str, str]],
+) -> None:
+    folder, expected = batch
+    (folder / "out" / "index.html").unlink()
     closed = ["--base-url", "http://127.0.0.1:9", "--max-retries", 0]  # nothing is generated
     run = run_cli("batch", "jobs.jsonl", "--out", "out", *closed, cwd=folder)
-    assert "review: out/index.html" in run.stdout
-    assert (folder / "out" / "index.html").is_file()
-    run_cli("batch", "jobs.jsonl", "--out", "out2", "--no-review", *closed, cwd=folder)
+    assert run.stdout.endswith("review: out/index.html\n"), run
+    page = Page((folder / "out" / "index.html").read_text())
+    assert len(page.all("article")) == 2 * len(expected)  # by line, and grouped by status
+    run = run_cli("batch", "jobs.jsonl", "--out", "out2", "--no-review", *closed, cwd=folder)
+    assert "review:" not in run.stdout
+    assert (folder / "out2" / MANIFEST_NAME).is_file()
     assert not (folder / "out2" / "index.html").exists()
 
 
@@ -577,7 +574,7 @@ def test_a_cell_whose_image_cannot_be_read_says_so_and_long_labels_are_cut(
     [
         (b"cat.png", "a grid takes a list of paths or URLs"),
         ([b"\x89PNG"], "a grid's images are paths or URLs"),
-        (["missing.png"], "images: cannot read"),
+        (["missing.png"], "is neither an http(s) URL, a data: URL nor an existing file"),
     ],
 )
 def test_a_grid_s_images_are_files_or_urls_it_can_read(
@@ -594,33 +591,36 @@ def test_a_grid_s_urls_are_sent_as_they_are(cat: Path) -> None:
     assert grid.jobs[0].job.images == {"cat": url, "dog": str(cat)}
 
 
-def test_the_dry_run_counts_what_a_run_would_do_with_each_recorded_state(
-    with_review: None, cat: Path, tmp_path: Path
+def test_the_dry_run_is_the_plan_a_run_would_make_of_each_recorded_state(
+    cat: Path, tmp_path: Path
 ) -> None:
-    from reve_remix._batch_file import ManifestRecord
-    from reve_remix._lifecycle import JobState
-
-    args = ["grid", "<img>0</img> in {style}", "-i", cat, "--axis", "style=a,b,c,d"]
-    grid = prompt_grid("<img>0</img> in {style}", [cat], {"style": ["a", "b", "c", "d"]})
+    args = ["grid", "<img>0</img> in {style}", "-i", cat, "--axis", "style=a,b,c,d,e"]
+    grid = prompt_grid("<img>0</img> in {style}", [cat], {"style": ["a", "b", "c", "d", "e"]})
     out = tmp_path / "g"
-    with Manifest(out) as manifest:
-        a, b, c, _ = grid.jobs
-        manifest.append(ManifestRecord(a.id, JobState.PAID, url="https://cdn.example.com/a.png"))
-        manifest.append(ManifestRecord(b.id, JobState.AMBIGUOUS))
-        manifest.append(ManifestRecord(c.id, JobState.FAILED, error="400 Bad Request"))
+    a, b, c, d, _ = grid.jobs
+    write_records(
+        out,
+        JobRecord(a.id, JobState.PAID, url="https://cdn.example.com/a.png"),
+        JobRecord(b.id, JobState.AMBIGUOUS),
+        JobRecord(c.id, JobState.FAILED, error="400 Bad Request"),
+        JobRecord(d.id, JobState.DONE, fingerprint="0" * 32, file="d.png"),  # another request
+    )
+    before = (out / MANIFEST_NAME).read_bytes()
     run = run_cli(*args, "--out", out, "--dry-run")
     assert run.returncode == 0, run
     assert run.stdout.splitlines()[1] == (
-        "would send 2 generation(s), download 1 paid image(s) again (not generated again), "
-        "1 held (may have been billed; see --resend-ambiguous); nothing was sent (--dry-run)"
+        "would send 2 generation(s), save 1 paid image(s) again (not generated again), "
+        "1 held (see the flags above), 1 changed since recorded (--replace-changed); "
+        "nothing was sent (--dry-run)"
     )
-    run = run_cli(*args, "--out", out, "--dry-run", "--resend-ambiguous")
-    assert "would send 3 generation(s)" in run.stdout
+    assert "--resend-ambiguous" in run.stderr  # why b is held, as batch says it
+    assert (out / MANIFEST_NAME).read_bytes() == before  # nothing written, no lock taken
+    assert not (out / GRID_JOBS).exists()
+    run = run_cli(*args, "--out", out, "--dry-run", "--resend-ambiguous", "--replace-changed")
+    assert "would send 4 generation(s)" in run.stdout
 
 
-def test_grid_refuses_an_out_that_cannot_be_written(
-    with_review: None, cat: Path, tmp_path: Path
-) -> None:
+def test_grid_refuses_an_out_that_cannot_be_written(cat: Path, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     run = run_cli(
         "grid", "<img>0</img> in {style}", "-i", cat, "--axis", "style=ink",
@@ -640,12 +640,21 @@ def test_a_grid_checks_its_images_as_remix_does_with_or_without_fit(tmp_path: Pa
     assert prompt_grid("<img>0</img> in {style}", [big], {"style": ["ink"]}, fit=True).jobs
 
 
-@pytest.mark.parametrize("price", [-1, float("nan"), float("inf"), "0.04", True])
-def test_a_price_is_a_number_from_zero_up(price: object, tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="price: USD per generation"):
+@pytest.mark.parametrize("price", [-1, float("nan"), float("inf"), "x", True])
+def test_a_price_is_an_amount_from_zero_up(price: object, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="price: expected an amount in USD"):
         contact_sheet(tmp_path, price=price)  # type: ignore[arg-type]
-    with pytest.raises(ValidationError, match="price: USD per generation"):
+    with pytest.raises(ValidationError, match="price: expected an amount in USD"):
         cards_from_ledger(tmp_path, price=price)  # type: ignore[arg-type]
+
+
+def test_the_price_defaults_to_the_environment_s(
+    batch: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, _ = batch
+    monkeypatch.setenv("REVE_REMIX_PRICE", "0.5")
+    costs = {card.cost for card in cards_from_ledger(folder / "out", folder / "jobs.jsonl")}
+    assert costs == {None, Decimal("0.5")}
 
 
 def test_a_card_s_status_is_one_the_sheet_knows() -> None:
@@ -653,16 +662,58 @@ def test_a_card_s_status_is_one_the_sheet_knows() -> None:
         Card("a", "lost")  # type: ignore[arg-type]
 
 
-def test_a_flagged_record_is_a_flagged_card(tmp_path: Path) -> None:
-    from reve_remix._batch_file import ManifestRecord
-    from reve_remix._lifecycle import JobState
+def test_each_state_of_the_ledger_is_a_card_status(tmp_path: Path) -> None:
+    write_records(
+        tmp_path,
+        JobRecord("a", JobState.FLAGGED, error="refused by content policy: 422 [moderation]"),
+        JobRecord("b", JobState.SENT),
+        JobRecord("c", JobState.PENDING),
+        JobRecord("d", JobState.PAID, spool=str(tmp_path / ".reve-remix/spool/d.png")),
+        JobRecord("e", JobState.PAID, url="https://cdn.example.com/e.png"),
+        JobRecord("f", JobState.PAID, request_id="req-f"),  # a 2xx without an image
+        JobRecord("g", JobState.AMBIGUOUS),
+        # written before the flagged state existed: a content-policy refusal was "failed"
+        JobRecord("h", JobState.FAILED, error="403 Forbidden [content_policy_violation]: no"),
+        JobRecord("i", JobState.FAILED, error="400 Bad Request [invalid_request]: no"),
+        JobRecord("j", JobState.DONE, file="j.png"),
+    )
+    assert {card.id: card.status for card in cards_from_ledger(tmp_path)} == {
+        "a": "flagged",
+        "b": "sent",
+        "c": "pending",
+        "d": "paid",
+        "e": "paid",
+        "f": "held",
+        "g": "ambiguous",
+        "h": "flagged",
+        "i": "failed",
+        "j": "done",
+    }
 
-    with Manifest(tmp_path) as manifest:
-        manifest.append(ManifestRecord("a", JobState.FLAGGED, error="422 [content_policy]: no"))
-        manifest.append(ManifestRecord("b", JobState.SENT))
-        manifest.append(ManifestRecord("c", JobState.PENDING))
-    assert [card.status for card in cards_from_ledger(tmp_path)] == [
-        "flagged",
-        "ambiguous",
-        "pending",
+
+def test_a_line_without_an_id_is_the_job_recorded_for_its_line_and_prompt(
+    cat: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    jobs = tmp_path / "jobs.jsonl"
+    lines = [
+        {"prompt": "<img>0</img> in ink", "images": [str(cat)]},
+        {"prompt": "<img>0</img> in oil", "images": [str(cat)]},
+    ]
+    jobs.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_records(
+        out,
+        JobRecord("0123456789abcdef", JobState.DONE, line=1, prompt=lines[0]["prompt"]),
+        JobRecord("fedcba9876543210", JobState.FAILED, line=1, prompt="an older line 1"),
+    )
+    cards = cards_from_ledger(out, jobs)
+    assert [(card.id, card.status, card.line) for card in cards[:2]] == [
+        ("0123456789abcdef", "done", 1),
+        (cards[1].id, "pending", 2),
+    ]
+    assert cards[0].references == (Reference("<img>0</img>", str(cat)),)
+    # the pending line is named as a batch with the default model will name it
+    assert re.fullmatch("[0-9a-f]{16}", cards[1].id)
+    assert [(card.id, card.prompt) for card in cards[2:]] == [
+        ("fedcba9876543210", "an older line 1")
     ]

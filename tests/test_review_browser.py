@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageStat
 
-from reve_remix._batch_file import Manifest
+from reve_remix._jobs_file import MANIFEST_NAME
+from reve_remix._manifest import read_records
 from reve_remix.review import STATUS_ORDER, cards_from_ledger, contact_sheet
 from tests.browser import CHROMIUM, Browser
-from tests.review_batch import make_batch
+from tests.review_batch import LOCAL_REFERENCES, make_batch
 
 pytestmark = pytest.mark.browser
 REQUIRED = os.environ.get("REVE_REMIX_TEST_BROWSER") == "required"
@@ -64,7 +65,7 @@ def test_every_job_of_the_ledger_has_a_card_showing_its_status(
     _, expected = sheet
     cards = page.evaluate(VISIBLE_CARDS)
     out = sheet[0].parent
-    ledger = Manifest(out).latest()[0]
+    ledger = read_records(out / MANIFEST_NAME)[0]
     assert set(ledger) <= {card["id"] for card in cards}  # every job of the ledger...
     assert [card["id"] for card in cards] == list(expected)  # ...and of the jobs file, by line
     assert {card["id"]: card["shown"] for card in cards} == expected
@@ -76,7 +77,7 @@ def test_every_job_of_the_ledger_has_a_card_showing_its_status(
 
 def test_every_image_loads_and_nothing_comes_from_the_network(page: Browser) -> None:
     images = page.images_loaded()
-    assert len(images) == 3 + 9  # 3 results and the 9 local references (not the URL one)
+    assert len(images) == 3 + LOCAL_REFERENCES  # 3 results and the local references
     for image in images:
         assert image["decoded"], image
         assert image["width"] > 0
@@ -96,7 +97,7 @@ def test_a_screenshot_of_the_sheet_is_not_blank(page: Browser, tmp_path: Path) -
     data = page.screenshot(tmp_path / "sheet.png")
     with Image.open(io.BytesIO(data)) as shot:
         assert shot.width == 1280
-        assert shot.height > 900  # the whole page: nine cards do not fit the first screen
+        assert shot.height > 900  # the whole page: ten cards do not fit the first screen
         stats = ImageStat.Stat(shot.convert("L"))
         assert stats.stddev[0] > 20  # text, badges and pictures, not one flat colour
         colours = shot.convert("RGB").getcolors(maxcolors=1 << 20)

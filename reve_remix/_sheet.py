@@ -129,7 +129,8 @@ def write_sheet(out_dir: Path, cards: Sequence[Card], *, title: str | None = Non
     rendered = [_CardHTML(card, index, assets) for index, card in enumerate(cards)]
     assets.remove_unused()
     page = _page(title or f"reve-remix review: {out_dir.resolve().name}", rendered)
-    return write_atomic(out_dir / SHEET_NAME, page.encode("utf-8"))
+    # A server's lone surrogate (a revised prompt) is shown escaped, never a reason to fail.
+    return write_atomic(out_dir / SHEET_NAME, page.encode("utf-8", "backslashreplace"))
 
 
 # --- files the page shows -----------------------------------------------------------------------
@@ -151,14 +152,14 @@ class _Assets:
         resolved = path.resolve()
         if not resolved.is_relative_to(self.root):
             resolved = self._copy(resolved, thumbnail=False)
-        return quote(resolved.relative_to(self.root).as_posix())
+        return _relative_url(resolved.relative_to(self.root))
 
     def link(self, path: Path) -> str:
         """A URL of ``path`` to link to, not load: relative inside DIR, else ``file://``."""
         if (path, False) not in self._references:
             resolved = path.resolve()
             self._references[path, False] = (
-                quote(resolved.relative_to(self.root).as_posix())
+                _relative_url(resolved.relative_to(self.root))
                 if resolved.is_relative_to(self.root)
                 else resolved.as_uri()
             )
@@ -168,7 +169,7 @@ class _Assets:
         """A relative URL of a small copy of the image at ``path``."""
         if (path, True) not in self._references:
             copy = self._copy(path.resolve(), thumbnail=True)
-            self._references[path, True] = quote(copy.relative_to(self.root).as_posix())
+            self._references[path, True] = _relative_url(copy.relative_to(self.root))
         return self._references[path, True]
 
     def _copy(self, source: Path, *, thumbnail: bool) -> Path:
@@ -188,6 +189,11 @@ class _Assets:
         for path in self.folder.resolve().iterdir():
             if path.is_file() and path not in self.used:
                 path.unlink(missing_ok=True)
+
+
+def _relative_url(path: Path) -> str:
+    """``path`` as a relative URL; a file name that is not UTF-8 is quoted as the bytes it is."""
+    return quote(path.as_posix(), errors="surrogateescape")
 
 
 def _thumbnail(data: bytes) -> tuple[bytes, str] | None:

@@ -717,3 +717,35 @@ def test_a_line_without_an_id_is_the_job_recorded_for_its_line_and_prompt(
     assert [(card.id, card.prompt) for card in cards[2:]] == [
         ("fedcba9876543210", "an older line 1")
     ]
+
+
+def test_a_lone_surrogate_or_a_file_name_that_is_not_utf8_is_shown_not_fatal(
+    tmp_path: Path,
+) -> None:
+    name = os.fsdecode(b"cat-\xff.png")  # a name the shell gave as bytes: a surrogate in it
+    try:
+        Image.new("RGB", (8, 8), "orange").save(tmp_path / name)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system takes only UTF-8 names")
+    card = Card("a", "done", 1, "x", image=tmp_path / name, revised_prompt="bad \ud800 text")
+    text = contact_sheet(tmp_path, [card]).read_bytes().decode("utf-8")  # valid UTF-8
+    assert "bad \\ud800 text" in text
+    assert 'src="cat-%FF.png"' in text  # the file's own bytes, which a browser opens
+
+
+def test_a_bug_in_the_sheet_is_a_warning_after_a_run(
+    batch: tuple[Path, dict[str, str]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder, _ = batch
+
+    def broken(*args: object, **kwargs: object) -> Path:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(_review, "contact_sheet", broken)
+    console = Console(sys.stderr, debug=False)
+    _review.refresh_sheet(_namespace(no_review=False), folder / "out", folder / "jobs", console)
+    err = capsys.readouterr().err
+    assert err.startswith("reve-remix: warning: the contact sheet was not written: unexpected ")
+    assert "KeyError" in err and "--debug" in err and err.count("\n") == 1

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from .._exceptions import ValidationError
 from .._jobs_file import MANIFEST_NAME
 from .._sheet import Card
 from ..review import GRID_JOBS, contact_sheet
-from ._console import EXIT_OK, PROG, Console, UsageError
+from ._console import DEBUG_HINT, EXIT_OK, PROG, Console, UsageError
 from ._options import Commands, SharedOptions, checked
 
 _EXAMPLES = f"""\
@@ -89,5 +90,13 @@ def refresh_sheet(
         path = contact_sheet(out_dir, cards, jobs_file=jobs_file, price=price)
     except (OSError, ValidationError) as exc:
         console.say(f"{PROG}: warning: the contact sheet was not written: {exc}")
+        return
+    except Exception as exc:  # a bug in the sheet must not turn a finished run into a failure
+        if console.debug:
+            console.say("".join(traceback.format_exception(exc)).rstrip())
+        console.say(
+            f"{PROG}: warning: the contact sheet was not written: unexpected "
+            f"{type(exc).__name__}: {exc} ({DEBUG_HINT})"
+        )
         return
     print(f"review: {path}")

@@ -175,7 +175,7 @@ def _card(job_id: str, line: JobLine | None, record: JobRecord | None, out_dir: 
     recorded = record or JobRecord(id=job_id, status=JobState.PENDING)
     return Card(
         id=job_id,
-        status=card_status(record),
+        status=_card_status(record),
         line=line.number if line is not None else recorded.line,
         prompt=line.job.prompt if line is not None else recorded.prompt,
         references=references,
@@ -187,7 +187,7 @@ def _card(job_id: str, line: JobLine | None, record: JobRecord | None, out_dir: 
     )
 
 
-def card_status(record: JobRecord | None) -> CardStatus:
+def _card_status(record: JobRecord | None) -> CardStatus:
     """What a card says of a job whose latest record is ``record`` (``None``: not sent yet).
 
     A ``paid`` job is ``paid`` (generated, not saved: the next run saves it) when its image can
@@ -197,9 +197,9 @@ def card_status(record: JobRecord | None) -> CardStatus:
 
     Example::
 
-        >>> card_status(JobRecord("cat", JobState.PAID, url="https://cdn.example.com/cat.png"))
+        >>> _card_status(JobRecord("cat", JobState.PAID, url="https://cdn.example.com/cat.png"))
         'paid'
-        >>> card_status(JobRecord("cat", JobState.PAID))
+        >>> _card_status(JobRecord("cat", JobState.PAID))
         'held'
     """
     if record is None:

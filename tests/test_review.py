@@ -751,3 +751,18 @@ def test_a_bug_in_the_sheet_is_a_warning_after_a_run(
     assert "KeyError" in err
     assert "--debug" in err
     assert err.count("\n") == 1
+
+
+def test_the_dry_run_reports_what_would_stop_a_run(cat: Path, tmp_path: Path) -> None:
+    grid = prompt_grid("<img>0</img> in {style}", [cat], {"style": ["ink", "oil"]})
+    out = tmp_path / "g"
+    out.mkdir()
+    (out / f"{grid.jobs[0].id}.png").write_bytes(b"not ours")  # no finished job wrote it
+    run = run_cli(
+        "grid", "<img>0</img> in {style}", "-i", cat, "--axis", "style=ink,oil", "--out", out,
+        "--dry-run",
+    )  # fmt: skip
+    assert run.returncode == 2, run
+    assert "would send 1 generation(s), 1 invalid; nothing was sent (--dry-run)" in run.stdout
+    assert "exists but no finished job of this batch wrote it" in run.stderr
+    assert "a run would stop here" in run.stderr

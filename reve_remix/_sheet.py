@@ -70,8 +70,10 @@ BILLED: dict[CardStatus, Literal["yes", "maybe"]] = {
     "held": "yes",
     "ambiguous": "maybe",
     "sent": "maybe",
+    "flagged": "maybe",
 }
-"""The statuses whose job was, or may have been, paid for."""
+"""The statuses whose job was, or may have been, paid for (as ``JobState.may_have_been_billed``
+says: a provider may generate first and moderate after, so a refusal may have been billed)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,10 +33,10 @@ from ._batch_plan import ID_DIGITS
 from ._client import DEFAULT_MODEL
 from ._exceptions import ValidationError, names_content_policy
 from ._grid import GRID_FIELDS, GRID_JOBS, GRID_NAME, Grid, GridJob, draw_grid, prompt_grid
-from ._jobs_file import MANIFEST_NAME, JobLine, read_jobs
+from ._jobs_file import JobLine, read_jobs
 from ._ledger import JobRecord
 from ._lifecycle import JobState
-from ._manifest import read_records
+from ._manifest import read_history
 from ._sheet import (
     BILLED,
     SHEET_NAME,
@@ -130,7 +130,8 @@ def cards_from_ledger(
     if jobs_file is None and (folder / GRID_JOBS).is_file():
         jobs_file = folder / GRID_JOBS
     lines = read_jobs(Path(jobs_file))[0] if jobs_file is not None else []
-    latest, _unreadable = read_records(folder / MANIFEST_NAME)
+    history, _unreadable = read_history(folder)
+    latest = {record.id: record for record in history}
     by_line = {(record.line, record.prompt): record for record in latest.values()}
     cards: list[Card] = []
     shown: set[str] = set()

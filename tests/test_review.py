@@ -24,7 +24,7 @@ from reve_remix._grid import CELL_PIXELS, PILLOW_NEEDED, _Layout
 from reve_remix._jobs_file import MANIFEST_NAME
 from reve_remix._ledger import JobRecord
 from reve_remix._lifecycle import JobState
-from reve_remix._manifest import read_records
+from reve_remix._manifest import read_history
 from reve_remix._spec import spec
 from reve_remix.review import (
     GRID_JOBS,
@@ -123,7 +123,7 @@ def test_without_the_jobs_file_every_job_of_the_ledger_still_has_a_card(
 ) -> None:
     folder, expected = batch
     cards = cards_from_ledger(folder / "out")
-    recorded = set(read_records(folder / "out" / MANIFEST_NAME)[0])
+    recorded = {record.id for record in read_history(folder / "out")[0]}
     assert {card.id for card in cards} == recorded == set(expected) - {"cat-pending"}
     written = {line["id"]: line for line, *_ in (*RUN_LINES, *LATER_LINES)}
     for card in cards:  # the ledger records each job's prompt and line; not its references
@@ -144,11 +144,11 @@ def test_a_price_costs_the_jobs_that_were_or_may_have_been_paid_for(
     assert costed == {
         job
         for job, status in expected.items()
-        if status in ("done", "paid", "held", "ambiguous", "sent")
+        if status in ("done", "paid", "held", "ambiguous", "sent", "flagged")
     }
     page = contact_sheet(folder / "out", jobs_file=folder / "jobs.jsonl", price=0.04).read_text()
-    # 5 jobs certainly paid for, two more that may have been (ambiguous, sent)
-    assert "cost $0.2 (up to $0.28)" in page
+    # 5 jobs certainly paid for, three more that may have been (ambiguous, sent, flagged)
+    assert "cost $0.2 (up to $0.32)" in page
     assert "$0.04 if it was billed" in page
 
 
@@ -421,7 +421,7 @@ def test_a_grid_of_two_by_two_sends_four_generations_once(cat: Path, tmp_path: P
         dry = run_cli(*args, *base, "--dry-run", cwd=tmp_path)
         assert dry.returncode == 0, dry
         assert "grid: 2 style x 2 aspect_ratio = 4 job(s)" in dry.stdout
-        assert "would send 4 generation(s)" in dry.stdout
+        assert "would send 4 job(s) (4 generation(s))" in dry.stdout
         assert not server.requests
         first = run_cli(*args, *base, cwd=tmp_path)
         assert first.returncode == 0, first
@@ -437,7 +437,8 @@ def test_a_grid_of_two_by_two_sends_four_generations_once(cat: Path, tmp_path: P
         assert len([request for request in server.requests if request.is_remix]) == 4  # none new
         assert "4 done (4 in earlier runs)" in again.stdout
         dry = run_cli(*args, *base, "--dry-run", cwd=tmp_path)
-        assert "would send 0 generation(s), 4 done already" in dry.stdout
+        assert "would send 0 job(s) (0 generation(s))" in dry.stdout
+        assert "4 done already" in dry.stdout
     assert f"grid: {tmp_path / 'grid' / 'grid.png'}" in first.stdout
     assert f"review: {tmp_path / 'grid' / 'index.html'}" in first.stdout
     with Image.open(tmp_path / "grid" / "grid.png") as image:
@@ -606,18 +607,27 @@ def test_the_dry_run_is_the_plan_a_run_would_make_of_each_recorded_state(
         JobRecord(d.id, JobState.DONE, fingerprint="0" * 32, file="d.png"),  # another request
     )
     before = (out / MANIFEST_NAME).read_bytes()
-    run = run_cli(*args, "--out", out, "--dry-run")
-    assert run.returncode == 0, run
-    assert run.stdout.splitlines()[1] == (
-        "would send 2 generation(s), save 1 paid image(s) again (not generated again), "
-        "1 held (see the flags above), 1 changed since recorded (--replace-changed); "
-        "nothing was sent (--dry-run)"
+    run = run_cli(*args, "--out", out, "--dry-run", "--price", "0.04")
+    assert run.returncode == 1, run  # as a run would end: one job held, one in conflict
+    assert [row.split()[0] for row in run.stdout.splitlines()[1:6]] == [
+        "fetch",
+        "hold",
+        "send",
+        "conflict",
+        "send",
+    ]
+    assert run.stdout.splitlines()[6] == (
+        "dry run, nothing sent: would send 2 job(s) (2 generation(s), 0.08 USD at 0.04 USD each)"
+        ", download 1 paid earlier, copy 0, 0 done already, 1 held, 1 in conflict"
     )
     assert "--resend-ambiguous" in run.stderr  # why b is held, as batch says it
     assert (out / MANIFEST_NAME).read_bytes() == before  # nothing written, no lock taken
     assert not (out / GRID_JOBS).exists()
     run = run_cli(*args, "--out", out, "--dry-run", "--resend-ambiguous", "--replace-changed")
-    assert "would send 4 generation(s)" in run.stdout
+    assert "would send 4 job(s)" in run.stdout
+    run = run_cli(*args, "--out", out, "--dry-run", "--json", "--max-generations", "1")
+    summary = json.loads(run.stdout.splitlines()[1])
+    assert (summary["send"], summary["generations"], summary["left_pending"]) == (2, 1, 1)
 
 
 def test_grid_refuses_an_out_that_cannot_be_written(cat: Path, tmp_path: Path) -> None:
@@ -762,7 +772,8 @@ def test_the_dry_run_reports_what_would_stop_a_run(cat: Path, tmp_path: Path) ->
         "grid", "<img>0</img> in {style}", "-i", cat, "--axis", "style=ink,oil", "--out", out,
         "--dry-run",
     )  # fmt: skip
-    assert run.returncode == 2, run
-    assert "would send 1 generation(s), 1 invalid; nothing was sent (--dry-run)" in run.stdout
+    assert run.returncode == 2, run  # as the run would: its lines are checked with --strict
+    assert "would send 1 job(s)" in run.stdout
+    assert "1 invalid" in run.stdout
     assert "exists but no finished job of this batch wrote it" in run.stderr
-    assert "a run would stop here" in run.stderr
+    assert "--strict: 1 invalid line(s); nothing would be sent" in run.stderr

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageStat
 
-from reve_remix._jobs_file import MANIFEST_NAME
-from reve_remix._manifest import read_records
+from reve_remix._manifest import read_history
 from reve_remix.review import STATUS_ORDER, cards_from_ledger, contact_sheet
 from tests.browser import CHROMIUM, Browser
 from tests.review_batch import LOCAL_REFERENCES, make_batch
@@ -65,7 +64,7 @@ def test_every_job_of_the_ledger_has_a_card_showing_its_status(
     _, expected = sheet
     cards = page.evaluate(VISIBLE_CARDS)
     out = sheet[0].parent
-    ledger = read_records(out / MANIFEST_NAME)[0]
+    ledger = {record.id for record in read_history(out)[0]}
     assert set(ledger) <= {card["id"] for card in cards}  # every job of the ledger...
     assert [card["id"] for card in cards] == list(expected)  # ...and of the jobs file, by line
     assert {card["id"]: card["shown"] for card in cards} == expected

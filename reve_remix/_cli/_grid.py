@@ -3,7 +3,9 @@
 The matrix's jobs are written as a batch file (``DIR/jobs.jsonl``) and run by the ``batch``
 command's :func:`~reve_remix._cli._batch.run` on the folder's manifest, so a grid is paid once
 and resumable as every batch is; then ``DIR/grid.png`` is drawn and the contact sheet written.
-``--dry-run`` plans those jobs with ``plan_batch``, as the run would, and sends nothing.
+``--dry-run`` is the batch's own dry run of those jobs (``plan_batch``, as the run would plan
+them): it sends and writes nothing, and takes no lock. The caps (``--max-generations``,
+``--max-cost``) are the batch's.
 """
 
 from __future__ import annotations
@@ -12,18 +14,14 @@ import argparse
 import csv
 from pathlib import Path
 
-from .._batch_plan import plan_batch
-from .._client import DEFAULT_MODEL
 from .._grid import pillow
-from .._jobs_file import MANIFEST_NAME, unwritable
-from .._manifest import read_records
-from .._runner import Action
-from ..review import GRID_JOBS, GRID_NAME, Grid, cards_from_ledger, prompt_grid
+from .._jobs_file import unwritable
+from ..review import GRID_JOBS, GRID_NAME, cards_from_ledger, prompt_grid
 from . import _batch
-from ._console import EXIT_OK, EXIT_USAGE, PROG, Console, UsageError
+from ._console import Console, UsageError
 from ._options import Commands, SharedOptions
 from ._remix import add_images, parse_images
-from ._review import add_price, refresh_sheet
+from ._review import refresh_sheet
 
 _EXAMPLES = """\
 Examples:
@@ -42,8 +40,9 @@ def add(commands: Commands, shared: SharedOptions) -> None:
     """Add the ``grid`` command."""
     summary = "Run a prompt matrix (every combination of the axes) and draw it as one grid."
     grid = shared.command(
-        commands, "grid", summary, _EXAMPLES, shared.generation, shared.connection
-    )
+        commands, "grid", summary, _EXAMPLES, shared.generation, shared.connection,
+        shared.spending,
+    )  # fmt: skip
     grid.add_argument("prompt", help="what to make, with a {NAME} placeholder for each axis")
     add_images(grid)
     grid.add_argument(
@@ -55,10 +54,6 @@ def add(commands: Commands, shared: SharedOptions) -> None:
         help="an axis and its values, comma-separated (quote a value that holds a comma)",
     )
     _batch.add_run_options(grid)
-    grid.add_argument(
-        "--dry-run", action="store_true", help="print how many generations a run would send"
-    )
-    add_price(grid)
     grid.set_defaults(run=run)
 
 
@@ -78,16 +73,18 @@ def run(args: argparse.Namespace, console: Console) -> int:
     shape = " x ".join(f"{len(values)} {name}" for name, values in grid.axes.items())
     print(f"grid: {shape} = {len(grid.jobs)} job(s)")
     jobs_file = out_dir / GRID_JOBS
-    if args.dry_run:
-        return _dry_run(grid, out_dir, jobs_file, args, console)
+    # as batch runs (or plans) the file it would write: --strict, for prompt_grid checked every
+    # line; the sheet is written below, with the cards the grid is drawn from
+    batch_args = argparse.Namespace(
+        **{**vars(args), "jobs": str(jobs_file), "strict": True, "no_review": True}
+    )
+    if args.dry_run:  # the batch's own dry run of the grid's lines: nothing written
+        return _batch.plan_only(batch_args, console, *grid.job_lines())
     blocked = unwritable(out_dir)
     if blocked:
         raise UsageError(f"--out {out_dir}: {blocked}; nothing was sent")
     grid.write_jobs(jobs_file)
-    # prompt_grid checked every line (--strict only guards that); the sheet is written below,
-    # with the cards the grid is drawn from
-    batch_args = {**vars(args), "jobs": str(jobs_file), "strict": True, "no_review": True}
-    code: int = _batch.run(argparse.Namespace(**batch_args), console)
+    code: int = _batch.run(batch_args, console)
     cards = cards_from_ledger(out_dir, jobs_file, price=args.price)
     for page in grid.draw(cards, out_dir / GRID_NAME):
         print(f"grid: {page}")
@@ -109,35 +106,3 @@ def _parse_axes(values: list[str]) -> dict[str, list[str]]:
         except csv.Error as exc:
             raise UsageError(f"--axis {value}: {exc}") from None
     return axes
-
-
-def _dry_run(
-    grid: Grid, out_dir: Path, jobs_file: Path, args: argparse.Namespace, console: Console
-) -> int:
-    """Print what a real run would do with the grid's jobs: the batch's plan of them against
-    the folder's manifest (read without its lock), as the run would make it. Writes nothing."""
-    lines, problems = grid.job_lines()
-    records, _unreadable = read_records(out_dir / MANIFEST_NAME)
-    defaults = _batch.defaults_of(args, args.model or DEFAULT_MODEL)  # the client's model
-    plan = plan_batch(lines, records, out_dir, defaults, _batch.policy_of(args), problems)
-    _batch.announce(plan, str(jobs_file), console)
-    counts = {action: len(plan.having(action)) for action in Action}
-    parts = [f"would send {counts[Action.SEND]} generation(s)"]
-    if counts[Action.FETCH] or counts[Action.PLACE]:
-        parts.append(
-            f"save {counts[Action.FETCH] + counts[Action.PLACE]} paid image(s) again "
-            "(not generated again)"
-        )
-    if counts[Action.SKIP]:
-        parts.append(f"{counts[Action.SKIP]} done already")
-    if counts[Action.HOLD]:
-        parts.append(f"{counts[Action.HOLD]} held (see the flags above)")
-    if counts[Action.CONFLICT]:
-        parts.append(f"{counts[Action.CONFLICT]} changed since recorded (--replace-changed)")
-    if plan.problems:
-        parts.append(f"{len(plan.problems)} invalid")
-    print(", ".join(parts) + "; nothing was sent (--dry-run)")
-    if plan.problems:
-        console.say(f"{PROG}: a run would stop here: nothing would be sent")
-        return EXIT_USAGE
-    return EXIT_OK

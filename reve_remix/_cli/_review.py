@@ -17,7 +17,7 @@ from .._jobs_file import MANIFEST_NAME
 from .._sheet import Card
 from ..review import GRID_JOBS, contact_sheet
 from ._console import DEBUG_HINT, EXIT_OK, PROG, Console, UsageError
-from ._options import Commands, SharedOptions, checked
+from ._options import Commands, SharedOptions
 
 _EXAMPLES = f"""\
 Example:
@@ -32,29 +32,14 @@ A price (--price, or ${_config.PRICE_ENV}) shows what the jobs cost; the API doe
 def add(commands: Commands, shared: SharedOptions) -> None:
     """Add the ``review`` command."""
     summary = "Write DIR/index.html: a contact sheet of the batch in DIR, one card per job."
-    review = shared.command(commands, "review", summary, _EXAMPLES)
+    review = shared.command(commands, "review", summary, _EXAMPLES, shared.price)
     review.add_argument("dir", metavar="DIR", help="the --out folder of a batch")
     review.add_argument(
         "--jobs",
         metavar="JOBS.jsonl",
         help=f"the batch's jobs file, for the references (default: DIR/{GRID_JOBS})",
     )
-    add_price(review)
     review.set_defaults(run=run)
-
-
-# The one definition of --price for the sheet's costs. The spending options (--price with the
-# caps, on every command that runs jobs) are to live in _options: once they do, review takes
-# their price-only group and grid their spending group, and this function goes.
-def add_price(parser: argparse.ArgumentParser) -> None:
-    """Add ``--price``: what one generation costs, to show what the jobs cost."""
-    parser.add_argument(
-        "--price",
-        type=checked(_config.price),
-        metavar="USD",
-        help=f"what one generation costs, in USD (default: ${_config.PRICE_ENV}), to show what "
-        "the jobs cost; the API does not say",
-    )
 
 
 def run(args: argparse.Namespace, console: Console) -> int:

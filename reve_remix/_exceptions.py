@@ -377,7 +377,7 @@ def status_error(response: httpx.Response) -> APIStatusError:
 
     status = response.status_code
     cls = _BY_STATUS.get(status, InternalServerError if status >= 500 else APIStatusError)
-    cls = _error_class(cls, _names_content_policy(error_type, error_code), response.is_success)
+    cls = _error_class(cls, names_content_policy(error_type, error_code), response.is_success)
     label = f"{status} {response.reason_phrase}".strip()
     kind = f" [{error_type}]" if error_type else ""
     if response.is_success:
@@ -399,10 +399,11 @@ def is_content_policy(response: httpx.Response) -> bool:
     envelope = body.get("error") if isinstance(body, dict) else None
     if not isinstance(envelope, dict):
         return False
-    return _names_content_policy(envelope.get("type"), envelope.get("code"))
+    return names_content_policy(envelope.get("type"), envelope.get("code"))
 
 
-def _names_content_policy(error_type: object, error_code: object) -> bool:
+def names_content_policy(error_type: object, error_code: object) -> bool:
+    """Whether an error envelope's ``type`` or ``code`` names content policy or moderation."""
     return bool(_CONTENT_POLICY.search(f"{error_type} {error_code}"))
 
 

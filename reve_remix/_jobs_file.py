@@ -215,7 +215,17 @@ def read_jobs(path: Path) -> tuple[list[JobLine], list[LineProblem]]:
         for problem in problems:
             print(problem)  # line 3: missing "prompt"
     """
-    text = _read_text(path)
+    return parse_jobs(_read_text(path), path.parent)
+
+
+def parse_jobs(text: str, base: Path) -> tuple[list[JobLine], list[LineProblem]]:
+    """The jobs of a batch file's ``text`` (see :func:`read_jobs`), image paths relative to
+    ``base``; what a file holding ``text`` in ``base`` would give, without the file.
+
+    Example::
+
+        jobs, problems = parse_jobs('{"prompt": "<img>0</img>", "images": ["a.png"]}', Path("."))
+    """
     jobs: list[JobLine] = []
     problems: list[LineProblem] = []
     seen_outputs: dict[str, int] = {}
@@ -224,7 +234,7 @@ def read_jobs(path: Path) -> tuple[list[JobLine], list[LineProblem]]:
         if not line.strip():
             continue
         try:
-            job = _parse_line(line, number, path.parent)
+            job = _parse_line(line, number, base)
             if job.output is not None:
                 _check_unique(job.output, "output", seen_outputs, number)
         except ValidationError as exc:

@@ -432,6 +432,61 @@ def strip_tags(text: str, replacement: str = " ") -> str:
     return "".join(pieces) + text[last:]
 
 
+def marked_spans(text: str) -> list[tuple[int, int]]:
+    """Where ``text`` points at an image: every tag-like construct and every ``{name}`` field.
+
+    In order of position, as ``(start, end)`` offsets; ``{{`` and ``}}`` are literal braces, not
+    fields. The contact sheet highlights these spans of a prompt as it was written.
+
+    Example:
+        >>> marked_spans("Put {cat} on <img>1</img> {{not}} <ref>2</ref>")
+        [(4, 9), (13, 25), (34, 46)]
+    """
+    spans = [(tag.start, tag.end) for tag in _scan(text)]
+    spans += [
+        match.span()
+        for match in _BRACE.finditer(text)
+        if match[1] is not None and IMAGE_NAME.fullmatch(match[1])
+    ]
+    return sorted(spans)
+
+
+def fill_fields(prompt: str, values: Mapping[str, str], *, escape_braces: bool) -> str:
+    """``prompt`` with each ``{name}`` field whose name is in ``values`` replaced by its value.
+
+    Every other field (a named image's ``{cat}``), literal brace (``{{``, ``}}``) and tag is left
+    as written, so a prompt can carry placeholders of its own beside its named images. With
+    ``escape_braces`` (the images are named, so the prompt's braces are still to be read), braces
+    in a value are doubled, so that a value is never read as a field.
+
+    Example:
+        >>> fill_fields("{cat} in {style}, {{x}}", {"style": "ink {wash}"}, escape_braces=True)
+        '{cat} in ink {{wash}}, {{x}}'
+    """
+    pieces: list[str] = []
+    last = 0
+    for match in _BRACE.finditer(prompt):
+        if match[1] is None or match[1] not in values:
+            continue
+        value = values[match[1]]
+        if escape_braces:
+            value = value.replace("{", "{{").replace("}", "}}")
+        pieces += [prompt[last : match.start()], value]
+        last = match.end()
+    return "".join(pieces) + prompt[last:]
+
+
+def field_names(prompt: str) -> list[str]:
+    """The names of the ``{name}`` fields of ``prompt``, each once, in order of appearance.
+
+    Example:
+        >>> field_names("{cat} in {style}; {{not}} {cat} {}")
+        ['cat', 'style']
+    """
+    names = [match[1] for match in _BRACE.finditer(prompt) if match[1] is not None]
+    return list(dict.fromkeys(name for name in names if IMAGE_NAME.fullmatch(name)))
+
+
 def _scan(text: str) -> Iterator[_Tag]:
     """Every tag-like construct of ``text``, in order: one pass over its markers."""
     opener: re.Match[str] | None = None

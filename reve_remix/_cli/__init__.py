@@ -1,5 +1,5 @@
-"""The ``reve-remix`` command: ``remix``, ``batch``, ``spend``, ``fetch``, ``info``, ``demo``,
-``mock``.
+"""The ``reve-remix`` command: ``remix``, ``batch``, ``spend``, ``review``, ``grid``, ``fetch``,
+``info``, ``demo`` and ``mock``.
 
 Exit codes: 0 success, 1 an API or network error (or, for ``batch``, any job not done), 2 a usage
 or validation error (nothing was sent), 130 interrupted (143 SIGTERM, 129 SIGHUP). Errors are one
@@ -21,7 +21,7 @@ from typing import TextIO
 
 from .._spec import spec
 from .._version import __version__
-from . import _batch, _demo, _fetch, _info, _remix, _signals, _spend
+from . import _batch, _demo, _fetch, _grid, _info, _remix, _review, _signals, _spend
 from ._console import EXIT_INTERRUPTED, EXIT_USAGE, PROG, Console
 from ._options import CommandParser, Commands, SharedOptions
 
@@ -29,6 +29,8 @@ COMMANDS: tuple[Callable[[Commands, SharedOptions], None], ...] = (
     _remix.add,
     _batch.add,
     _spend.add,
+    _review.add,
+    _grid.add,
     _fetch.add,
     _info.add,
     _demo.add_demo,

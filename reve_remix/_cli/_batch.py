@@ -20,11 +20,13 @@ from .._jobs_file import JobLine, LineProblem, read_jobs, remove_stale_parts, un
 from .._lifecycle import GENERATED_NOT_SAVED, MAY_HAVE_BEEN_GENERATED, JobState
 from .._manifest import Holder, LockHeld, Manifest
 from .._runner import Action, Policy
+from .._sheet import SHEET_NAME
 from . import _signals
 from ._batch_dry_run import dry_run
 from ._batch_report import Report, announce
 from ._console import ACCOUNT_HINTS, EXIT_API_ERROR, EXIT_OK, EXIT_USAGE, PROG, Console, UsageError
 from ._options import NO_METADATA_HELP, Commands, SharedOptions, caps, client, folder, number
+from ._review import refresh_sheet
 
 MAX_CONCURRENCY = 256
 """The most jobs in flight: past this, requests only queue behind the API's rate limit, and
@@ -39,10 +41,21 @@ def add(commands: Commands, shared: SharedOptions) -> None:
         shared.spending,
     )  # fmt: skip
     batch.add_argument("jobs", metavar="JOBS.jsonl", help="one JSON job per line")
+    add_run_options(batch)
     batch.add_argument(
+        "--strict", action="store_true", help="stop before sending anything if any line is invalid"
+    )
+    batch.set_defaults(run=run)
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--out``, ``--concurrency``, how a run treats what the manifest knows, ``--dry-run``
+    and ``--no-review``: the options of every command whose jobs run as a batch (``batch``,
+    ``grid``)."""
+    parser.add_argument(
         "--out", required=True, type=folder, metavar="DIR", help="folder for images and manifest"
     )
-    batch.add_argument(
+    parser.add_argument(
         "--concurrency",
         type=number(int, 1, MAX_CONCURRENCY),
         metavar="N",
@@ -51,7 +64,6 @@ def add(commands: Commands, shared: SharedOptions) -> None:
         "community tier allows 30 at once and 600 requests a minute per key)",
     )
     flags = {
-        "--strict": "stop before sending anything if any line is invalid",
         "--force": "overwrite files in DIR that no finished job wrote",
         "--wait": "wait for another run on the same DIR to end, rather than stop",
         "--resend-ambiguous": "send again the jobs whose last run may have been billed without "
@@ -62,13 +74,13 @@ def add(commands: Commands, shared: SharedOptions) -> None:
         "--replace-changed": "send a job whose id the manifest knows with another request, "
         "replacing it (billed)",
         "--no-metadata": NO_METADATA_HELP,
+        "--no-review": f"do not write the contact sheet DIR/{SHEET_NAME} at the end",
         "--dry-run": "send nothing, write nothing, take no lock: check every job as a run does "
         "and print what it would do and cost",
         "--json": "with --dry-run: print one JSON object",
     }
     for flag, text in flags.items():
-        batch.add_argument(flag, action="store_true", help=text)
-    batch.set_defaults(run=run)
+        parser.add_argument(flag, action="store_true", help=text)
 
 
 _EXAMPLES = """\
@@ -89,7 +101,8 @@ that may have been billed without an answer are held: --resend-ambiguous sends t
 at a time per DIR. Ctrl-C, SIGTERM and SIGHUP finish the running jobs first.
 --max-generations N and --max-cost USD cap what this run may spend: when the cap is reached no
 further job is sent, the rest stays pending for the next run. 'reve-remix spend DIR' reads back
-what the manifest says was spent.
+what the manifest says was spent. At the end of every run DIR/index.html shows every job on
+one page ('reve-remix review'); --no-review leaves it as it was.
 Exit code 0 when every job is done, 1 when some are not or some lines are invalid.
 """
 
@@ -105,15 +118,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if args.json and not args.dry_run:
         raise UsageError("--json goes with --dry-run (a run prints its summary line)")
     lines, problems = read_jobs(Path(args.jobs))
-    policy = Policy(
-        resend_ambiguous=args.resend_ambiguous,
-        regenerate_paid=args.regenerate_paid,
-        resend_flagged=args.resend_flagged,
-        replace_changed=args.replace_changed,
-    )
     if args.dry_run:
-        model = args.model or DEFAULT_MODEL
-        return dry_run(args, console, lines, problems, policy, _defaults(args, model))
+        return plan_only(args, console, lines, problems)
+    policy = policy_of(args)
     report = Report(console, out_dir)
     with client(args, console) as remixer, Manifest(out_dir) as manifest:
         batch = BatchRun(remixer, manifest, policy, concurrency=args.concurrency,
@@ -169,6 +176,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
             manifest=manifest.path,
         )
     )
+    refresh_sheet(args, out_dir, Path(args.jobs), console)
     if signalled:
         return _signals.exit_code(signalled[0])
     complete = report.done == len(jobs) and not plan.having(Action.HOLD, Action.CONFLICT)
@@ -202,7 +210,7 @@ def _plan(
         )
     for cut in unreadable:
         console.say(f"{PROG}: warning: {manifest.path}: line {cut} is cut short; ignored")
-    defaults = _defaults(args, model)
+    defaults = defaults_of(args, model)
     plan = plan_batch(lines, manifest.records, manifest.out_dir, defaults, policy, problems)
     if not announce(plan, args.jobs, console) and args.strict:
         console.say(f"{PROG}: --strict: {len(plan.problems)} invalid line(s); nothing was sent")
@@ -210,8 +218,26 @@ def _plan(
     return plan
 
 
-def _defaults(args: argparse.Namespace, model: str) -> Defaults:
-    """What the command line gives the lines that leave a field out, and how to run them."""
+def plan_only(
+    args: argparse.Namespace, console: Console, lines: list[JobLine], problems: list[LineProblem]
+) -> int:
+    """``--dry-run``: plan ``lines`` as a run given ``args`` would, and print it; the exit code."""
+    model = args.model or DEFAULT_MODEL  # the client's model, as client() makes it
+    return dry_run(args, console, lines, problems, policy_of(args), defaults_of(args, model))
+
+
+def policy_of(args: argparse.Namespace) -> Policy:
+    """What a run given ``args`` sends again of the jobs the manifest knows."""
+    return Policy(
+        resend_ambiguous=args.resend_ambiguous,
+        regenerate_paid=args.regenerate_paid,
+        resend_flagged=args.resend_flagged,
+        replace_changed=args.replace_changed,
+    )
+
+
+def defaults_of(args: argparse.Namespace, model: str) -> Defaults:
+    """What a run given ``args`` gives the lines that leave a field out; ``model`` the client's."""
     return Defaults(
         model=model,
         aspect_ratio=args.aspect_ratio,

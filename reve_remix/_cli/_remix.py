@@ -21,7 +21,6 @@ from .._ledger import JobRecord, MemoryLedger
 from .._lifecycle import JobState
 from .._progress import spinner_line
 from .._recipe import save_image
-from .._request import Images
 from .._runner import Call, PaidJob, lifecycle
 from .._spec import spec
 from .._tags import IMAGE_NAME
@@ -39,16 +38,7 @@ def add(commands: Commands, shared: SharedOptions) -> None:
         shared.spending,
     )  # fmt: skip
     remix.add_argument("prompt", help="what to make; refer to images as <img>N</img> or {name}")
-    remix.add_argument(
-        "-i",
-        "--image",
-        dest="images",
-        action="append",
-        required=True,
-        metavar="IMAGE",
-        help="a path or http(s) URL; NAME=IMAGE names it for {NAME} in the prompt "
-        f"(repeat {spec().images_text()} times)",
-    )
+    add_images(remix)
     remix.add_argument(
         "-o", "--output", help="file or folder to save to (default: ./<prompt>-<time>.<ext>)"
     )
@@ -181,7 +171,21 @@ def _interrupted(
             console.say(f"{PROG}: get it without paying: {command}")
 
 
-def parse_images(values: list[str]) -> Images:
+def add_images(parser: argparse.ArgumentParser) -> None:
+    """Add ``-i``/``--image`` (the reference images, read by :func:`parse_images`)."""
+    parser.add_argument(
+        "-i",
+        "--image",
+        dest="images",
+        action="append",
+        required=True,
+        metavar="IMAGE",
+        help="a path or http(s) URL; NAME=IMAGE names it for {NAME} in the prompt "
+        f"(repeat {spec().images_text()} times)",
+    )
+
+
+def parse_images(values: list[str]) -> list[str] | dict[str, str]:
     """``-i`` values: all plain (a list), or all ``NAME=IMAGE`` (a mapping)."""
     named: dict[str, str] = {}
     plain: list[str] = []

@@ -172,7 +172,7 @@ def evolved(tmp_path_factory):
     text = corrections_path.read_text()
     assert text.count("/v1/images/edits") == 1  # the path is written once: one edit
     corrections_path.write_text(text.replace("/v1/images/edits", "/v2/images/edits"))
-    third = regenerate(tree)
+    third = regenerate(tree, "--from", str(specs / "moved.json"))  # the same command, resumed
     return tree, first, second, third
 
 
@@ -253,7 +253,8 @@ def test_f_a_moved_path_needs_one_edit_then_client_and_mock_follow(evolved, evol
         'openapi/corrections.json: corrections.json "operation": POST /v1/images/edits is not '
         "in the vendor spec (it has POST /v2/images/edits): update it"
     )
-    assert third.returncode == 0, third.stderr
+    assert third.returncode == 4, third.stderr  # breaking: the path moved
+    assert third.stdout.startswith("Vendor spec change: breaking (1 breaking, 0 additive)")
     assert evolved_facts["path"] == "/v2/images/edits"
     assert evolved_facts["old path"] == 404
     assert regenerate(tree, "--check").returncode == 0
@@ -347,7 +348,7 @@ def test_h_reordered_keys_change_nothing_downstream(tree, tmp_path):
     corrected_before = (tree / "openapi" / "corrected.openapi.json").read_bytes()
     result = regenerate(tree, "--from", str(write_spec(tmp_path / "r.json", reordered(vendor()))))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("No change to the operation")
+    assert result.stdout.startswith("No change to the operations")
     assert (tree / "openapi" / "corrected.openapi.json").read_bytes() == corrected_before
     after = generated_files(tree)
     assert after.pop("_provenance.py") != before.pop("_provenance.py")  # the new vendor hash
@@ -424,7 +425,8 @@ def changed(edit) -> dict:
                 request_schema(s)["required"].append("style"),
             ),
             "breaking",
-            "request.style: added (string, required)",
+            "request.style: added (string, required): remix has no argument for it; callers "
+            "must pass extra_body={'style': ...}",
         ),
         (
             lambda s: request_schema(s)["properties"].pop("aspect_ratio"),
@@ -476,12 +478,13 @@ def changed(edit) -> dict:
         (
             lambda s: response_schema(s)["properties"]["data"]["items"]["properties"].pop("url"),
             "breaking",
-            "response.data[].url: removed",
+            "response.data[].url: removed (RemixImage.url reads it: now what the response "
+            "sends, else None)",
         ),
         (
             lambda s: response_schema(s)["properties"]["created"].update(type="string"),
             "breaking",
-            'response.created: type "integer" → "string"',
+            'response.created: type "integer" → "string" (read by RemixResult.created)',
         ),
         (
             lambda s: s.update(security=[{"apiKey": []}]),

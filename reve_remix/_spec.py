@@ -15,8 +15,8 @@ Example::
 
     >>> spec().method, spec().path.endswith("/images/edits")
     ('POST', True)
-    >>> spec().min_images, spec().max_images
-    (1, 4)
+    >>> spec().images_text()  # doctest: +ELLIPSIS
+    '1 to ...'
 """
 
 from __future__ import annotations

@@ -48,6 +48,11 @@ _FACADE_READS = {
         for name, reader in _spec.IMAGE_READS.items()
     },
 }
+# What the report of the vendor's specs says when the corrected ones cannot be compared.
+VENDOR_ONLY = (
+    "Compared as the vendor publishes it: openapi/corrections.json does not apply to the new "
+    "spec yet (the last line says what to edit)."
+)
 # Where a child's name continues its parent's: ``request.seed``, ``response.data[]``, and any
 # other operation's ``operation POST /x: request.prompt``.
 _CHILD = (".", "[", ": ")

@@ -254,10 +254,7 @@ def report_new_spec(new: bytes) -> tuple[change_report.Report, str]:
     try:
         spec_text = corrected_spec(json.loads(new))
     except Stop:
-        vendor.header = (
-            "Compared as the vendor publishes it: openapi/corrections.json does not apply to "
-            "the new spec yet (the last line says what to edit)."
-        )
+        vendor.header = change_report.VENDOR_ONLY
         sys.stdout.write(vendor.text())
         sys.stdout.flush()
         raise

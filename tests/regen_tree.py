@@ -90,12 +90,23 @@ def response_schema(spec: dict[str, Any]) -> dict[str, Any]:
     return operation(spec)["responses"]["200"]["content"]["application/json"]["schema"]
 
 
+def unused(taken: Any, base: str) -> str:
+    """``base``, or ``base_2``, ``base_3``…: a name not in ``taken``.
+
+    The drills add names the vendor does not use yet, so that they stay drills of an addition
+    after the vendor has made it (the suite then runs on a tree that has ``seed`` already).
+    """
+    return next(
+        name for n in range(1, 99) if (name := base if n == 1 else f"{base}_{n}") not in taken
+    )
+
+
 def with_response_fields(spec: dict[str, Any]) -> dict[str, Any]:
-    """Drill a: optional ``data[].seed`` (integer) and top-level ``usage`` (object)."""
+    """Drill a: an optional integer on each image (``seed``) and an object (``usage``)."""
     changed = copy.deepcopy(spec)
     response = response_schema(changed)
-    response["properties"]["usage"] = {"type": "object", "description": "What the call cost."}
-    response["properties"]["data"]["items"]["properties"]["seed"] = {"type": "integer"}
+    response["properties"][NEW_RESPONSE_FIELD] = {"type": "object", "description": "The cost."}
+    response["properties"]["data"]["items"]["properties"][NEW_IMAGE_FIELD] = {"type": "integer"}
     return changed
 
 
@@ -111,7 +122,7 @@ def write_spec(path: Path, spec: dict[str, Any]) -> Path:
 
 
 def with_more_images(spec: dict[str, Any]) -> dict[str, Any]:
-    """Drill c: ``maxItems`` 4 → 6 (and the prose that states it)."""
+    """Drill c: ``maxItems`` up by 2 (4 → 6 today), and the prose that states it."""
     changed = copy.deepcopy(spec)
     images = request_schema(changed)["properties"]["image_urls"]
     old = images["maxItems"]
@@ -126,15 +137,16 @@ def with_request_fields(spec: dict[str, Any]) -> dict[str, Any]:
     """Drill d: optional request fields ``seed`` (integer) and ``negative_prompt`` (string)."""
     changed = copy.deepcopy(spec)
     properties = request_schema(changed)["properties"]
-    properties["seed"] = {"type": "integer", "description": "A seed, for repeatable results."}
-    properties["negative_prompt"] = {"type": "string", "description": "What to leave out."}
+    seed, negative = NEW_REQUEST_FIELDS
+    properties[seed] = {"type": "integer", "description": "A seed, for repeatable results."}
+    properties[negative] = {"type": "string", "description": "What to leave out."}
     return changed
 
 
-def with_output_format(spec: dict[str, Any], value: str = "webp_url") -> dict[str, Any]:
-    """Half of drill h: a new ``output_format`` value, the default unchanged."""
+def with_output_format(spec: dict[str, Any]) -> dict[str, Any]:
+    """Half of drill h: a new ``output_format`` value (``webp_url``), the default unchanged."""
     changed = copy.deepcopy(spec)
-    request_schema(changed)["properties"]["output_format"]["enum"].append(value)
+    request_schema(changed)["properties"]["output_format"]["enum"].append(NEW_FORMAT)
     return changed
 
 
@@ -150,19 +162,19 @@ def without_revised_prompt(spec: dict[str, Any]) -> dict[str, Any]:
     return changed
 
 
-def with_required_field(spec: dict[str, Any], name: str = "quality") -> dict[str, Any]:
-    """Drill e: a new required request field."""
+def with_required_field(spec: dict[str, Any]) -> dict[str, Any]:
+    """Drill e: a new required request field (``quality``)."""
     changed = copy.deepcopy(spec)
     schema = request_schema(changed)
-    schema["properties"][name] = {"type": "string", "enum": ["standard", "high"]}
-    schema["required"].append(name)
+    schema["properties"][NEW_REQUIRED_FIELD] = {"type": "string", "enum": ["standard", "high"]}
+    schema["required"].append(NEW_REQUIRED_FIELD)
     return changed
 
 
-def moved(spec: dict[str, Any], to: str = "/v2/images/edits") -> dict[str, Any]:
-    """Drill f: the operation moves to another path."""
+def moved(spec: dict[str, Any]) -> dict[str, Any]:
+    """Drill f: the operation moves to another path (``/v1`` → ``/v2`` today)."""
     changed = copy.deepcopy(spec)
-    changed["paths"] = {to: next(iter(changed["paths"].values()))}
+    changed["paths"] = {MOVED_PATH: changed["paths"].pop(PATH), **changed["paths"]}
     return changed
 
 
@@ -178,11 +190,12 @@ def with_ratio_enum(spec: dict[str, Any], new: str = "21:9") -> dict[str, Any]:
 
 
 def with_new_default_format(spec: dict[str, Any]) -> dict[str, Any]:
-    """Drill h: ``output_format``'s default becomes ``b64_json``, and ``webp_url`` is new."""
+    """Drill h: ``output_format``'s default changes (to ``b64_json``), and ``webp_url`` is new."""
     changed = with_output_format(spec)
     fmt = request_schema(changed)["properties"]["output_format"]
-    fmt["default"] = "b64_json"
-    fmt["description"] = fmt["description"].replace("`url`", "`b64_json`")
+    old, new = fmt["default"], next(value for value in fmt["enum"] if value != fmt["default"])
+    fmt["default"] = new
+    fmt["description"] = fmt["description"].replace(f"`{old}`", f"`{new}`")
     return changed
 
 
@@ -194,7 +207,7 @@ def with_second_operation(spec: dict[str, Any]) -> dict[str, Any]:
     body = generation["requestBody"]["content"]["application/json"]["schema"]
     del body["properties"]["image_urls"]
     body["required"] = ["model", "prompt"]
-    changed["paths"]["/v1/images/generations"] = {"post": generation}
+    changed["paths"][SECOND_PATH] = {"post": generation}
     return changed
 
 
@@ -220,3 +233,18 @@ def reformatted(spec: dict[str, Any]) -> dict[str, Any]:
         return node
 
     return reverse(copy.deepcopy(spec))
+
+
+# The names the drills add, chosen (see ``unused``) from what the vendor's spec has now.
+_VENDOR = vendor()
+PATH = json.loads((ROOT / "openapi" / "corrections.json").read_bytes())["operation"]["path"]
+MOVED_PATH = unused(_VENDOR["paths"], PATH.replace("/v1/", "/v2/"))
+SECOND_PATH = unused(_VENDOR["paths"], PATH.rsplit("/", 1)[0] + "/generations")
+NEW_RESPONSE_FIELD = unused(response_schema(_VENDOR)["properties"], "usage")
+NEW_IMAGE_FIELD = unused(
+    response_schema(_VENDOR)["properties"]["data"]["items"]["properties"], "seed"
+)
+_REQUEST = request_schema(_VENDOR)["properties"]
+NEW_REQUEST_FIELDS = (unused(_REQUEST, "seed"), unused(_REQUEST, "negative_prompt"))
+NEW_REQUIRED_FIELD = unused(_REQUEST, "quality")
+NEW_FORMAT = unused(_REQUEST["output_format"]["enum"], "webp_url")

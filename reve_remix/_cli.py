@@ -378,7 +378,7 @@ class _SharedOptions:
             dest="output_format",
             choices=spec().output_formats,
             metavar="|".join(sorted(spec().output_formats, reverse=True)),
-            help=_FMT_HELP,
+            help=_FMT_HELP.format(", ".join(spec().output_formats), spec().default_output_format),
         )
         group.add_argument(
             "--model",
@@ -542,7 +542,8 @@ def _number(
     return parse
 
 
-_FMT_HELP = "url (download the result; default) or b64_json (inline); the image is the same"
+# The values and the default are the spec's: a format the vendor adds is listed with no edit here.
+_FMT_HELP = "one of {} (default: {}); url: downloaded, b64_json: inline; the same image"
 
 _TOP_EXAMPLES = """\
 Examples:

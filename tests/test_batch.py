@@ -29,12 +29,13 @@ from reve_remix._batch_file import (
     slugify,
 )
 from reve_remix._retry import RATE_LIMIT_RETRIES
+from reve_remix._spec import spec
 from reve_remix.testing import Fault, MockServer
 
 from .conftest import API_KEY, IMAGE_URL, run_cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-EDITS = "/v1/images/edits"
+EDITS = spec().path  # the operation, as the spec locates it
 
 
 def posts(server):

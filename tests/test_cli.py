@@ -25,6 +25,7 @@ from PIL import Image
 
 from reve_remix._progress import RetryNotices, bar_line, format_duration, spinner_line
 from reve_remix._retry import RetryEvent
+from reve_remix._spec import spec
 from reve_remix.testing import Fault, MockServer
 
 from . import conftest
@@ -222,7 +223,7 @@ def test_debug_shows_the_traceback_but_never_the_key(server, workdir):
     assert completed.returncode == 1
     assert "Traceback (most recent call last)" in completed.stderr
     assert "AuthenticationError" in completed.stderr
-    assert "/v1/images/edits (attempt 1)" in completed.stderr  # the debug log
+    assert f"{spec().path} (attempt 1)" in completed.stderr  # the debug log
     # run_cli has checked that the key appears in neither stream.
 
 
@@ -367,7 +368,7 @@ def test_mock_serves_until_ctrl_c(tmp_path):
         base_url = re.search(r"http://127\.0\.0\.1:\d+", first_line).group()
         body = {"model": "m", "prompt": "<img>0</img> x", "image_urls": [IMAGE_URL]}
         answer = httpx.post(
-            f"{base_url}/v1/images/edits", json=body, headers={"Authorization": "Bearer sk-any"}
+            f"{base_url}{spec().path}", json=body, headers={"Authorization": "Bearer sk-any"}
         )
         assert answer.status_code == 200
         assert httpx.get(answer.json()["data"][0]["url"]).content.startswith(PNG_SIGNATURE)
@@ -379,7 +380,7 @@ def test_mock_serves_until_ctrl_c(tmp_path):
     assert "curl -s " in stdout
     assert "Bearer sk-placeholder" in stdout
     assert "Mock server stopped." in stdout
-    assert '"POST /v1/images/edits HTTP/1.1" 200' in stderr
+    assert f'"{spec().method} {spec().path} HTTP/1.1" 200' in stderr
 
 
 def test_mock_on_a_busy_port_is_a_usage_error(tmp_path):

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.regen_tree import (
+    NEW_FORMAT,
     NEW_REQUIRED_FIELD,
     PATH,
     ROOT,
@@ -23,6 +24,7 @@ from tests.regen_tree import (
     regenerate,
     run_python,
     vendor,
+    with_new_default_format,
     with_ratio_enum,
     with_required_field,
     with_second_operation,
@@ -272,3 +274,27 @@ def test_a_stopped_from_writes_nothing_and_the_same_command_resumes(tree, tmp_pa
     )
     assert regenerate(tree, "--check").returncode == 0
     assert regenerate(tree, "--from", new).stdout.startswith("No change: the vendor spec")
+
+
+# --- h: a new default and a new value of output_format reach the CLI's help ---------------------
+
+USE_FORMAT_HELP = """
+from reve_remix._cli import _parser
+from reve_remix._spec import spec
+
+commands = _parser()._subparsers._group_actions[0].choices
+print(" ".join(commands["remix"].format_help().split()))
+print(spec().default_output_format)
+"""
+
+
+def test_h_the_clis_format_help_lists_the_specs_values_and_default(tree, tmp_path):
+    new = write_spec(tmp_path / "new.json", with_new_default_format(vendor()))
+    result = regenerate(tree, "--from", str(new))
+    assert result.returncode == 4, result.stderr  # a new default: breaking
+    completed = run_python(tree, USE_FORMAT_HELP)
+    assert completed.returncode == 0, completed.stderr
+    help_text, default = completed.stdout.splitlines()
+    assert default != "url"
+    assert f"(default: {default})" in help_text
+    assert f", {NEW_FORMAT} (default" in help_text

@@ -31,6 +31,7 @@ from reve_remix import (
 from reve_remix._batch_file import ManifestRecord
 from reve_remix._download import DOWNLOAD_MAX_RETRIES, Downloader
 from reve_remix._results import parse_response
+from reve_remix._spec import spec
 
 from .conftest import API_KEY, IMAGE_URL, run_cli
 from .paid_server import PaidServer
@@ -260,7 +261,7 @@ def test_a_field_of_the_wrong_type_is_dropped_and_the_image_kept(wrong):
 
 
 def parse(content, status=200):
-    request = httpx.Request("POST", "https://api.test/v1/images/edits")
+    request = httpx.Request("POST", f"https://api.test{spec().path}")
     response = httpx.Response(
         status, content=content, request=request, headers={"x-request-id": "req-9"}
     )
@@ -284,7 +285,7 @@ def test_a_2xx_without_images_carries_the_raw_body_and_says_it_was_paid():
 
 
 def test_results_keep_no_response(tmp_path):
-    request = httpx.Request("POST", "https://api.test/v1/images/edits", content=b"x" * 100_000)
+    request = httpx.Request("POST", f"https://api.test{spec().path}", content=b"x" * 100_000)
     response = httpx.Response(
         200, content=b'{"created": 1, "data": [{"url": "https://a/b.png"}]}', request=request
     )

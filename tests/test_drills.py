@@ -34,6 +34,7 @@ from tests.regen_tree import (
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import change_report
+import regenerate as regenerate_script
 
 RATIO_DESCRIPTION = "/components/schemas/RemixRequest/properties/aspect_ratio/"
 
@@ -298,3 +299,39 @@ def test_h_the_clis_format_help_lists_the_specs_values_and_default(tree, tmp_pat
     assert default != "url"
     assert f"(default: {default})" in help_text
     assert f", {NEW_FORMAT} (default" in help_text
+
+
+# --- what regeneration checks beyond the corrections, as pure functions ---------------------------
+
+
+def corrected() -> dict:
+    return json.loads((ROOT / "openapi" / "corrected.openapi.json").read_text())
+
+
+def test_a_field_the_facade_writes_retyped_stops_naming_it():
+    from facade_spec import spec as facade_spec
+
+    document = corrected()
+    document["components"]["schemas"]["RemixRequest"]["properties"]["prompt"] = {"type": "array"}
+    with pytest.raises(facade_spec.SpecError) as caught:
+        facade_spec.read(document)
+    assert str(caught.value) == (
+        "RemixRequest.prompt is of type array, but remix's prompt= argument sends string"
+    )
+
+
+def test_a_dangling_ref_or_security_scheme_stops():
+    document = corrected()
+    document["components"]["schemas"]["RemixResponse"]["properties"]["data"]["items"] = {
+        "$ref": "#/components/schemas/Gone"
+    }
+    with pytest.raises(regenerate_script.Stop, match=r"#/components/schemas/Gone points nowhere"):
+        regenerate_script.check_references(document)
+    document = corrected()
+    document["components"]["securitySchemes"] = {"BearerAuth": {"type": "http", "scheme": "bearer"}}
+    with pytest.raises(regenerate_script.Stop) as caught:
+        regenerate_script.check_references(document)
+    assert "security names 'bearerAuth', which is not in components/securitySchemes" in str(
+        caught.value
+    )
+    regenerate_script.check_references(corrected())  # the committed spec has none

@@ -266,10 +266,11 @@ def test_f_a_moved_path_needs_one_edit_then_client_and_mock_follow(evolved, evol
     tree, _, second, third = evolved
     assert second.returncode == 1
     assert f"- operation POST {PATH}: moved to POST {MOVED_PATH}" in second.stdout
-    assert second.stderr.strip() == (
+    assert second.stderr.startswith(
         f'openapi/corrections.json: corrections.json "operation": POST {PATH} is not '
-        f"in the vendor spec (it has POST {MOVED_PATH}): update it"
+        f"in the vendor spec (it has POST {MOVED_PATH}"  # and any other operation it has
     )
+    assert second.stderr.rstrip().endswith("): update it")
     assert third.returncode == 4, third.stderr  # breaking: the path moved
     assert third.stdout.startswith("Vendor spec change: breaking (1 breaking, 0 additive)")
     assert evolved_facts["path"] == MOVED_PATH
@@ -406,9 +407,10 @@ def test_a_pointer_the_vendor_removed_names_the_correction_and_what_is_missing()
     del operation(changed)["parameters"]
     with pytest.raises(corrections.CorrectionError) as caught:
         corrections.apply(changed, committed_corrections())
+    escaped = PATH.replace("~", "~0").replace("/", "~1")
     assert str(caught.value) == (
         "correction 3 (test {operation}/parameters/0/name): the vendor spec has no "
-        "/paths/~1v1~1images~1edits/post/parameters: update the correction"
+        f"/paths/{escaped}/post/parameters: update the correction"
     )
 
 

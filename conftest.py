@@ -22,7 +22,8 @@ def _from_module_or_public_class(
     self: doctest.DocTestFinder, module: types.ModuleType | None, obj: object
 ) -> bool:
     in_package = module is not None and module.__name__ == _PACKAGE
-    if in_package and inspect.isroutine(obj) and obj.__module__.startswith(f"{_PACKAGE}."):
+    owner = getattr(obj, "__module__", None) or ""
+    if in_package and inspect.isroutine(obj) and owner.startswith(f"{_PACKAGE}."):
         return True
     return bool(_from_module(self, module, obj))
 

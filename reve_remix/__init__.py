@@ -19,6 +19,7 @@ Every public name says it lives here (``reve_remix.ValidationError``, not
 import types
 from typing import TYPE_CHECKING
 
+from ._budget import Budget
 from ._client import AsyncReveRemix, ReveRemix
 from ._exceptions import (
     APIConnectionError,
@@ -28,6 +29,7 @@ from ._exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BudgetExceededError,
     ContentPolicyError,
     ImageNotSavedError,
     InternalServerError,
@@ -42,6 +44,9 @@ from ._exceptions import (
     ValidationError,
 )
 from ._images import ImageInput, Uploader
+from ._ledger import JobRecord, LedgerError
+from ._lifecycle import JobState
+from ._recipe import Recipe, read_recipe
 from ._results import RemixImage, RemixResult
 from ._retry import RateLimiter, RetryEvent, SteadyRate
 from ._tags import (
@@ -57,15 +62,15 @@ from ._version import __version__
 if TYPE_CHECKING:
     from reve_remix_api.models import AspectRatio, OutputFormat
 
-    from ._batch import BatchProgress, RemixJob
     from ._engine import RowOutcome, remix_rows
+    from ._jobs import BatchProgress, RemixJob
     from ._store import PaidStore
 
 _LAZY = {
     "AspectRatio": "reve_remix_api.models",
     "OutputFormat": "reve_remix_api.models",
-    "BatchProgress": "reve_remix._batch",
-    "RemixJob": "reve_remix._batch",
+    "BatchProgress": "reve_remix._jobs",
+    "RemixJob": "reve_remix._jobs",
     "PaidStore": "reve_remix._store",
     "RowOutcome": "reve_remix._engine",
     "remix_rows": "reve_remix._engine",
@@ -102,10 +107,15 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchProgress",
+    "Budget",
+    "BudgetExceededError",
     "ContentPolicyError",
     "ImageInput",
     "ImageNotSavedError",
     "InternalServerError",
+    "JobRecord",
+    "JobState",
+    "LedgerError",
     "NotFoundError",
     "OutputFormat",
     "PaidStore",
@@ -114,6 +124,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RateLimiter",
+    "Recipe",
     "RemixImage",
     "RemixJob",
     "RemixResult",
@@ -131,6 +142,7 @@ __all__ = [
     "bind_images",
     "find_tag_problems",
     "img",
+    "read_recipe",
     "referenced_indices",
     "reindex",
     "remix_rows",

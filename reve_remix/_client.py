@@ -22,6 +22,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Generator,
     Iterable,
     Iterator,
     Mapping,
@@ -32,32 +33,32 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
 import httpx
 
 from . import _config
+from ._budget import Budget
 from ._config import API_KEY_ENV as API_KEY_ENV  # re-exported: their home was here
 from ._config import BASE_URL_ENV as BASE_URL_ENV
 from ._config import DEFAULT_BASE_URL as DEFAULT_BASE_URL
 from ._download import Downloader
 from ._exceptions import ValidationError, connection_error, status_error
 from ._images import LocalImage, Uploader, check_uploaded_url, data_url
+from ._ledger import MemoryLedger
 from ._pool import DEFAULT_MAX_CONNECTIONS, AsyncShardedTransport, ShardedTransport
 from ._redact import redact
 from ._request import (
     Images,
     InlineImage,
     PreparedRemix,
-    RequestOptions,
     check_model,
     encode_body,
     prepare_remix,
 )
-from ._results import RemixResult, parse_response
+from ._results import RemixImage, RemixResult, paid_image, parse_response
 from ._retry import AdaptiveRate, CallRetries, RateLimiter, RetryEvent, RetryPolicy
+from ._runner import Build, Call, Lifecycle, PaidJob, Read, Send, Settled, lifecycle
 from ._spec import spec
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from reve_remix_api.models import RemixRequest
-
-    from ._batch import BatchProgress, Outcome, RemixJob
+    from ._jobs import BatchProgress, Outcome, RemixJob
 
 logger = logging.getLogger("reve_remix")
 retry_logger = logging.getLogger("reve_remix.retry")
@@ -68,6 +69,7 @@ DEFAULT_MODEL = "reve-remix-image-to-image"
 DEFAULT_TIMEOUT = httpx.Timeout(180.0, connect=10.0)
 DEFAULT_MAX_RETRIES = 2
 DEFAULT_CONCURRENCY = 4
+_RECIPE = "reve_remix.recipe"  # the request extension holding what a saved image's recipe says
 USER_AGENT = f"reve-remix-python/{__version__} python/{platform.python_version()}"
 
 AuthScheme = Literal["bearer", "bare"]
@@ -100,7 +102,10 @@ class _BaseClient(Generic[HttpClient]):
         on_retry: Callable[[RetryEvent], None] | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         http_client: HttpClient | None = None,
+        budget: Budget | None = None,
     ) -> None:
+        if budget is not None and not isinstance(budget, Budget):
+            raise ValidationError(f"budget: expected a Budget, got {type(budget).__name__}")
         if auth_scheme not in ("bearer", "bare"):
             raise ValidationError(f"auth_scheme: {auth_scheme!r} is not 'bearer' or 'bare'")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
@@ -131,6 +136,8 @@ class _BaseClient(Generic[HttpClient]):
         self.uploader = uploader
         self.on_retry = on_retry
         self.retry_policy = RetryPolicy(max_retries, retry_on_ambiguous)
+        self.budget = Budget() if budget is None else budget
+        """What this client may spend and has spent (without ``budget=``, counted, not capped)."""
         # Every client learns the rate the API admits (one 429 holds every job back, then it
         # paces just under the rate measured); a caller's limiter paces it further.
         self._pace = AdaptiveRate()
@@ -149,7 +156,7 @@ class _BaseClient(Generic[HttpClient]):
 
         An injected ``http_client`` is left as it is: its pool is the caller's choice.
         """
-        from ._batch import check_concurrency
+        from ._jobs import check_concurrency
 
         checked = check_concurrency(concurrency)
         transport = self._http._transport
@@ -164,41 +171,31 @@ class _BaseClient(Generic[HttpClient]):
             f"api_key=<{key}>, max_retries={self.retry_policy.max_retries})"
         )
 
-    def _prepare(
-        self,
-        prompt: str,
-        images: Images,
-        aspect_ratio: str | None,
-        output_format: str | None,
-        model: str | None,
-        fit: bool,
-        *,
-        extra_body: Mapping[str, Any] | None,
-        extra_headers: Mapping[str, str] | None,
-        timeout: float | httpx.Timeout | None,
-    ) -> PreparedRemix:
+    def _prepare(self, call: Call) -> PreparedRemix:
         self._authorization()  # fail on a missing key before reading any image
         return prepare_remix(
-            prompt,
-            images,
-            model=self.model if model is None else model,
-            aspect_ratio=aspect_ratio,
-            output_format=output_format,
-            fit=fit,
-            extra_body=extra_body,
-            extra_headers=extra_headers,
-            timeout=timeout,
+            call.prompt,
+            call.images,
+            model=self.model if call.model is None else call.model,
+            aspect_ratio=call.aspect_ratio,
+            output_format=call.output_format,
+            fit=call.fit,
+            extra_body=call.extra_body,
+            extra_headers=call.extra_headers,
+            timeout=call.timeout,
         )
 
-    def _build_request(self, body: RemixRequest, options: RequestOptions) -> httpx.Request:
-        """The HTTP request: the spec's method and path, the body as JSON, the call's options.
+    def _build_request(self, prepared: PreparedRemix, urls: list[str]) -> httpx.Request:
+        """The HTTP request: the spec's method and path, the body as JSON, the call's options,
+        and the recipe of what it asks for (``extensions``, read back by ``_result``).
 
         A body with inline images is a ``RequestBody`` stream. httpx's ``content=`` would take it
         for a sync-only iterator sent chunked, so the request is built without a body and made
         again around the stream, with its ``Content-Length``.
         """
         operation = spec()
-        content = encode_body(body.to_dict())
+        options = prepared.options
+        content = encode_body(prepared.body(urls).to_dict())
         headers = self._headers()
         if options.headers:  # after the client's own, so that they replace them (not the key)
             headers = headers.copy()
@@ -209,6 +206,7 @@ class _BaseClient(Generic[HttpClient]):
             content=content if isinstance(content, bytes) else None,
             headers=headers,
             timeout=httpx.USE_CLIENT_DEFAULT if options.timeout is None else options.timeout,
+            extensions={_RECIPE: prepared.recipe()},
         )
         if isinstance(content, bytes):
             return request
@@ -235,6 +233,18 @@ class _BaseClient(Generic[HttpClient]):
             )
             self._made_headers = (scheme, headers)
         return self._made_headers[1]
+
+    def _redacted(self, response: httpx.Response) -> httpx.Response:
+        """A 2xx that echoes the key (a proxy repeating the request's headers), without it: no
+        field of the result, its pickle, a ledger or a log line may carry the key."""
+        text = self._redact(response.content.decode("utf-8", "replace"))
+        headers = [(name, self._redact(value)) for name, value in response.headers.items()]
+        return httpx.Response(
+            response.status_code,
+            headers=[(n, v) for n, v in headers if n.lower() != "content-length"],
+            content=text.encode(),
+            request=response.request,
+        )
 
     def _redact(self, text: str) -> str:
         """``text`` without this client's key in any form (for text that leaves the client)."""
@@ -283,9 +293,29 @@ class _BaseClient(Generic[HttpClient]):
     def _result(self, response: httpx.Response) -> RemixResult:
         if not response.is_success:
             raise status_error(response)
-        result = parse_response(response, self._downloader)
+        key = self._api_key
+        if key and key.strip().encode("utf-8", "surrogatepass") in response.content:
+            response = self._redacted(response)
+        recipe = response.request.extensions.get(_RECIPE)  # set by _build_request
+        result = parse_response(response, self._downloader, recipe)
         logger.debug("remix done (request id %s)", result.request_id)
         return result
+
+    def paid_image(
+        self, url: str, *, request_id: str | None = None, revised_prompt: str | None = None
+    ) -> RemixImage:
+        """An image paid for earlier, from its URL: read or save it again without paying.
+
+        For a URL a ledger, a log line or an error recorded (``ImageNotSavedError.url``, a batch
+        manifest's ``url``): the download goes through this client's pool and retries, without
+        the API key, and checks that the bytes are an image.
+
+        Example::
+
+            image = client.paid_image(exc.url, request_id=exc.request_id)
+            image.save("cat.png")  # a GET: free
+        """
+        return paid_image(self._downloader, url, request_id, revised_prompt)
 
 
 class ReveRemix(_BaseClient[httpx.Client]):
@@ -312,7 +342,9 @@ class ReveRemix(_BaseClient[httpx.Client]):
     - ``max_connections``: the most connections the client's own pool opens at once (100 by
       default), every one kept alive; ``remix_many`` and ``iter_remix`` grow it to their
       ``concurrency``, so the concurrency asked for is the concurrency served;
-    - ``http_client``: an ``httpx.Client`` to use (and leave open) instead of a pool of its own.
+    - ``http_client``: an ``httpx.Client`` to use (and leave open) instead of a pool of its own;
+    - ``budget``: a :class:`Budget` capping the generations (or USD) this client may spend, shared
+      with other clients if you like; every attempt is counted on ``client.budget`` in any case.
 
     Every option is checked here: a bad one is a ``ValidationError`` now, not at the first call.
 
@@ -363,14 +395,11 @@ class ReveRemix(_BaseClient[httpx.Client]):
                                   aspect_ratio="16:9", extra_body={"seed": 7})
             result.save("cat-on-sofa.png")
         """
-        prepared = self._prepare(
+        call = Call(
             prompt, images, aspect_ratio, output_format, model, fit,
-            extra_body=extra_body, extra_headers=extra_headers, timeout=timeout,
+            extra_body, extra_headers, timeout,
         )  # fmt: skip
-        urls = [self._upload(item) for item in prepared.images]
-        request = self._build_request(prepared.body(urls), prepared.options)
-        del prepared, urls  # the request holds what it sends: let an uploaded image's bytes go
-        return self._result(self._send(request))
+        return _outcome(self._drive(lifecycle(PaidJob("remix", call), MemoryLedger(), self)))
 
     def remix_many(
         self,
@@ -384,7 +413,10 @@ class ReveRemix(_BaseClient[httpx.Client]):
         Each job is a :class:`RemixJob` or a mapping of its fields. The list returned is in
         input order and holds each job's ``RemixResult`` or the ``ReveRemixError`` that ended
         it: one failure never stops the others. A 429 slows every job of the client, not just
-        the one that got it. Jobs (and so a custom uploader) run on worker threads;
+        the one that got it. Keep ``concurrency`` (summed over everything sharing a key) within
+        what the account allows: OneRouter's community tier allows 30 tasks at once and 600
+        requests a minute. With a ``budget``, jobs it cannot afford end with
+        ``BudgetExceededError``, unsent. Jobs (and so a custom uploader) run on worker threads;
         ``on_progress`` is called in the calling thread after each job.
         Any other exception (a bug in ``on_progress``, Ctrl-C) stops the batch: jobs not yet
         started are dropped, running ones finish, and the exception propagates.
@@ -399,15 +431,18 @@ class ReveRemix(_BaseClient[httpx.Client]):
                 else:
                     outcome.save(f"park-{job.id}.png")
         """
-        from ._batch import progress_counter, run_in_threads
+        from ._jobs import progress_counter
+        from ._schedule import run_in_threads
 
         items = list(jobs)
-        return run_in_threads(
-            self._remix_job,
-            items,
-            concurrency=self._batch_concurrency(concurrency),
-            on_outcome=progress_counter(len(items), on_progress),
-        )
+        ledger = MemoryLedger()
+        with _abandoned_on_exit(ledger, "remix_many stopped early"):
+            return run_in_threads(
+                functools.partial(self._remix_job, ledger),
+                list(enumerate(items)),
+                concurrency=self._batch_concurrency(concurrency),
+                on_outcome=progress_counter(len(items), on_progress),
+            )
 
     def iter_remix(
         self,
@@ -433,15 +468,47 @@ class ReveRemix(_BaseClient[httpx.Client]):
                 else:
                     outcome.save(Path(job["images"][0]).with_suffix(".sketch.png"))
         """
-        from ._batch import iter_in_threads
+        from ._schedule import iter_in_threads
 
+        ledger = MemoryLedger()
+        work = functools.partial(self._remix_job, ledger)
         run = iter_in_threads(
-            self._remix_job, jobs, concurrency=self._batch_concurrency(concurrency)
+            work, enumerate(jobs), concurrency=self._batch_concurrency(concurrency)
         )
-        return ((job, outcome) for _index, job, outcome in run)
+        return _delivered(run, ledger)
 
-    def _remix_job(self, job: RemixJob | Mapping[str, Any]) -> RemixResult:
-        return self.remix(**_coerce(job).arguments())
+    def _remix_job(
+        self, ledger: MemoryLedger, numbered: tuple[int, RemixJob | Mapping[str, Any]]
+    ) -> RemixResult:
+        job = _paid_job(*numbered)
+        return _outcome(self._drive(lifecycle(job, ledger, self, looked_up=True)))
+
+    def _drive(self, run: Lifecycle) -> Settled:
+        """Run a job's lifecycle, doing each of its effects with this client's transport."""
+        reply: Any = None
+        failure: BaseException | None = None
+        while True:
+            try:
+                effect = run.send(reply) if failure is None else run.throw(failure)
+            except StopIteration as stop:
+                settled: Settled = stop.value
+                return settled
+            reply = failure = None
+            try:
+                if isinstance(effect, Send):
+                    reply = self._send(effect.request)
+                elif isinstance(effect, Read):
+                    reply = effect.image.read()
+                else:
+                    reply = self._build(effect)
+            except BaseException as exc:  # the lifecycle records it, then decides
+                failure = exc
+
+    def _build(self, build: Build) -> httpx.Request:
+        call = build.call
+        prepared = self._prepare(call)
+        urls = [self._upload(item) for item in prepared.images]
+        return self._build_request(prepared, urls)
 
     def _upload(self, item: str | LocalImage) -> str:
         if isinstance(item, str):
@@ -456,6 +523,7 @@ class ReveRemix(_BaseClient[httpx.Client]):
 
     def _send(self, request: httpx.Request) -> httpx.Response:
         retries = CallRetries()
+        billed = False
         while True:
             with self._pace.line:  # one attempt at a time waits for its slot: see AdaptiveRate
                 if wait := self._caller_limiter_wait():
@@ -463,11 +531,16 @@ class ReveRemix(_BaseClient[httpx.Client]):
                 while wait := self._pace.next_slot():
                     time.sleep(wait)
             logger.debug("%s %s (attempt %d)", request.method, request.url, retries.attempt)
-            sent_at = self._pace.on_sent()
-            try:
-                outcome: httpx.Response | httpx.TransportError = _acyclic(self._http.send(request))
-            except httpx.TransportError as exc:
-                outcome = exc
+            # BudgetExceededError, before sending: see _budget
+            with self.budget.hold(billed_before=billed) as held:
+                sent_at = self._pace.on_sent()
+                try:
+                    outcome: httpx.Response | httpx.TransportError = _acyclic(
+                        self._http.send(request)
+                    )
+                except httpx.TransportError as exc:
+                    outcome = exc
+                billed |= held.settle(outcome)
             decision = self._decide(request, outcome, retries, sent_at)
             if isinstance(decision, httpx.Response):
                 return decision
@@ -527,16 +600,12 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
 
             result = await client.remix("<img>0</img> in autumn", ["park.jpg"], timeout=60)
         """
-        import asyncio
-
-        prepared = self._prepare(
+        call = Call(
             prompt, images, aspect_ratio, output_format, model, fit,
-            extra_body=extra_body, extra_headers=extra_headers, timeout=timeout,
+            extra_body, extra_headers, timeout,
         )  # fmt: skip
-        urls = await asyncio.gather(*(self._upload(item) for item in prepared.images))
-        request = self._build_request(prepared.body(urls), prepared.options)
-        del prepared, urls  # the request holds what it sends: let an uploaded image's bytes go
-        return self._result(await self._send(request))
+        job = PaidJob("remix", call)
+        return _outcome(await self._drive(lifecycle(job, MemoryLedger(), self)))
 
     async def remix_many(
         self,
@@ -555,15 +624,18 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
             outcomes = await client.remix_many(jobs, concurrency=8)
             results = [outcome for outcome in outcomes if isinstance(outcome, RemixResult)]
         """
-        from ._batch import progress_counter, run_in_tasks
+        from ._jobs import progress_counter
+        from ._schedule import run_in_tasks
 
         items = list(jobs)
-        return await run_in_tasks(
-            self._remix_job,
-            items,
-            concurrency=self._batch_concurrency(concurrency),
-            on_outcome=progress_counter(len(items), on_progress),
-        )
+        ledger = MemoryLedger()
+        with _abandoned_on_exit(ledger, "remix_many stopped early"):
+            return await run_in_tasks(
+                functools.partial(self._remix_job, ledger),
+                list(enumerate(items)),
+                concurrency=self._batch_concurrency(concurrency),
+                on_outcome=progress_counter(len(items), on_progress),
+            )
 
     def iter_remix(
         self,
@@ -582,13 +654,46 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
                 if isinstance(outcome, RemixResult):
                     await outcome.asave(f"{job['id']}.png")
         """
-        from ._batch import iter_in_tasks
+        from ._schedule import iter_in_tasks
 
-        run = iter_in_tasks(self._remix_job, jobs, concurrency=self._batch_concurrency(concurrency))
-        return _pairs(run)
+        ledger = MemoryLedger()
+        work = functools.partial(self._remix_job, ledger)
+        run = iter_in_tasks(work, enumerate(jobs), concurrency=self._batch_concurrency(concurrency))
+        return _adelivered(run, ledger)
 
-    async def _remix_job(self, job: RemixJob | Mapping[str, Any]) -> RemixResult:
-        return await self.remix(**_coerce(job).arguments())
+    async def _remix_job(
+        self, ledger: MemoryLedger, numbered: tuple[int, RemixJob | Mapping[str, Any]]
+    ) -> RemixResult:
+        job = _paid_job(*numbered)
+        return _outcome(await self._drive(lifecycle(job, ledger, self, looked_up=True)))
+
+    async def _drive(self, run: Lifecycle) -> Settled:
+        """Async twin of :meth:`ReveRemix._drive`: the same lifecycle, awaited effects."""
+        reply: Any = None
+        failure: BaseException | None = None
+        while True:
+            try:
+                effect = run.send(reply) if failure is None else run.throw(failure)
+            except StopIteration as stop:
+                settled: Settled = stop.value
+                return settled
+            reply = failure = None
+            try:
+                if isinstance(effect, Send):
+                    reply = await self._send(effect.request)
+                elif isinstance(effect, Read):
+                    reply = await effect.image.aread()
+                else:
+                    reply = await self._build(effect)
+            except BaseException as exc:  # the lifecycle records it, then decides
+                failure = exc
+
+    async def _build(self, build: Build) -> httpx.Request:
+        import asyncio
+
+        prepared = self._prepare(build.call)
+        urls = await asyncio.gather(*(self._upload(item) for item in prepared.images))
+        return self._build_request(prepared, urls)
 
     async def _upload(self, item: str | LocalImage) -> str:
         if isinstance(item, str):
@@ -604,6 +709,7 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
         import asyncio
 
         retries = CallRetries()
+        billed = False
         while True:
             async with self._pace.async_line():  # one attempt at a time waits: see AdaptiveRate
                 if wait := self._caller_limiter_wait():
@@ -611,13 +717,16 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
                 while wait := self._pace.next_slot():
                     await asyncio.sleep(wait)
             logger.debug("%s %s (attempt %d)", request.method, request.url, retries.attempt)
-            sent_at = self._pace.on_sent()
-            try:
-                outcome: httpx.Response | httpx.TransportError = _acyclic(
-                    await self._http.send(request)
-                )
-            except httpx.TransportError as exc:
-                outcome = exc
+            # BudgetExceededError, before sending: see _budget
+            with self.budget.hold(billed_before=billed) as held:
+                sent_at = self._pace.on_sent()
+                try:
+                    outcome: httpx.Response | httpx.TransportError = _acyclic(
+                        await self._http.send(request)
+                    )
+                except httpx.TransportError as exc:
+                    outcome = exc
+                billed |= held.settle(outcome)
             decision = self._decide(request, outcome, retries, sent_at)
             if isinstance(decision, httpx.Response):
                 return decision
@@ -665,15 +774,73 @@ def _parsed_url(url: str) -> httpx.URL:
     return httpx.URL(url)
 
 
-async def _pairs(
-    run: AsyncGenerator[tuple[int, JobT, Outcome]],
-) -> AsyncIterator[tuple[JobT, Outcome]]:
-    async with contextlib.aclosing(run):  # leaving the loop cancels the running jobs
-        async for _index, job, outcome in run:
+def _outcome(settled: Settled) -> RemixResult:
+    """The result the caller asked for, or the error that ended the job, raised."""
+    if settled.error is not None:
+        raise settled.error
+    if settled.result is None:  # a memory ledger holds nothing back: never reached
+        raise ValidationError(f"job {settled.record.id} was not sent ({settled.action.value})")
+    return settled.result
+
+
+def _paid_job(index: int, job: RemixJob | Mapping[str, Any]) -> PaidJob:
+    """The runner's job for item ``index`` of ``remix_many`` or ``iter_remix``."""
+    from ._jobs import RemixJob
+
+    checked = RemixJob.coerce(job)
+    call = Call(
+        checked.prompt,
+        checked.images,
+        checked.aspect_ratio,
+        checked.output_format,
+        checked.model,
+        extra_body=checked.extra_body,
+        extra_headers=checked.extra_headers,
+    )
+    return PaidJob(str(index), call)
+
+
+@contextlib.contextmanager
+def _abandoned_on_exit(ledger: MemoryLedger, why: str) -> Iterator[None]:
+    """Whatever stops a call early, its paid results are logged and attached, never dropped."""
+    try:
+        yield
+    except BaseException as exc:
+        _attach(exc, ledger.abandon(why))
+        raise
+
+
+def _attach(exc: BaseException, results: list[RemixResult]) -> None:
+    """Put paid results the caller will not receive on the exception that stopped the call."""
+    if not results:
+        return
+    exc.add_note(
+        f"reve_remix: {len(results)} paid result(s) were not received; they are logged on the "
+        "'reve_remix' logger and attached as .paid_results"
+    )
+    exc.paid_results = results  # type: ignore[attr-defined]
+
+
+def _delivered(
+    run: Generator[tuple[int, tuple[int, JobT], Outcome]], ledger: MemoryLedger
+) -> Iterator[tuple[JobT, Outcome]]:
+    """``iter_remix``'s pairs; each outcome is the caller's once yielded.
+
+    Leaving early (``break``, an exception) closes the scheduler, which waits for the running
+    jobs; what they were paid for is then logged by the ledger.
+    """
+    with _abandoned_on_exit(ledger, "iter_remix was left early"), contextlib.closing(run):
+        for _position, (index, job), outcome in run:
+            ledger.delivered(str(index))
             yield job, outcome
 
 
-def _coerce(job: RemixJob | Mapping[str, Any]) -> RemixJob:
-    from ._batch import RemixJob
-
-    return RemixJob.coerce(job)
+async def _adelivered(
+    run: AsyncGenerator[tuple[int, tuple[int, JobT], Outcome]], ledger: MemoryLedger
+) -> AsyncIterator[tuple[JobT, Outcome]]:
+    """Async twin of :func:`_delivered`."""
+    with _abandoned_on_exit(ledger, "iter_remix was left early"):
+        async with contextlib.aclosing(run):
+            async for _position, (index, job), outcome in run:
+                ledger.delivered(str(index))
+                yield job, outcome

@@ -13,6 +13,8 @@ the first (paid) call. No message ever holds the key, whole or in part.
   characters. ``""`` is an error, not the default; an empty ``$REVE_REMIX_BASE_URL`` is unset.
 - **timeout**: seconds (a finite number above 0 and at most a day), or an ``httpx.Timeout``
   whose parts are such numbers or ``None`` (``httpx.Timeout(None)`` waits forever).
+- **price**: what one generation costs, in USD, from ``price=`` or ``$REVE_REMIX_PRICE``: the
+  API reports no cost, so the SDK knows a price only when it is told one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from decimal import Decimal, InvalidOperation
 from numbers import Real
 from urllib.parse import urlsplit
 
@@ -30,6 +33,7 @@ from ._images import http_url_problem
 
 API_KEY_ENV = "ONEROUTER_API_KEY"
 BASE_URL_ENV = "REVE_REMIX_BASE_URL"
+PRICE_ENV = "REVE_REMIX_PRICE"
 DEFAULT_BASE_URL = "https://image.onerouter.pro"
 # Longer is a typo for "forever" (httpx.Timeout(None)); past ~9e9 s the OS cannot represent it.
 MAX_TIMEOUT = 86_400.0
@@ -122,6 +126,49 @@ def timeout(value: object, name: str = "timeout") -> float | httpx.Timeout:
                 _seconds(getattr(value, part), f"{name}.{part}")
         return value
     return _seconds(value, name)
+
+
+def price(value: object) -> Decimal | None:
+    """The price of one generation in USD: ``value``, else ``$REVE_REMIX_PRICE``; ``None`` if
+    neither is set (an empty variable is unset).
+
+    Example::
+
+        >>> price(0.04)
+        Decimal('0.04')
+        >>> price("-1")
+        Traceback (most recent call last):
+          ...
+        reve_remix.ValidationError: price: expected an amount in USD of 0 or more, got '-1'
+    """
+    if value is None:
+        value = os.environ.get(PRICE_ENV) or None
+        if value is None:
+            return None
+        return amount(value, PRICE_ENV)
+    return amount(value, "price")
+
+
+def amount(value: object, name: str) -> Decimal:
+    """``value`` as an amount of USD: a finite number (or its text) of 0 or more, exact.
+
+    A float is read as the decimal it prints as (``0.1`` is ``Decimal('0.1')``), so that three
+    generations at 0.1 cost exactly 0.3.
+
+    Example::
+
+        >>> amount("0.25", "max_cost")
+        Decimal('0.25')
+    """
+    parsed: Decimal | None = None
+    if isinstance(value, Decimal | int | float | str) and not isinstance(value, bool):
+        try:
+            parsed = Decimal(str(value).strip())
+        except InvalidOperation:
+            parsed = None
+    if parsed is None or not parsed.is_finite() or parsed < 0:
+        raise ValidationError(f"{name}: expected an amount in USD of 0 or more, got {value!r}")
+    return parsed
 
 
 def _seconds(value: object, name: str) -> float:

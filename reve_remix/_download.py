@@ -10,8 +10,8 @@ bucket, not at the API, so no request carries the ``Authorization`` header, even
 ``httpx`` client has one by default. Success means bytes of a format the API produces.
 
 A result outlives its client: when the owning connection pool is closed (the ``with`` block has
-ended), or is of the other kind (``read()`` of an ``AsyncReveRemix`` result), the download goes
-through a short-lived client of its own.
+ended), is of the other kind (``read()`` of an ``AsyncReveRemix`` result), or was left behind by
+pickling, the download goes through a short-lived client of its own.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Downloader:
 
     def __init__(
         self,
-        http: httpx.Client | httpx.AsyncClient,
+        http: httpx.Client | httpx.AsyncClient | None,
         *,
         max_retries: int = DOWNLOAD_MAX_RETRIES,
         deadline: float = DOWNLOAD_DEADLINE,
@@ -60,6 +60,11 @@ class Downloader:
         self._http = http
         self.max_retries = max_retries
         self.deadline = deadline
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled without the connection pool (locks, sockets, the client's headers): an
+        unpickled result downloads through a short-lived client of its own."""
+        return {**self.__dict__, "_http": None}
 
     def download(self, url: str) -> bytes:
         """The image at ``url``; the last attempt's ``APIError`` if every attempt failed.

@@ -2,19 +2,20 @@
 
 A row is a mapping with a stable ``id``, a ``prompt`` and ``images`` and, optionally,
 ``aspect_ratio``, ``output_format`` and ``extra_body``; other keys are ignored. Each row becomes
-one :class:`RowOutcome`, as data, never an exception: ``status`` (``done``, ``failed``,
-``ambiguous``, or ``paid`` when the image was generated but could not be saved yet),
+one :class:`RowOutcome`, as data, never an exception: ``status`` (a ``JobState`` value),
 ``request_id``, ``image`` (where the image went), ``revised_prompt`` and ``error``.
 
-Every row goes through a :class:`~reve_remix._store.PaidStore`, which is what makes an engine's
-retry safe: a *done* row is reported from its record, a *paid* one downloaded again, a claimed one
-without an outcome reported *ambiguous*, and only rows that provably produced nothing are sent.
+Every row is one paid job of the one runner (:func:`reve_remix._runner.lifecycle`), with a
+:class:`~reve_remix._store.PaidStore` as its ledger: that is what makes an engine's retry safe.
+A *done* row is reported from its record, a *paid* one downloaded (or unspooled) again, one whose
+worker stopped mid-request reported *ambiguous*, one another live run is sending waited for, one
+whose id is in the store for another job refused, and only rows that provably produced nothing
+are sent again.
 
 A worker runs its rows with the sync client on a thread pool, chosen by measurement
-(``scripts/bench_engines.py --only threads --only async``: 8 in flight, a POST and a download per
-row against the mock at 0.2 s): the same throughput as the async client (19.4 vs 19.2 rows/s)
-for less CPU per row (3.5 vs 5.6 ms), and no event loop to run inside an engine's synchronous
-batch function.
+(``scripts/bench_engines.py --only threads --only async``): the same throughput as the async
+client for less CPU per row, and no event loop to run inside an engine's synchronous batch
+function.
 """
 
 from __future__ import annotations
@@ -22,31 +23,27 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from ._batch import check_concurrency
 from ._client import ReveRemix
-from ._exceptions import (
-    APIResponseValidationError,
-    ReveRemixError,
-    ValidationError,
-)
-from ._lifecycle import (
-    GENERATED_NOT_SAVED,
-    MAY_HAVE_BEEN_GENERATED,
-    JobState,
-    paid_context,
-    state_after_error,
-)
-from ._results import paid_image
-from ._store import PaidStore, RowRecord, row_id
+from ._exceptions import ValidationError
+from ._identity import fingerprint
+from ._jobs import check_concurrency
+from ._ledger import JobRecord, LedgerError
+from ._lifecycle import JobState
+from ._runner import Action, Call, PaidJob, Settled, lifecycle, plan
+from ._store import PaidStore, StoreImages, row_id
 
 DEFAULT_CONCURRENCY = 8
 OUTCOME_COLUMNS = ("status", "request_id", "image", "revised_prompt", "error")
 """The columns an outcome adds to a row (besides its ``id``)."""
+CLAIM_WAIT = 300.0
+"""Seconds a row waits, at most, for another live run that claimed it to record its outcome."""
+FIRST_PAUSE, LONGEST_PAUSE = 0.05, 2.0  # how often the store is read again while waiting
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +73,10 @@ class RowRemixer:
     """One worker's remixer: a client, a store and a thread pool size; reusable across batches.
 
     ``store`` is a :class:`PaidStore` or its location; ``concurrency`` is the number of rows in
-    flight at once; other keyword arguments go to :class:`ReveRemix` (``api_key``,
-    ``base_url``, ``rate_limiter``, ...), or pass a ready ``client``. The Ray and Spark adapters
-    build one per worker.
+    flight at once; ``claim_wait`` the seconds a row claimed by another live run waits for that
+    run's outcome before it is reported *sent*; other keyword arguments go to
+    :class:`ReveRemix` (``api_key``, ``base_url``, ``rate_limiter``, ...), or pass a ready
+    ``client``. The Ray and Spark adapters build one per worker.
 
     Example::
 
@@ -93,13 +91,18 @@ class RowRemixer:
         store: PaidStore | str | os.PathLike[str],
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
+        claim_wait: float = CLAIM_WAIT,
         client: ReveRemix | None = None,
         **client_options: Any,  # noqa: ANN401 - ReveRemix's options, checked there
     ) -> None:
         self.store = store if isinstance(store, PaidStore) else PaidStore(store)
         self.concurrency = check_concurrency(concurrency)
+        if not isinstance(claim_wait, int | float) or not claim_wait >= 0:
+            raise ValidationError(f"claim_wait: expected seconds >= 0, got {claim_wait!r}")
+        self.claim_wait = float(claim_wait)
         self._owns_client = client is None
         self.client = ReveRemix(**client_options) if client is None else client
+        self._images = StoreImages(self.store)
 
     def __repr__(self) -> str:
         return f"RowRemixer({self.store!r}, concurrency={self.concurrency}, client={self.client!r})"
@@ -108,12 +111,6 @@ class RowRemixer:
         """One outcome per row, in input order; ``concurrency`` rows in flight at once."""
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="reve-remix-row") as pool:
             return list(pool.map(self.remix_row, rows))
-
-    def remix_frame(self, frame: Any) -> Any:  # noqa: ANN401 - a pandas DataFrame
-        """``frame`` (a pandas DataFrame of rows) with the outcome columns added."""
-        outcomes = self.remix_rows(frame.to_dict("records"))
-        columns = {name: [getattr(o, name) for o in outcomes] for name in OUTCOME_COLUMNS}
-        return frame.assign(**columns)
 
     def remix_row(self, row: Mapping[str, Any]) -> RowOutcome:
         """Remix one row through the store; every problem is returned as an outcome."""
@@ -125,113 +122,72 @@ class RowRemixer:
         except ValidationError as exc:
             return RowOutcome(str(row.get("id")), JobState.FAILED.value, error=str(exc))
         try:
-            record = self.store.lookup(key)
-        except OSError as exc:
-            return RowOutcome(key, JobState.FAILED.value, error=f"store unreadable: {exc}")
-        if record.status is JobState.PAID and record.url is not None:
-            image = paid_image(
-                self.client._downloader, record.url, record.request_id, record.revised_prompt
-            )
-            return self._keep(record, image.read)
-        if not record.status.resend_on_resume:  # done, ambiguous, paid without a url
-            return self._outcome(record)
-        return self._send(row, replace(record, attempt=record.attempt + 1))
-
-    def _send(self, row: Mapping[str, Any], record: RowRecord) -> RowOutcome:
-        try:
-            arguments = self._arguments(row)
-            claimed = self.store.claim(record.id, record.attempt)
+            call = _call(row)
+            job = PaidJob(key, call, fingerprint(call, self.client.model), None, self._images)
         except ValidationError as exc:
-            return RowOutcome(record.id, JobState.FAILED.value, error=str(exc))
-        except OSError as exc:
-            return RowOutcome(record.id, JobState.FAILED.value, error=f"store unwritable: {exc}")
-        if not claimed:
-            return RowOutcome(
-                record.id,
-                JobState.AMBIGUOUS.value,
-                error=f"attempt {record.attempt} was claimed by another worker at the same time "
-                f"(are the ids unique?); {MAY_HAVE_BEEN_GENERATED}",
-            )
-        try:
-            result = self.client.remix(**arguments)
-            image = result.image
-        except ReveRemixError as exc:
-            body = exc.body if isinstance(exc, APIResponseValidationError) else None
-            record = replace(
-                record,
-                request_id=getattr(exc, "request_id", None),
-                body=None if body is None else json.dumps(body, ensure_ascii=False),
-            )
-            return self._settle(record, state_after_error(exc), exc)
-        except Exception as exc:  # a bug or an uploader's error: we cannot know what was sent
-            return self._settle(record, JobState.AMBIGUOUS, exc)
-        record = replace(
-            record,
-            status=JobState.PAID,
-            request_id=result.request_id,
-            url=image.url,
-            revised_prompt=image.revised_prompt,
-        )
-        if image.b64_json is None:
-            try:
-                self.store.paid(record)  # durable before the download
-            except OSError as exc:
-                return self._settle(record, JobState.PAID, exc)
-        return self._keep(record, image.read)
+            return RowOutcome(key, JobState.FAILED.value, error=str(exc))
+        return self._run(job)
 
-    def _keep(self, record: RowRecord, read: Callable[[], bytes]) -> RowOutcome:
-        """Save a paid row's image; if that fails it stays paid: fetched again, never re-made.
+    def _run(self, job: PaidJob) -> RowOutcome:
+        """Drive ``job`` through the runner; a row another live run holds waits for its outcome.
 
-        ``read`` is a ``RemixImage.read``, which only returns bytes that are an image.
+        A claim lost to another worker, or found in the store with no outcome yet from a process
+        that still runs, is the same job sent elsewhere (a job submitted twice, a speculative
+        task, a duplicate id with the same content): its outcome is read back once recorded,
+        within ``claim_wait`` seconds, instead of being guessed.
         """
-        try:
-            return self._outcome(self.store.done(record, read()))
-        except (ReveRemixError, OSError) as exc:
-            return self._settle(record, JobState.PAID, exc)
+        deadline = time.monotonic() + self.claim_wait
+        pause = FIRST_PAUSE
+        while True:
+            try:
+                previous = self.store.lookup(job.id)
+            except OSError as exc:
+                return RowOutcome(job.id, JobState.FAILED.value, error=f"store unreadable: {exc}")
+            expected = plan(previous, job)
+            sent = previous is not None and previous.status is JobState.SENT
+            if sent and expected is Action.HOLD:  # the same job, claimed by a process that runs
+                assert previous is not None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return self._outcome(Settled(previous, Action.HOLD), previous)
+                time.sleep(min(pause, remaining))
+                pause = min(pause * 2, LONGEST_PAUSE)
+                continue
+            run = lifecycle(job, self.store, self.client, previous=previous, looked_up=True)
+            settled = self.client._drive(run)
+            lost_claim = settled.action is Action.HOLD and expected is not Action.HOLD
+            if not lost_claim or time.monotonic() >= deadline:
+                return self._outcome(settled, previous, lost_claim=lost_claim)
+            # the claim went to another worker a moment ago: read the store again, wait for it
 
-    def _settle(self, record: RowRecord, state: JobState, error: BaseException) -> RowOutcome:
-        """Record how an attempt ended with ``error``, in the words of the lifecycle."""
-        if state is JobState.PAID:
-            where = paid_context(record.request_id, record.url)
-            text = f"{GENERATED_NOT_SAVED} ({where}): {error}"
-        elif state is JobState.AMBIGUOUS:
-            text = f"{MAY_HAVE_BEEN_GENERATED}: {type(error).__name__}: {error}"
-        else:
-            text = str(error)
-        record = replace(record, status=state, error=text)
-        writers = {
-            JobState.PAID: self.store.paid,
-            JobState.AMBIGUOUS: self.store.ambiguous,
-            JobState.FAILED: self.store.release,
-        }
-        try:
-            record = writers[state](record)
-        except OSError as exc:  # the outcome still reaches the caller, with what to look for
-            record = replace(record, error=f"{text}; and the store is unwritable: {exc}")
-        return self._outcome(record)
-
-    def _outcome(self, record: RowRecord) -> RowOutcome:
+    def _outcome(
+        self, settled: Settled, previous: JobRecord | None, *, lost_claim: bool = False
+    ) -> RowOutcome:
+        record = settled.record
+        if settled.action is Action.CONFLICT:
+            assert previous is not None
+            conflict = (
+                f"id {record.id} is in the store for another job (another prompt, images or "
+                f"options; {previous.status.value} there): refused, not sent; give this row "
+                "its own id, or use another store"
+            )
+            return RowOutcome(record.id, JobState.FAILED.value, error=conflict)
+        status = record.status
+        if lost_claim:
+            status = JobState.SENT
+        elif status is JobState.PENDING:  # the store could not be written: nothing was sent
+            status = JobState.FAILED
+        error: str | None = record.error
+        if isinstance(settled.error, LedgerError) or (error is None and settled.error):
+            error = str(settled.error)
         return RowOutcome(
             id=record.id,
-            status=record.status.value,
+            status=status.value,
             request_id=record.request_id,
-            image=self.store.image_location(record),
+            image=self.store.image_location(record) if status is JobState.DONE else None,
             revised_prompt=record.revised_prompt,
-            error=record.error,
+            error=None if error is None else self.client._redact(error),
         )
-
-    def _arguments(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """``remix``'s keyword arguments from a row whose values may be numpy or pandas ones."""
-        if "prompt" not in row or "images" not in row:
-            raise ValidationError("row: needs 'prompt' and 'images' columns")
-        arguments: dict[str, Any] = {"prompt": row["prompt"], "images": _images(row["images"])}
-        for name in ("aspect_ratio", "output_format"):
-            if not _missing(row.get(name)):
-                arguments[name] = row[name]
-        extra_body = _extra_body(row.get("extra_body"))
-        if extra_body:
-            arguments["extra_body"] = extra_body
-        return arguments
 
     def close(self) -> None:
         """Close the client if this remixer made it."""
@@ -264,6 +220,21 @@ def remix_rows(
         return remixer.remix_rows(rows)
     finally:
         remixer.close()
+
+
+def _call(row: Mapping[str, Any]) -> Call:
+    """The remix a row asks for, from values that may be numpy or pandas ones."""
+    if "prompt" not in row or "images" not in row:
+        raise ValidationError("row: needs 'prompt' and 'images' columns")
+    options = {
+        name: row[name] for name in ("aspect_ratio", "output_format") if not _missing(row.get(name))
+    }
+    return Call(
+        row["prompt"],
+        _images(row["images"]),  # type: ignore[arg-type] # remix checks what it is
+        extra_body=_extra_body(row.get("extra_body")) or None,
+        **options,
+    )
 
 
 def _missing(value: object) -> bool:

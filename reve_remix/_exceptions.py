@@ -4,23 +4,34 @@
 
     ReveRemixError
     ├── ValidationError (also a ValueError)      bad input, caught before anything is sent
+    ├── BudgetExceededError                      the client's Budget is spent; nothing was sent
     └── APIError
         ├── APIConnectionError                   no response: refused, reset, dropped
         │   └── APITimeoutError
         ├── APIResponseValidationError           a 2xx whose body does not match the spec
         ├── ImageNotSavedError                   a 2xx whose image could not be fetched or saved
-        └── APIStatusError                       a non-2xx answer; one subclass per status
+        └── APIStatusError                       an error answer; one subclass per status
+            ├── ContentPolicyError               any status whose error type names moderation
             ├── BadRequestError                  400
             ├── AuthenticationError              401
             ├── PaymentRequiredError             402 (out of credits)
             ├── PermissionDeniedError            403
-            │   └── ContentPolicyError           403 whose error type names moderation
             ├── NotFoundError                    404
             ├── RequestTimeoutError              408
             ├── PayloadTooLargeError             413
             ├── UnprocessableEntityError         422
             ├── RateLimitError                   429
             └── InternalServerError              5xx
+
+A refusal by content policy is a ``ContentPolicyError`` whatever its status, and still an error
+of its status too: a flagged 422 is both a ``ContentPolicyError`` and an
+``UnprocessableEntityError``, a flagged 403 both a ``ContentPolicyError`` and a
+``PermissionDeniedError`` (:func:`status_error` picks the class from the status, then adds
+``ContentPolicyError`` when the body's error type or code names content policy or moderation).
+An error object inside a 2xx body is an ``APIStatusError`` too (``ContentPolicyError`` when
+flagged) whose ``in_2xx_body`` is true, and an ``APIResponseValidationError`` (a 2xx whose body
+holds no image): the API said success, so the image may have been billed, and every handler of a
+2xx gone wrong holds the job rather than sending it again.
 
 Every ``APIError`` carries the ``request_id`` the server returned (when it returned one) so that
 a support ticket can name the request. No message ever contains the API key: every ``APIError``
@@ -36,7 +47,7 @@ from typing import Any
 
 import httpx
 
-from ._lifecycle import not_saved_message
+from ._lifecycle import MAY_HAVE_BEEN_GENERATED, not_saved_message
 from ._redact import redact
 
 __all__ = [
@@ -47,6 +58,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "ContentPolicyError",
     "ImageNotSavedError",
     "InternalServerError",
@@ -67,7 +79,40 @@ _BODY_PREVIEW_CHARS = 500
 
 
 class ReveRemixError(Exception):
-    """Base class of every exception this library raises on purpose."""
+    """Base class of every exception this library raises on purpose.
+
+    Every one pickles and unpickles to the same class, message and fields (status, body, request
+    id, URL), so that it can cross a process pool, but without the request and response objects:
+    the request carries the API key in its headers. An exception it holds as a field (``cause``)
+    that is not the SDK's own travels as its type and message.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = {
+            name: _portable(value)
+            for name, value in self.__dict__.items()
+            if name not in _UNPICKLED
+        }
+        return (_unpickle, (type(self), self.args, state))
+
+
+_UNPICKLED = frozenset({"request", "response"})
+
+
+def _portable(value: object) -> object:
+    """A field as it is pickled: foreign exceptions as their type and message."""
+    if isinstance(value, BaseException) and not isinstance(value, ReveRemixError | OSError):
+        return ReveRemixError(f"{type(value).__name__}: {value}")
+    return value
+
+
+def _unpickle(
+    cls: type[ReveRemixError], args: tuple[Any, ...], state: dict[str, Any]
+) -> ReveRemixError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(dict.fromkeys(_UNPICKLED), **state)
+    return error
 
 
 class ValidationError(ReveRemixError, ValueError):
@@ -80,6 +125,30 @@ class ValidationError(ReveRemixError, ValueError):
         except ValidationError as exc:
             print(exc)  # images: give between 1 and 4 images, got 0
     """
+
+
+class BudgetExceededError(ReveRemixError):
+    """The client's :class:`~reve_remix.Budget` allows no more generations: nothing was sent.
+
+    Raised before the request would go out (``remix_many`` returns it as the outcome of each job
+    that did not fit). ``budget`` is the budget that refused, to read what it spent;
+    ``earlier_attempt_billed`` says whether an earlier attempt of the same call (a retry with
+    ``retry_on_ambiguous=True``) may have been billed before the budget ran out.
+
+    Example::
+
+        try:
+            client.remix("<img>0</img> at dusk", ["city.jpg"])
+        except BudgetExceededError as exc:
+            print(exc, exc.budget.spent)
+    """
+
+    def __init__(
+        self, message: str, *, budget: object, earlier_attempt_billed: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.budget = budget
+        self.earlier_attempt_billed = earlier_attempt_billed
 
 
 class APIError(ReveRemixError):
@@ -133,9 +202,10 @@ class APIResponseValidationError(_ResponseError):
 class ImageNotSavedError(APIError):
     """The image was generated (and billed) but could not be fetched or saved.
 
-    ``request_id`` and ``url`` say where the paid image is, ``cause`` why it is not on disk (a
-    download that failed after its retries, bytes that are not an image, a disk error). Reading
-    or saving again fetches the URL again: that is free; generating again is not.
+    ``request_id`` and ``url`` (or ``spool``, the file an inline image's bytes were kept in) say
+    where the paid image is, ``cause`` why it is not on disk (a download that failed after its
+    retries, bytes that are not an image, a disk error). Reading or saving again fetches the URL
+    again: that is free; generating again is not.
 
     Example::
 
@@ -145,21 +215,31 @@ class ImageNotSavedError(APIError):
             print("fetch it yourself:", exc.url, exc.request_id, exc.cause)
     """
 
-    def __init__(self, cause: BaseException, *, request_id: str | None, url: str | None) -> None:
+    def __init__(
+        self,
+        cause: BaseException,
+        *,
+        request_id: str | None,
+        url: str | None,
+        spool: str | None = None,
+    ) -> None:
         super().__init__(
-            not_saved_message(request_id, url, cause),
+            not_saved_message(request_id, url, cause, spool),
             request=getattr(cause, "request", None),
             request_id=request_id,
         )
         self.url = url
+        self.spool = spool
         self.cause = cause
 
 
 class APIStatusError(_ResponseError):
-    """The API answered with a non-2xx status.
+    """The API answered with an error: a non-2xx status, or an error object in a 2xx body.
 
     ``error_type``, ``error_code`` and ``param`` come from the provider's error envelope
-    ``{"error": {"message", "type", "param", "code"}}`` when the body has one.
+    ``{"error": {"message", "type", "param", "code"}}`` when the body has one. ``in_2xx_body``
+    says the error came inside a 2xx answer (OneRouter documents that it can): the image may
+    have been generated and billed, so a job that ends so is held as ambiguous, not re-sent.
 
     Example::
 
@@ -184,6 +264,11 @@ class APIStatusError(_ResponseError):
         self.error_code = error_code
         self.param = param
 
+    @property
+    def in_2xx_body(self) -> bool:
+        """Whether the error object came inside a 2xx answer (which may have been billed)."""
+        return self.response.is_success
+
 
 class BadRequestError(APIStatusError):
     """400: the API rejected the request's parameters."""
@@ -201,8 +286,22 @@ class PermissionDeniedError(APIStatusError):
     """403: the key may not do this."""
 
 
-class ContentPolicyError(PermissionDeniedError):
-    """403 with a moderation error type: the prompt or an image was flagged."""
+class ContentPolicyError(APIStatusError):
+    """The prompt or an image was refused by content policy, whatever the status.
+
+    Raised for any status (OneRouter documents a 422 ``content_policy_violation`` and a 403 for
+    flagged input) whose error type or code names content policy or moderation, and for such an
+    error inside a 2xx body (``in_2xx_body``). The error is also an instance of its status's
+    class (``UnprocessableEntityError`` for a 422); ``status_code``, ``body`` and ``request_id``
+    are there as on any status error. Never retried: the same request would be refused again.
+
+    Example::
+
+        try:
+            client.remix("<img>0</img> as a watercolour", ["cat.png"])
+        except ContentPolicyError as exc:
+            print("refused:", exc.status_code, exc.error_type, exc.message)
+    """
 
 
 class NotFoundError(APIStatusError):
@@ -278,10 +377,11 @@ def status_error(response: httpx.Response) -> APIStatusError:
 
     status = response.status_code
     cls = _BY_STATUS.get(status, InternalServerError if status >= 500 else APIStatusError)
-    if cls is PermissionDeniedError and _CONTENT_POLICY.search(f"{error_type} {error_code}"):
-        cls = ContentPolicyError
+    cls = _error_class(cls, _names_content_policy(error_type, error_code), response.is_success)
     label = f"{status} {response.reason_phrase}".strip()
     kind = f" [{error_type}]" if error_type else ""
+    if response.is_success:
+        message += f" (an error inside a {status} answer: {MAY_HAVE_BEEN_GENERATED})"
     return cls(
         f"{label}{kind}: {message}",
         response=response,
@@ -290,6 +390,48 @@ def status_error(response: httpx.Response) -> APIStatusError:
         error_code=error_code,
         param=_str_or_none(envelope.get("param")),
     )
+
+
+def is_content_policy(response: httpx.Response) -> bool:
+    """Whether ``response``'s error envelope names content policy or moderation (a refusal that
+    the same request would meet again: never retried)."""
+    body = decode_body(response)
+    envelope = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(envelope, dict):
+        return False
+    return _names_content_policy(envelope.get("type"), envelope.get("code"))
+
+
+def _names_content_policy(error_type: object, error_code: object) -> bool:
+    return bool(_CONTENT_POLICY.search(f"{error_type} {error_code}"))
+
+
+def _error_class(
+    status_class: type[APIStatusError], flagged: bool, in_2xx_body: bool
+) -> type[APIStatusError]:
+    """The class of an error answer: its status's, plus ``ContentPolicyError`` when ``flagged``,
+    plus ``APIResponseValidationError`` when it came ``in_2xx_body``; made once for each.
+
+    So ``except ContentPolicyError`` catches every refusal while ``except PermissionDeniedError``
+    still catches a flagged 403; and an error inside a 2xx is handled wherever a 2xx gone wrong
+    is (held, never sent again: it may have been billed). The class prints as the most specific
+    public name (``ContentPolicyError``).
+    """
+    bases: list[type[APIError]] = [ContentPolicyError] if flagged else []
+    if status_class is not APIStatusError or not flagged:
+        bases.append(status_class)
+    if in_2xx_body:
+        bases.append(APIResponseValidationError)
+    if len(bases) == 1:
+        return ContentPolicyError if flagged else status_class
+    key = (status_class, flagged, in_2xx_body)
+    if key not in _ERROR_CLASSES:
+        namespace = {"__module__": bases[0].__module__, "__doc__": bases[0].__doc__}
+        _ERROR_CLASSES.setdefault(key, type(bases[0].__name__, tuple(bases), namespace))
+    return _ERROR_CLASSES[key]
+
+
+_ERROR_CLASSES: dict[tuple[type[APIStatusError], bool, bool], type[APIStatusError]] = {}
 
 
 def api_key_sent(request: httpx.Request | None) -> str | None:

@@ -2,14 +2,16 @@
 
 Every generation costs money and the API takes no idempotency key, so ``remix``, ``remix_many``
 and its streaming form, the ``batch`` manifest and the Ray and Spark adapters all follow one small
-state machine (``shared/design/paid-lifecycle.md`` in the project's design notes)::
+state machine::
 
                 send                2xx parsed              bytes saved
      pending ──────────▶ sent ─────────────────▶ paid ─────────────────▶ done
-                          │  │
-           provably unpaid│  │ outcome unknown
-                          ▼  ▼
-                     failed  ambiguous
+                          │  │  │
+           provably unpaid│  │  │ outcome unknown
+                          ▼  │  ▼
+                     failed  │  ambiguous
+                             ▼
+                          flagged (refused by content policy)
 
 - ``pending``: not sent yet; sent on the next run.
 - ``sent``: claimed durably before the request left; a crash here leaves the job *ambiguous*.
@@ -20,21 +22,21 @@ state machine (``shared/design/paid-lifecycle.md`` in the project's design notes
 - ``failed``: provably nothing was generated (a 4xx, a 5xx the retry table calls safe, an error
   before the request left). Sent again on resume.
 - ``ambiguous``: the request may have been generated and billed (a read timeout, a dropped
-  connection after sending, a 500, a crash between claim and outcome). Never sent again unless the
-  user asks explicitly.
+  connection after sending, a 500, a 504 or 524 from a gateway that gave up waiting, a crash
+  between claim and outcome). Never sent again unless the user asks explicitly.
+- ``flagged``: the API refused the content (a content-policy error, whatever the status). Not
+  retried and not sent again by a plain resume: it would be refused again.
 
-This module is the one home of those names, of which states a resume sends again, and of the
-words messages use, so that a batch manifest, an exception and a Spark row say the same thing.
+The one runner that drives a job through these states is :mod:`reve_remix._runner`; where the
+records live is a ledger's business (:mod:`reve_remix._ledger`). This module is the one home of
+those names, of which states a resume sends again, and of the words messages use, so that a batch
+manifest, an exception and a Spark row say the same thing.
 """
 
 from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ._exceptions import ReveRemixError
 
 
 class JobState(StrEnum):
@@ -52,14 +54,15 @@ class JobState(StrEnum):
     DONE = "done"
     FAILED = "failed"
     AMBIGUOUS = "ambiguous"
+    FLAGGED = "flagged"
 
     @property
     def resend_on_resume(self) -> bool:
         """Whether a plain resume sends this job's generation again.
 
         Only jobs that provably produced nothing are: ``pending`` and ``failed``. A ``paid`` job
-        is downloaded again, a ``done`` one skipped, and ``sent``/``ambiguous`` ones wait for the
-        user to ask (they may have been billed).
+        is downloaded again, a ``done`` one skipped, ``sent``/``ambiguous`` ones wait for the
+        user to ask (they may have been billed), and ``flagged`` ones would be refused again.
         """
         return self in (JobState.PENDING, JobState.FAILED)
 
@@ -82,23 +85,32 @@ GENERATED_NOT_SAVED = "generated, not saved"
 MAY_HAVE_BEEN_GENERATED = "may have been generated"
 """An ``ambiguous`` job: the request may have been billed; not sent again unless asked."""
 
+REFUSED_BY_CONTENT_POLICY = "refused by content policy"
+"""A ``flagged`` job: the API refused the content; sending it again would be refused again."""
 
-def paid_context(request_id: str | None, url: str | None) -> str:
-    """How a message names a paid image so the user can get it: request id and URL, if known.
+
+def paid_context(request_id: str | None, url: str | None, spool: str | None = None) -> str:
+    """How a message names a paid image so the user can get it: request id and where it is.
+
+    ``spool`` is the file an inline (base64) image's bytes were kept in, when there is no URL.
 
     Example::
 
         >>> paid_context("req-1", "https://cdn.example.com/a.png")
         'request id req-1, url https://cdn.example.com/a.png'
+        >>> paid_context("req-2", None, "out/.reve-remix/spool/cat.png")
+        'request id req-2, kept at out/.reve-remix/spool/cat.png'
         >>> paid_context(None, None)
         'no request id, no url'
     """
     rid = f"request id {request_id}" if request_id else "no request id"
-    where = f"url {url}" if url else "no url"
+    where = f"url {url}" if url else f"kept at {spool}" if spool else "no url"
     return f"{rid}, {where}"
 
 
-def not_saved_message(request_id: str | None, url: str | None, cause: object) -> str:
+def not_saved_message(
+    request_id: str | None, url: str | None, cause: object, spool: str | None = None
+) -> str:
     """The message of every error that follows a 2xx: the image exists, here is how to find it.
 
     Example::
@@ -106,7 +118,8 @@ def not_saved_message(request_id: str | None, url: str | None, cause: object) ->
         >>> not_saved_message("req-1", "https://cdn.example.com/a.png", "503 Service Unavailable")
         'the image was generated (request id req-1, url https://cdn.example.com/a.png) but not saved: 503 Service Unavailable'
     """  # noqa: E501 - a doctest's output is one line
-    return f"the image was generated ({paid_context(request_id, url)}) but not saved: {cause}"
+    where = paid_context(request_id, url, spool)
+    return f"the image was generated ({where}) but not saved: {cause}"
 
 
 def may_have_been_generated_message(request_id: str | None, cause: object) -> str:
@@ -119,42 +132,3 @@ def may_have_been_generated_message(request_id: str | None, cause: object) -> st
     """
     rid = f"request id {request_id}" if request_id else "no request id"
     return f"the image {MAY_HAVE_BEEN_GENERATED} ({rid}): {cause}"
-
-
-def state_after_error(error: ReveRemixError) -> JobState:
-    """The state a job is left in when its remix ended with ``error``.
-
-    ``failed`` only where nothing can have been generated: bad input, a 4xx, a status or a
-    transport error the retry table calls safe. A 2xx that went wrong later (``ImageNotSavedError``,
-    or a body whose images cannot be read) is ``paid``. Everything else is ``ambiguous``.
-
-    Example::
-
-        >>> from reve_remix import ValidationError
-        >>> state_after_error(ValidationError("bad"))
-        <JobState.FAILED: 'failed'>
-    """
-    import httpx
-
-    from ._exceptions import (
-        APIConnectionError,
-        APIResponseValidationError,
-        APIStatusError,
-        ImageNotSavedError,
-        ValidationError,
-    )
-    from ._retry import classify_error, classify_status
-
-    if isinstance(error, ImageNotSavedError | APIResponseValidationError):
-        return JobState.PAID
-    if isinstance(error, ValidationError):
-        return JobState.FAILED
-    if isinstance(error, APIStatusError):
-        status = error.status_code
-        unpaid = status < 500 or classify_status(status) == "retry"
-        return JobState.FAILED if unpaid else JobState.AMBIGUOUS
-    if isinstance(error, APIConnectionError):
-        cause = error.__cause__
-        if isinstance(cause, httpx.TransportError) and classify_error(cause) == "retry":
-            return JobState.FAILED
-    return JobState.AMBIGUOUS

@@ -25,6 +25,8 @@ from typing import Generic, TypeVar, cast
 
 import httpx
 
+from ._exceptions import ValidationError
+
 SHARD_SIZE = 16
 """Connections per httpcore pool: small enough that its per-request bookkeeping stays cheap."""
 
@@ -102,7 +104,19 @@ def tls_context() -> ssl.SSLContext:
 
 @functools.lru_cache(maxsize=4)
 def _tls_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
-    return httpx.create_ssl_context()
+    try:
+        return httpx.create_ssl_context()
+    except OSError as exc:  # the variables name what cannot be read: say which, not just ENOENT
+        named = [
+            f"{name}={value!r}"
+            for name, value in (("SSL_CERT_FILE", cert_file), ("SSL_CERT_DIR", cert_dir))
+            if value is not None
+        ]
+        where = " or ".join(named) or "the default CA certificates"
+        raise ValidationError(
+            f"cannot load CA certificates from {where}: {exc.strerror or exc}; point it at a "
+            "readable file (or folder) of certificates, or unset it; nothing was sent"
+        ) from None
 
 
 class ShardedTransport(httpx.BaseTransport):

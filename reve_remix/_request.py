@@ -34,6 +34,8 @@ from ._tags import bind_images, check_image_count, check_prompt, refuse_image_na
 if TYPE_CHECKING:
     from reve_remix_api.models import AspectRatio, OutputFormat, RemixRequest
 
+    from ._recipe import Recipe
+
 logger = logging.getLogger("reve_remix")
 
 Images: TypeAlias = Sequence[ImageInput] | Mapping[str, ImageInput] | ImageInput
@@ -78,6 +80,27 @@ class PreparedRemix:
     output_format: OutputFormat
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     options: RequestOptions = field(default_factory=RequestOptions)
+    written_prompt: str = ""
+    """The prompt as the caller wrote it (``prompt`` is as sent: names bound to tags)."""
+    references: tuple[Mapping[str, str], ...] = ()
+    """How the recipe names each image (``_recipe.reference``), in the order sent."""
+
+    def recipe(self) -> Recipe:
+        """What a saved image's recipe says of this request (the answer's parts added later)."""
+        from ._recipe import Recipe
+
+        return Recipe(
+            prompt=self.written_prompt or self.prompt,
+            prompt_sent=self.prompt,
+            model=self.model,
+            aspect_ratio=None if self.aspect_ratio is None else self.aspect_ratio.value,
+            output_format=self.output_format.value,
+            references=self.references,
+            extra_body=dict(self.extra_body),
+        )
+
+    sources: list[object] = field(default_factory=list)
+    """The images as the caller gave them, in the order they are sent (for a job's identity)."""
 
     def body(self, image_urls: list[str]) -> RemixRequest:
         """The request body as the generated ``RemixRequest`` model, ``extra_body`` included.
@@ -97,7 +120,7 @@ class PreparedRemix:
         if self.aspect_ratio is not None:
             fields["aspect_ratio"] = self.aspect_ratio.value
         try:
-            return RemixRequest.from_dict({**_defaults(), **self.extra_body, **fields})
+            return RemixRequest.from_dict({**default_fields(), **self.extra_body, **fields})
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise ValidationError(f"extra_body: does not fit the spec's request: {exc}") from None
 
@@ -130,11 +153,13 @@ def prepare_remix(
     if not isinstance(prompt, str):
         raise ValidationError(f"prompt: expected a string, got {type(prompt).__name__}")
     sendable(prompt, "prompt")
+    written_prompt = prompt
     model = check_model(model)
     ratio = None if aspect_ratio is None else _member(AspectRatio, aspect_ratio, "aspect_ratio")
     if output_format is None:
         output_format = spec().default_output_format
     fmt = _member(OutputFormat, output_format, "output_format")
+    names: list[str] | None = None
     if isinstance(images, Mapping):
         # Bind the names themselves: the order they come back in orders both images and labels.
         prompt, names = bind_images(prompt, {name: name for name in images})
@@ -152,19 +177,33 @@ def prepare_remix(
         logger.warning("prompt: %s", warning)
     load = prepare_image if load_images else check_image
     loaded = [load(item, label, fit=fit) for item, label in zip(items, labels, strict=True)]
+    sent = [image for image in loaded if image is not None]
     return PreparedRemix(
         model=model,
         prompt=prompt,
-        images=[image for image in loaded if image is not None],
+        images=sent,
         aspect_ratio=ratio,
         output_format=fmt,
         extra_body=extras,
         options=options,
+        written_prompt=written_prompt,
+        references=_references(items, sent, names) if load_images else (),
+        sources=items,
     )
 
 
+def _references(
+    items: list[object], sent: list[str | LocalImage], names: list[str] | None
+) -> tuple[dict[str, str], ...]:
+    """The recipe's name for each image sent: its URL, or its file name and hash."""
+    from ._recipe import reference
+
+    labels: list[str | None] = list(names) if names is not None else [None] * len(items)
+    return tuple(map(reference, items, sent, labels))
+
+
 @functools.cache
-def _defaults() -> dict[str, Any]:
+def default_fields() -> dict[str, Any]:
     """The request fields the spec gives a default, with it (``{"n": 1}``)."""
     properties = spec().request_properties
     return {name: schema["default"] for name, schema in properties.items() if "default" in schema}
@@ -219,7 +258,7 @@ def check_required(extras: Mapping[str, Any]) -> None:
     """
     fields = spec().request_properties
     for name in spec().request_required:
-        if name not in ARGUMENT_FIELDS and name not in extras and name not in _defaults():
+        if name not in ARGUMENT_FIELDS and name not in extras and name not in default_fields():
             raise ValidationError(
                 f"{name}: the API requires this request field and remix has no argument for it "
                 f"yet: pass extra_body={{{name!r}: ...}} ({_schema_text(fields.get(name, {}))})"
@@ -284,6 +323,12 @@ def check_model(model: object) -> str:
     """
     if not isinstance(model, str) or not model.strip():
         raise ValidationError("model: expected a non-empty string")
+    control = next((i for i, char in enumerate(model) if char < " " or char == "\x7f"), None)
+    if control is not None:  # a name is one line: a newline in one is a paste gone wrong
+        raise ValidationError(
+            f"model: character {control + 1} is a control character ({model[control]!r}); "
+            "a model name is one line of text"
+        )
     return sendable(model, "model")
 
 

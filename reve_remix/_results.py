@@ -4,7 +4,9 @@ A 2xx is money spent, so ``parse_response`` reads it to find the images and neve
 the SDK does not need lose one: ``created`` may be a float, a string or missing, unknown fields
 and nulls are fine. Only a 2xx whose images cannot be found at all (not JSON, no ``data``, no item
 with a ``url`` or ``b64_json`` string) is an ``APIResponseValidationError``, carrying the raw
-body. The parsed body is kept as the generated models (``RemixResult.raw``,
+body. An error object in a 2xx body (``{"error": {...}}`` and no image) is raised as the status
+error it describes (``ContentPolicyError`` when flagged), an ``APIResponseValidationError`` too.
+The parsed body is kept as the generated models (``RemixResult.raw``,
 ``RemixImage.raw``: unknown fields in their ``additional_properties``); the ``httpx.Response`` is
 not, so finished results hold no sockets or request bodies.
 
@@ -15,6 +17,7 @@ a disk error) is an ``ImageNotSavedError`` naming the request id and URL.
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import functools
 import json
 import math
@@ -31,12 +34,15 @@ import httpx
 
 from ._download import Downloader, not_an_image
 from ._exceptions import (
+    APIError,
     APIResponseValidationError,
     ImageNotSavedError,
     ReveRemixError,
     request_id_of,
+    status_error,
 )
 from ._lifecycle import JobState
+from ._recipe import Recipe, write_with_recipe
 from ._spec import DATA_FIELD, conforms, spec
 
 if TYPE_CHECKING:
@@ -62,6 +68,9 @@ class RemixImage:
     raw: RawImage
     request_id: str | None
     _downloader: Downloader
+    recipe: Recipe | None = None
+    """What made this image (the request and the answer), written into the files it is saved as;
+    ``None`` for an image rebuilt from a record (``paid_image``)."""
 
     @property
     def url(self) -> str | None:
@@ -116,18 +125,21 @@ class RemixImage:
         except ReveRemixError as exc:
             raise self.not_saved(exc) from exc
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def save(self, path: str | os.PathLike[str], *, metadata: bool = True) -> Path:
         """Write the image to ``path`` atomically (no half-written file, ever) and return it.
 
-        Raises ``ImageNotSavedError`` for any failure, a disk error included.
+        The file carries the image's :class:`Recipe` (a PNG ``iTXt`` chunk, JPEG XMP, else a
+        sidecar ``NAME.json``), with the image's bytes otherwise untouched; ``metadata=False``
+        writes the bytes exactly as the API sent them. Raises ``ImageNotSavedError`` for any
+        failure, a disk error included.
 
         Example::
 
             saved = result.image.save("out/cat.png")
         """
-        return self.write(path, self.read())
+        return self.write(path, self.read(), metadata=metadata)
 
-    async def asave(self, path: str | os.PathLike[str]) -> Path:
+    async def asave(self, path: str | os.PathLike[str], *, metadata: bool = True) -> Path:
         """Async twin of :meth:`save`.
 
         Example::
@@ -137,10 +149,11 @@ class RemixImage:
         import asyncio  # imported on first use, like everything async (see _client)
 
         data = await self.aread()
-        return await asyncio.to_thread(self.write, path, data)
+        return await asyncio.to_thread(self.write, path, data, metadata=metadata)
 
-    def write(self, path: str | os.PathLike[str], data: bytes) -> Path:
-        """Write this image's ``data`` (from :meth:`read`) to ``path`` atomically.
+    def write(self, path: str | os.PathLike[str], data: bytes, *, metadata: bool = True) -> Path:
+        """Write this image's ``data`` (from :meth:`read`) to ``path`` atomically, with its recipe
+        unless ``metadata=False`` (see :meth:`save`).
 
         For callers that choose the path from the bytes; an ``OSError`` becomes an
         ``ImageNotSavedError`` naming the request id and URL.
@@ -151,6 +164,8 @@ class RemixImage:
             image.write(choose_path(data), data)
         """
         try:
+            if metadata and self.recipe is not None:
+                return write_with_recipe(path, data, self.recipe)
             return write_atomic(path, data)
         except OSError as exc:
             raise self.not_saved(exc) from exc
@@ -217,17 +232,27 @@ class RemixResult:
         """Async twin of :meth:`read`. Example: ``png = await result.aread()``."""
         return await self.image.aread()
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Save the first image atomically. Example: ``result.save("out.png")``."""
-        return self.image.save(path)
+    @property
+    def recipe(self) -> Recipe | None:
+        """The first image's :class:`Recipe`: what was sent, and what the API answered."""
+        return self.image.recipe
 
-    async def asave(self, path: str | os.PathLike[str]) -> Path:
+    def save(self, path: str | os.PathLike[str], *, metadata: bool = True) -> Path:
+        """Save the first image atomically, with its recipe unless ``metadata=False`` (see
+        :meth:`RemixImage.save`). Example: ``result.save("out.png")``."""
+        return self.image.save(path, metadata=metadata)
+
+    async def asave(self, path: str | os.PathLike[str], *, metadata: bool = True) -> Path:
         """Async twin of :meth:`save`. Example: ``await result.asave("out.png")``."""
-        return await self.image.asave(path)
+        return await self.image.asave(path, metadata=metadata)
 
 
-def parse_response(response: httpx.Response, downloader: Downloader) -> RemixResult:
+def parse_response(
+    response: httpx.Response, downloader: Downloader, recipe: Recipe | None = None
+) -> RemixResult:
     """Find the images of a 2xx and build the result, tolerating every field it does not need.
+
+    ``recipe`` is what was sent; each image gets it completed with what the API answered.
 
     Raises ``APIResponseValidationError`` (status, raw body, request id; the message says the
     image may have been billed) only when no image can be found.
@@ -236,7 +261,11 @@ def parse_response(response: httpx.Response, downloader: Downloader) -> RemixRes
 
     request_id = request_id_of(response.headers)
 
-    def unreadable(reason: str, body: object) -> APIResponseValidationError:
+    def unreadable(reason: str, body: object) -> APIError:
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            # An error object in a 2xx (OneRouter documents it): the vendor's words and type, in
+            # an error that is an APIResponseValidationError too (see status_error).
+            return status_error(response)
         return APIResponseValidationError(
             f"the API answered {response.status_code}, so the image was generated "
             f"({JobState.PAID.value}), but its images cannot be found in the response: {reason}",
@@ -265,9 +294,23 @@ def parse_response(response: httpx.Response, downloader: Downloader) -> RemixRes
     fields = _typed_fields(rest, response_checks)
     created = _created(body.get("created"))
     raw = RemixResponse.from_dict({**fields, "created": created, DATA_FIELD: data})
+    images = [RemixImage(image, request_id, downloader) for image in raw.data]
+    if recipe is not None:
+        images = [
+            dataclasses.replace(
+                image,
+                recipe=dataclasses.replace(
+                    recipe,
+                    revised_prompt=image.revised_prompt,
+                    request_id=request_id,
+                    created=created,
+                ),
+            )
+            for image in images
+        ]
     return RemixResult(
         created=created,
-        images=[RemixImage(image, request_id, downloader) for image in raw.data],
+        images=images,
         request_id=request_id,
         status_code=response.status_code,
         headers=response.headers,

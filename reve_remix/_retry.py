@@ -2,9 +2,11 @@
 
 Every generation costs money and the API takes no idempotency key, so a retry must not risk paying
 twice. By default only failures that cannot have produced an image are retried: the connection
-never carried the whole request, or the server said so (408, 429, 502, 503, 504). A 500, a read
+never carried the whole request, or the server said so (408, 429, 502, 503). A 500, a read
 timeout, or a connection dropped after the request was sent may have produced (and billed) an
-image: those are *ambiguous* and retried only with ``retry_on_ambiguous=True``.
+image: those are *ambiguous* and retried only with ``retry_on_ambiguous=True``. So are a 504 and
+Cloudflare's 524: a gateway that gave up waiting says nothing of the generation behind it, which
+may go on and be billed.
 
 A 429 is retried from a budget of its own (:meth:`RetryPolicy.limit`): it made nothing, and the
 client slows down for it (:class:`AdaptiveRate`), so a job does not fail while the client's pace
@@ -27,13 +29,13 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import httpx
 
-from ._exceptions import ValidationError
+from ._exceptions import ValidationError, is_content_policy
 
 if TYPE_CHECKING:
     import asyncio
 
-RETRYABLE_STATUSES = frozenset({408, 429, 502, 503, 504})
-AMBIGUOUS_STATUSES = frozenset({500})
+RETRYABLE_STATUSES = frozenset({408, 429, 502, 503})
+AMBIGUOUS_STATUSES = frozenset({500, 504, 524})
 # Transport errors raised before the whole request reached the server: nothing can have been made.
 SAFE_TRANSPORT_ERRORS: tuple[type[httpx.TransportError], ...] = (
     httpx.ConnectError,
@@ -75,6 +77,28 @@ def classify_error(error: httpx.TransportError) -> Verdict:
         ('retry', 'ambiguous')
     """
     return "retry" if isinstance(error, SAFE_TRANSPORT_ERRORS) else "ambiguous"
+
+
+def made_nothing(outcome: httpx.Response | httpx.TransportError) -> bool:
+    """Whether an attempt that ended with ``outcome`` provably generated (and billed) nothing.
+
+    A transport error before the whole request was sent, or an error status that is not a
+    refusal by content policy and either is a 4xx or one the table retries (a 429, a 502):
+    the cases a batch records as ``failed``. A 2xx, a 500, a read timeout may have been billed;
+    so may a content-policy refusal (a provider may generate first and moderate the result).
+    A :class:`~reve_remix.Budget` gives back the generation it held only for these.
+
+    Example::
+
+        >>> made_nothing(httpx.ConnectError("refused")), made_nothing(httpx.ReadTimeout("slow"))
+        (True, False)
+    """
+    if isinstance(outcome, httpx.TransportError):
+        return classify_error(outcome) == "retry"
+    status = outcome.status_code
+    if outcome.is_success or is_content_policy(outcome):
+        return False
+    return status < 500 or classify_status(status) == "retry"
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -192,6 +216,8 @@ class RetryPolicy:
         """The retry to make after ``response`` (counted in ``done``), or ``None`` to stop here."""
         rate_limited = response.status_code == 429
         if not self._allows(classify_status(response.status_code), done, rate_limited):
+            return None
+        if is_content_policy(response):  # refused for what it asks: it would be refused again
             return None
         hinted = parse_retry_after(response.headers.get("retry-after"))
         reason = f"{response.status_code} {response.reason_phrase}"

@@ -25,13 +25,14 @@ import os
 from typing import Any
 
 try:
+    import pyarrow
     import ray
     import ray.data
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("reve_remix.ray needs Ray Data: pip install 'reve-remix[ray]'") from exc
 
-from ._batch import check_concurrency
-from ._engine import DEFAULT_CONCURRENCY, RowRemixer
+from ._engine import DEFAULT_CONCURRENCY, OUTCOME_COLUMNS, RowRemixer
+from ._jobs import check_concurrency
 from ._retry import RateLimiter, SteadyRate
 from ._store import PaidStore
 
@@ -73,9 +74,23 @@ class RemixBatches:
     ) -> None:
         self._remixer = RowRemixer(store, concurrency=concurrency, **client_options)
 
-    def __call__(self, batch: Any) -> Any:  # noqa: ANN401 - a pandas DataFrame
-        """The batch with the outcome columns added."""
-        return self._remixer.remix_frame(batch)
+    def __call__(self, batch: Any) -> pyarrow.Table:  # noqa: ANN401 - a pandas DataFrame
+        """The batch as an Arrow table with the outcome columns added, typed as strings.
+
+        A column of ``None`` (no row of the block has an error) would otherwise become Arrow's
+        ``null`` type, and Parquet written by two runs could not be read back as one dataset;
+        Ray infers a pandas column's type again, whatever its dtype, so the types are set here.
+        """
+        outcomes = self._remixer.remix_rows(batch.to_dict("records"))
+        table = pyarrow.Table.from_pandas(batch, preserve_index=False)
+        for name in OUTCOME_COLUMNS:
+            values = [getattr(outcome, name) for outcome in outcomes]
+            column = pyarrow.array(values, type=pyarrow.string())
+            if name in table.column_names:  # the input had a column of that name: replaced
+                table = table.set_column(table.column_names.index(name), name, column)
+            else:
+                table = table.append_column(name, column)
+        return table
 
 
 class _SteadyRateActor:
@@ -164,11 +179,13 @@ def remix_dataset(
         print(out.groupby("status").count().take_all())
     """
     check_concurrency(actors)
+    paid_store = store if isinstance(store, PaidStore) else PaidStore(store)
+    paid_store._require_shared("Ray", several_hosts=_several_nodes())
     if requests_per_second is not None:
         limiter: RateLimiter = RayRateLimiter.create(requests_per_second)
         client_options = {**client_options, "rate_limiter": limiter}
     remixer_options = {
-        "store": store if isinstance(store, PaidStore) else PaidStore(store),
+        "store": paid_store,
         "concurrency": concurrency_per_actor,
         **client_options,
     }
@@ -181,3 +198,14 @@ def remix_dataset(
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=num_cpus,
     )
+
+
+def _several_nodes() -> bool:
+    """Whether the Ray cluster this process is connected to has more than one live node.
+
+    Not connected yet: the first Ray call starts a local cluster, one node.
+    """
+    if not ray.is_initialized():
+        return False
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call, unused-ignore]
+    return sum(1 for node in nodes if node.get("Alive")) > 1

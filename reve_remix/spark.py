@@ -25,6 +25,7 @@ from typing import Any
 
 try:
     import pandas
+    from pyspark import SparkContext
     from pyspark.sql.types import StringType, StructField, StructType
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("reve_remix.spark needs PySpark: pip install 'reve-remix[spark]'") from exc
@@ -66,6 +67,7 @@ def remix_partitions(
         outcomes.filter("status = 'ambiguous'").show()
     """
     paid_store = store if isinstance(store, PaidStore) else PaidStore(store)
+    paid_store._require_shared("Spark", several_hosts=_several_hosts())
     # A bad option fails here, on the driver, not in every task.
     RowRemixer(paid_store, concurrency=concurrency, **client_options).close()
 
@@ -82,3 +84,16 @@ def remix_partitions(
             remixer.close()
 
     return remix
+
+
+def _several_hosts() -> bool:
+    """Whether the running Spark application has executors on more than one host.
+
+    ``local[...]`` runs on this machine; otherwise the hosts the executors registered so far
+    decide (an executor that joins later cannot be foreseen).
+    """
+    context = SparkContext._active_spark_context
+    if context is None or (context.master or "local").startswith("local"):
+        return False
+    infos = context._jsc.sc().statusTracker().getExecutorInfos()
+    return len({info.host() for info in infos}) > 1

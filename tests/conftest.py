@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import io
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
@@ -26,6 +28,17 @@ collect_ignore = ["user_project"]
 # Recognisable on purpose: the secrets tests grep every output for it.
 API_KEY = "sk-or-TEST-SECRET-7f3a9c2e51d84b60"
 IMAGE_URL = "https://example.com/cat.png"
+
+
+def claim_by_a_stopped_process(store: str, job_id: str, attempt: int = 1) -> None:
+    """What a SIGKILLed engine worker leaves in a paid store: a claim by a process that no
+    longer runs, with no outcome after it."""
+    code = (
+        "import sys; from reve_remix import JobRecord, JobState, PaidStore; "
+        "record = JobRecord(sys.argv[2], JobState.SENT, attempt=int(sys.argv[3])); "
+        "PaidStore(sys.argv[1]).claim(record)"
+    )
+    subprocess.run([sys.executable, "-c", code, store, job_id, str(attempt)], check=True)
 
 
 @pytest.fixture

@@ -164,23 +164,26 @@ def _rows() -> list[Row]:
         (429, RateLimitError),
         (502, InternalServerError),
         (503, InternalServerError),
-        (504, InternalServerError),
     ]
     for status, error in retryable:
         rows += _both_policies(f"{status} once", (Fault(status=status),), None, 2)
         budget = retry.RATE_LIMIT_RETRIES if status == 429 else MAX_RETRIES  # a 429's own budget
         persistent = (Fault(status=status),) * (budget + 1)
         rows += _both_policies(f"{status} every time", persistent, error, budget + 1)
+    # A 500, and a gateway's 504 or 524, may have generated (and billed) the image.
+    for status in (500, 504, 524):
+        rows += [
+            Row(f"{status} once", (Fault(status=status),), InternalServerError, 1),
+            Row(f"{status} once", (Fault(status=status),), None, 2, retry_on_ambiguous=True),
+            Row(
+                f"{status} every time",
+                (Fault(status=status),) * (MAX_RETRIES + 1),
+                InternalServerError,
+                MAX_RETRIES + 1,
+                retry_on_ambiguous=True,
+            ),
+        ]
     rows += [
-        Row("500 once", (Fault(status=500),), InternalServerError, 1),
-        Row("500 once", (Fault(status=500),), None, 2, retry_on_ambiguous=True),
-        Row(
-            "500 every time",
-            (Fault(status=500),) * (MAX_RETRIES + 1),
-            InternalServerError,
-            MAX_RETRIES + 1,
-            retry_on_ambiguous=True,
-        ),
         Row(
             f"429 with Retry-After: {RETRY_AFTER} (seconds)",
             (Fault(status=429, headers={"Retry-After": str(RETRY_AFTER)}),),

@@ -21,14 +21,13 @@ from reve_remix import (
     ReveRemix,
     ValidationError,
 )
-from reve_remix._batch import BatchProgress, RemixJob, run_in_tasks
-from reve_remix._batch_file import (
-    Manifest,
-    ManifestRecord,
-    read_jobs,
-    slugify,
-)
+from reve_remix._jobs import BatchProgress, RemixJob
+from reve_remix._jobs_file import read_jobs, slugify
+from reve_remix._ledger import JobRecord
+from reve_remix._lifecycle import JobState
+from reve_remix._manifest import Manifest
 from reve_remix._retry import RATE_LIMIT_RETRIES
+from reve_remix._schedule import run_in_tasks
 from reve_remix._spec import spec
 from reve_remix.testing import Fault, MockServer
 
@@ -139,16 +138,14 @@ async def test_async_remix_many_captures_failures(server, aclient):
 
 
 @pytest.mark.anyio
-async def test_async_error_in_the_callback_starts_nothing_more_and_cancels_the_rest():
-    started, cancelled = [], []
+async def test_async_error_in_the_callback_starts_nothing_more_and_waits_for_the_rest():
+    # A running item's request is out (maybe paid for): it is waited for, not cancelled.
+    started, finished = [], []
 
     async def work(item):
         started.append(item)
-        try:
-            await asyncio.sleep(0 if item == 0 else 5)
-        except asyncio.CancelledError:
-            cancelled.append(item)
-            raise
+        await asyncio.sleep(0 if item == 0 else 0.05)
+        finished.append(item)
         return item
 
     def broken(index, outcome):
@@ -157,7 +154,31 @@ async def test_async_error_in_the_callback_starts_nothing_more_and_cancels_the_r
     with pytest.raises(RuntimeError, match="bug in the callback"):
         await run_in_tasks(work, list(range(6)), concurrency=2, on_outcome=broken)
     assert started == [0, 1]  # item 0's slot was not handed on
-    assert cancelled == [1]
+    assert finished == [0, 1]
+
+
+@pytest.mark.anyio
+async def test_async_cancellation_cancels_the_running_items():
+    started, cancelled = [], []
+
+    async def work(item):
+        started.append(item)
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.append(item)
+            raise
+        return item
+
+    task = asyncio.ensure_future(
+        run_in_tasks(work, list(range(6)), concurrency=2, on_outcome=lambda *_: None)
+    )
+    while len(started) < 2:
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert started == cancelled == [0, 1]
 
 
 def test_a_429_slows_every_job_of_the_client(server, client):
@@ -203,61 +224,55 @@ def test_read_jobs_reports_bad_lines_with_their_numbers(tmp_path):
         '{"prompt": "p", "images": ["a.png"], "output": "../escape.png"}',
         '{"prompt": "p", "images": ["a.png"], "id": "has space"}',
         '{"prompt": "<img>0</img> b", "images": ["a.png"]}',
-        '{"images": ["a.png"],   "prompt": "<img>0</img> b"}',
     ]
     path = tmp_path / "jobs.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     jobs, problems = read_jobs(path)
-    assert [job.number for job in jobs] == [1, 11]
+    # Line 8 repeats line 1's id: the plan decides (same request: one job; another: a problem).
+    assert [job.number for job in jobs] == [1, 8, 11]
     assert jobs[0].id == "a"
     assert jobs[0].job.images == [str(tmp_path / "a.png")]  # relative to the jobs file
-    assert len(jobs[1].id) == 16
     messages = {problem.number: problem.message for problem in problems}
-    assert sorted(messages) == [3, 4, 5, 6, 7, 8, 9, 10, 12]
+    assert sorted(messages) == [3, 4, 5, 6, 7, 9, 10]
     assert "not valid JSON" in messages[3]
     assert "JSON object" in messages[4]
     assert 'missing "prompt"' in messages[5]
     assert '"images" must be a list' in messages[6]
     assert '"colour"' in messages[7]
-    assert "duplicate id" in messages[8]
     assert '"output"' in messages[9]
     assert '"id"' in messages[10]
-    assert "identical line" in messages[12]  # same JSON, other spacing and key order
     assert str(problems[0]).startswith("line 3: ")
 
 
-def test_job_ids_depend_on_the_line_content_only(tmp_path):
-    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    first.write_text('{"prompt": "<img>0</img> x", "images": ["u.png"]}\n')
-    second.write_text('\n\n{"images":["u.png"],"prompt":"<img>0</img> x"}\n')
-    assert read_jobs(first)[0][0].id == read_jobs(second)[0][0].id
-    second.write_text('{"prompt": "<img>0</img> y", "images": ["u.png"]}\n')
-    assert read_jobs(first)[0][0].id != read_jobs(second)[0][0].id
-
-
-def test_manifest_survives_a_record_cut_short_and_the_next_run_cuts_it_off(tmp_path):
-    manifest = Manifest(tmp_path)
-    manifest.append(ManifestRecord(id="a", status="failed", error="boom", line=1))
-    manifest.append(ManifestRecord(id="a", status="done", file="a.png", line=1))
-    manifest.close()
+def test_the_manifest_survives_a_record_cut_short_and_the_next_run_cuts_it_off(tmp_path):
+    with Manifest(tmp_path) as manifest:
+        manifest.open()
+        manifest.write(JobRecord("a", JobState.FAILED, error="boom", line=1))
+        manifest.write(JobRecord("a", JobState.DONE, file="a.png", line=1))
     with manifest.path.open("a", encoding="utf-8") as file:
         file.write('{"id": "b", "status": "do')  # a crash in the middle of a write
-    latest, unreadable = manifest.latest()
-    assert set(latest) == {"a"}
-    assert unreadable == [3]
-    (tmp_path / "a.png").write_bytes(PNG_SIGNATURE)
-    manifest.append(ManifestRecord(id="c", status="done", file="gone.png", line=3))
-    manifest.close()
-    latest, unreadable = manifest.latest()
-    assert set(latest) == {"a", "c"}
-    assert latest["a"].status == "done"
-    assert unreadable == []  # the torn line was cut off before appending
+    with Manifest(tmp_path) as manifest:
+        assert manifest.open() == []  # the torn line was cut off before reading
+        assert set(manifest.records) == {"a"}
+        assert manifest.records["a"].status is JobState.DONE
+        assert manifest.records["a"].time  # stamped when written
+        manifest.write(JobRecord("c", JobState.DONE, file="gone.png", line=3))
     assert manifest.path.read_text().count("\n") == 3
-    actions = {
-        job_id: record.action(tmp_path, resend_ambiguous=False, regenerate_paid=False)
-        for job_id, record in latest.items()
-    }
-    assert actions == {"a": "skip", "c": "send"}  # c's file is missing: run it again
+
+
+def test_a_manifest_of_the_previous_format_still_loads(tmp_path):
+    old = {
+        "id": "cat", "status": "paid", "file": None, "url": "https://cdn.example.com/c.png",
+        "request_id": "req-1", "revised_prompt": None, "error": None, "line": 1, "body": None,
+    }  # fmt: skip
+    (tmp_path / "manifest.jsonl").write_text(json.dumps(old) + "\n", encoding="utf-8")
+    with Manifest(tmp_path) as manifest:
+        assert manifest.open() == []
+        record = manifest.records["cat"]
+    assert (record.status, record.url, record.request_id, record.line) == (
+        JobState.PAID, "https://cdn.example.com/c.png", "req-1", 1
+    )  # fmt: skip
+    assert record.fingerprint is None  # no fingerprint: no conflict check
 
 
 def test_slugs_leave_out_image_tags():
@@ -309,7 +324,7 @@ def sample_png(tmp_path):
 
 def manifest_records(out_dir):
     lines = (out_dir / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
-    return [ManifestRecord.from_json(line) for line in lines if line.strip()]
+    return [JobRecord.from_json(line) for line in lines if line.strip()]
 
 
 def latest_by_id(out_dir):

@@ -204,7 +204,16 @@ def test_an_extension_that_is_not_the_images_format_gets_a_warning(server, workd
     ("args", "message"),
     [
         (["batch", "jobs.jsonl", "--out", "o", "--concurrency", "x"], "not a number: 'x'"),
-        (["batch", "jobs.jsonl", "--out", "o", "--concurrency", "0"], "must be at least 1, got 0"),
+        (["batch", "jobs.jsonl", "--out", "o", "--concurrency", "0"], "must be at least 1 and"),
+        # Each of these was accepted: a billion threads' worth of loop, hours of retries, the
+        # current folder, a model name with a newline sent as is.
+        (
+            ["batch", "j", "--out", "o", "--concurrency", "1000000000"],
+            "at most 256, got 1000000000",
+        ),
+        (["batch", "j", "--out", "o", "--max-retries", "99999999"], "at most 100, got 99999999"),
+        (["batch", "j", "--out", ""], "--out: expected a folder, got an empty string"),
+        (["remix", "x", "-i", "a.png", "--model", "a\nb"], "character 2 is a control character"),
         (["mock", "--latency", "nan"], "must be a finite number, got nan"),
         (["mock", "--port", "70000"], "must be at least 0 and at most 65535, got 70000"),
         (["remix", "x", "-i", "a.png", "--timeout", "soon"], "not a number: 'soon'"),
@@ -321,7 +330,12 @@ def test_ctrl_c_during_a_remix_exits_130(workdir):
             process.send_signal(signal.SIGINT)
             stdout, stderr = process.communicate(timeout=20)
     assert process.returncode == 130
-    assert stderr.decode() == "reve-remix: interrupted\n"
+    # The request was out: it may have been generated (and billed), and the command says so.
+    assert stderr.decode().splitlines() == [
+        "reve-remix: warning: interrupted: job remix may have been generated (no request id, "
+        "no url): the request was out when the call stopped",
+        "reve-remix: interrupted",
+    ]
     assert stdout == b""
     assert {path.name for path in workdir.iterdir()} == {"cat.png", "sofa.jpg"}  # nothing saved
 

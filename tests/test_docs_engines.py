@@ -8,7 +8,7 @@ import re
 import pytest
 
 from reve_remix import PaidStore
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, claim_by_a_stopped_process
 from tests.docs_examples import python_blocks
 
 GUIDE = "engines.md"
@@ -26,7 +26,7 @@ def test_the_engine_free_examples_run_as_written(server, tmp_path, monkeypatch, 
     exec(compile(blocks[0], GUIDE, "exec"), {})  # remix_rows
     assert capsys.readouterr().out == "cat done\nbad failed\n"
 
-    PaidStore("remix-store").claim("lost", 1)  # what a worker killed mid-request leaves
+    claim_by_a_stopped_process("remix-store", "lost")  # a worker killed mid-request
     exec(compile(blocks[1], GUIDE, "exec"), {})  # list the ambiguous rows, send them again
     assert capsys.readouterr().out.startswith("lost None sent (attempt 1) but no outcome")
     assert PaidStore("remix-store").lookup("lost").status == "pending"

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import collections
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from reve_remix import PaidStore, SteadyRate, remix_rows
+from reve_remix import JobRecord, PaidStore, SteadyRate, read_recipe, remix_rows
 from reve_remix._download import DOWNLOAD_MAX_RETRIES
 from reve_remix._engine import RowRemixer
 from reve_remix._lifecycle import JobState
+from reve_remix._recipe import embed
 from reve_remix.testing import Fault, MockServer
 from reve_remix.testing._png import gradient_png
-from tests.conftest import API_KEY, IMAGE_URL
+from tests.conftest import API_KEY, IMAGE_URL, claim_by_a_stopped_process
 
 PNG = gradient_png(8, 8, seed=b"engine-seed")
 
@@ -70,7 +74,7 @@ def test_a_second_run_sends_nothing_for_done_rows(server, tmp_path):
 def test_rows_claimed_by_a_dead_worker_are_ambiguous_until_resent(server, tmp_path):
     store = PaidStore(tmp_path)
     for crashed in ("row-1", "row-3"):  # what a SIGKILLed worker leaves: a claim, no outcome
-        store.claim(crashed, 1)
+        claim_by_a_stopped_process(store.location, crashed)
 
     outcomes = run(server, store, rows(5))
 
@@ -182,7 +186,10 @@ def test_a_paid_row_whose_download_failed_is_downloaded_again_not_regenerated(
     [second] = run(server, tmp_path, rows(1))
 
     assert second.status == "done"
-    assert (tmp_path / "row-0.png").read_bytes() == PNG
+    saved = tmp_path / "row-0.png"
+    recipe = read_recipe(saved)  # kept by the paid record, written by the later run
+    assert recipe is not None
+    assert saved.read_bytes() == embed(PNG, recipe)
     assert len(server.requests) == 1  # one generation
     assert flaky_cdn.gets >= 2
 
@@ -265,3 +272,146 @@ def test_the_api_key_stays_out_of_reprs_outcomes_and_the_store(server, tmp_path)
     stored = b"".join(path.read_bytes() for path in tmp_path.rglob("*") if path.is_file())
     for text in (repr(remixer), repr(remixer.store), repr(outcome), stored.decode()):
         assert API_KEY not in text
+
+
+# --- one store, many rows and runs: identity, claims held elsewhere, spooled inline images ------
+
+
+def test_two_rows_with_one_id_and_different_prompts_one_is_refused_never_done_with_the_other(
+    server, tmp_path
+):
+    batch = [
+        {"id": "sku-1", "prompt": "<img>0</img> in red", "images": [IMAGE_URL]},
+        {"id": "sku-1", "prompt": "<img>0</img> in blue", "images": [IMAGE_URL]},
+    ]
+    outcomes = run(server, tmp_path, batch, concurrency=2)
+
+    assert sorted(outcome.status for outcome in outcomes) == ["done", "failed"]
+    [refused] = [outcome for outcome in outcomes if outcome.status == "failed"]
+    assert "in the store for another job" in refused.error
+    assert refused.image is None
+    assert refused.request_id is None
+    assert sum(posts(server).values()) == 1
+
+
+def test_two_rows_with_one_id_and_the_same_job_are_one_generation(server, tmp_path):
+    batch = [{"id": "sku-1", "prompt": "<img>0</img> in red", "images": [IMAGE_URL]}] * 4
+    outcomes = run(server, tmp_path, batch, concurrency=4)
+
+    assert [outcome.status for outcome in outcomes] == ["done"] * 4
+    assert len({outcome.image for outcome in outcomes}) == 1
+    assert sum(posts(server).values()) == 1
+
+
+def test_a_store_reused_with_a_changed_prompt_refuses_the_row(server, tmp_path):
+    [first] = run(server, tmp_path, rows(1))
+    changed = [{**rows(1)[0], "prompt": "<img>0</img> something else entirely"}]
+
+    [second] = run(server, tmp_path, changed)
+
+    assert first.status == "done"
+    assert second.status == "failed"
+    assert "for another job" in second.error
+    assert "done there" in second.error
+    assert second.image is None
+    assert len(posts(server)) == 1  # the changed prompt never reached the server
+    [same] = run(server, tmp_path, rows(1))  # the original row is still done, untouched
+    assert (same.status, same.image) == ("done", first.image)
+
+
+def test_a_job_submitted_twice_on_one_store_pays_once_and_both_report_done(tmp_path):
+    batch = rows(24)
+    results: dict[str, list] = {}
+    with MockServer(latency=0.1) as server:
+
+        def submit(name: str) -> None:
+            results[name] = run(server, tmp_path, batch, concurrency=8)
+
+        threads = [threading.Thread(target=submit, args=(name,)) for name in ("a", "b")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        prompts = posts(server)
+
+    assert sum(prompts.values()) == len(batch)  # every row generated once between the two runs
+    for outcomes in results.values():
+        assert [outcome.status for outcome in outcomes] == ["done"] * len(batch), [
+            (outcome.status, outcome.error) for outcome in outcomes if outcome.status != "done"
+        ]
+    assert [o.image for o in results["a"]] == [o.image for o in results["b"]]
+
+
+def test_a_row_claimed_by_another_live_run_is_reported_as_such(server, tmp_path):
+    store = PaidStore(tmp_path)
+    assert store.claim(JobRecord("row-0", JobState.SENT, attempt=1))  # this process: alive
+
+    [outcome] = run(server, store, rows(1), claim_wait=0)
+
+    assert outcome.status == "sent"
+    assert "claimed by another run" in outcome.error
+    assert "still sending it" in outcome.error
+    assert "stopped" not in outcome.error
+    assert server.requests == []
+
+
+def test_an_inline_image_whose_save_failed_is_saved_by_the_next_run_without_a_request(
+    server, tmp_path
+):
+    (tmp_path / "row-0.png").mkdir()  # the image's name is taken: the save fails after the 2xx
+    [first] = run(server, tmp_path, rows(1, output_format="b64_json"))
+
+    assert first.status == "paid"
+    record = PaidStore(tmp_path).lookup("row-0")
+    assert record.spool is not None
+    assert record.url is None
+    assert record.spool in first.error
+    assert Path(record.spool).read_bytes().startswith(b"\x89PNG")
+
+    (tmp_path / "row-0.png").rmdir()
+    [second] = run(server, tmp_path, rows(1, output_format="b64_json"))
+
+    assert second.status == "done"
+    assert Path(second.image).read_bytes().startswith(b"\x89PNG")
+    assert len(server.requests) == 1  # one generation, no download: the bytes were spooled
+    assert not Path(record.spool).exists()  # the saved image holds them now
+
+
+DRIVER = """
+import sys
+from reve_remix import remix_rows
+rows = [{"id": f"row-{i}", "prompt": f"<img>0</img> variation {i}",
+         "images": ["https://example.com/cat.png"]} for i in range(int(sys.argv[3]))]
+remix_rows(rows, store=sys.argv[1], base_url=sys.argv[2], api_key="sk-driver", concurrency=8)
+"""
+
+
+@pytest.mark.slow  # a process kill; run by .ci/run with -m slow
+def test_a_killed_driver_costs_at_most_the_rows_it_had_in_flight(tmp_path):
+    """The whole job's process SIGKILLed mid-run (a Ray or Spark driver takes its workers with
+    it): the same job run again pays for no row twice, and at most the rows that were in flight
+    come back ambiguous."""
+    count, in_flight = 80, 8
+    with MockServer(latency=0.2) as server:
+        driver = subprocess.Popen(
+            [sys.executable, "-c", DRIVER, str(tmp_path), server.base_url, str(count)]
+        )
+        try:
+            while sum(posts(server).values()) < 12 and driver.poll() is None:
+                time.sleep(0.01)
+        finally:
+            driver.kill()
+        assert driver.wait() == -signal.SIGKILL, "the driver ended before it was killed"
+        outcomes = run(server, tmp_path, rows(count))
+        prompts = posts(server)
+
+    statuses = collections.Counter(outcome.status for outcome in outcomes)
+    duplicates = sum(n - 1 for n in prompts.values())
+    print(f"\ndriver kill: rows={count} generations={sum(prompts.values())} "
+          f"duplicates={duplicates} statuses={dict(statuses)}")  # fmt: skip
+    assert duplicates == 0
+    assert set(statuses) <= {"done", "ambiguous"}
+    assert statuses["ambiguous"] <= in_flight
+    for outcome in outcomes:
+        if outcome.status == "ambiguous":
+            assert "stopped while the request was out" in outcome.error

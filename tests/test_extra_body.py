@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from reve_remix import APITimeoutError, AsyncReveRemix, RemixJob, ReveRemix, ValidationError
-from reve_remix._batch_file import read_jobs
+from reve_remix._jobs_file import read_jobs
 from reve_remix._spec import spec
 from reve_remix.testing import Fault
 
@@ -181,7 +181,7 @@ def test_batch_lines_take_extra_body_checked_before_anything_is_sent(tmp_path, s
     ]
     assert jobs[0].job.extra_body == {"seed": 7}
     with pytest.raises(ValidationError, match=r"^extra_body: 'n' must be one of \[1\], got 9$"):
-        jobs[1].check("reve-remix-image-to-image")
+        jobs[1].fingerprint("reve-remix-image-to-image")
 
 
 def test_a_batch_sends_each_lines_extra_body(server, tmp_path, sample_png):  # noqa: F811

@@ -28,8 +28,8 @@ from reve_remix import (
     ReveRemix,
     ReveRemixError,
 )
-from reve_remix._batch_file import ManifestRecord
 from reve_remix._download import DOWNLOAD_MAX_RETRIES, Downloader
+from reve_remix._ledger import JobRecord
 from reve_remix._results import parse_response
 from reve_remix._spec import spec
 
@@ -57,7 +57,7 @@ def job_line(n, **extra):
 
 def records(out_dir):
     text = (out_dir / "manifest.jsonl").read_text(encoding="utf-8")
-    return [ManifestRecord.from_json(line) for line in text.splitlines() if line.strip()]
+    return [JobRecord.from_json(line) for line in text.splitlines() if line.strip()]
 
 
 def latest(out_dir):
@@ -373,7 +373,7 @@ def test_defect_7_results_are_read_and_saved_after_the_client_is_closed(tmp_path
         async def remix_then_close():
             async with AsyncReveRemix(API_KEY, base_url=server.base_url) as client:
                 result = await client.remix(PROMPT, [IMAGE_URL])
-            await result.asave(tmp_path / "async-after.png")
+            await result.asave(tmp_path / "async-after.png", metadata=False)
             return result
 
         result = asyncio.run(remix_then_close())

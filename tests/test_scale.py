@@ -202,8 +202,8 @@ def _url(server: ThreadingHTTPServer) -> str:
 
 def test_a_batch_check_reads_only_the_head_of_each_local_image(tmp_path, monkeypatch):
     from reve_remix import _images
-    from reve_remix._batch import RemixJob
-    from reve_remix._batch_file import JobLine
+    from reve_remix._jobs import RemixJob
+    from reve_remix._jobs_file import JobLine
 
     image = tmp_path / "cat.png"
     image.write_bytes(PNG_SIGNATURE + bytes(200_000))
@@ -216,7 +216,7 @@ def test_a_batch_check_reads_only_the_head_of_each_local_image(tmp_path, monkeyp
         return data
 
     monkeypatch.setattr(_images, "_read_file", counting)
-    JobLine(1, "cat", RemixJob("<img>0</img> as ink", [str(image)])).check("m")
+    JobLine(1, "cat", RemixJob("<img>0</img> as ink", [str(image)])).fingerprint("m")
     assert reads == [4096]
 
 
@@ -230,14 +230,14 @@ def test_a_batch_check_reads_only_the_head_of_each_local_image(tmp_path, monkeyp
     ],
 )
 def test_a_batch_check_rejects_what_a_remix_would(tmp_path, content, message):
-    from reve_remix._batch import RemixJob
-    from reve_remix._batch_file import JobLine
+    from reve_remix._jobs import RemixJob
+    from reve_remix._jobs_file import JobLine
 
     image = tmp_path / "bad.img"
     image.write_bytes(content)
     job = JobLine(1, "bad", RemixJob("<img>0</img> as ink", [str(image)]))
     with pytest.raises(ValidationError, match=message) as checked:
-        job.check("m")
+        job.fingerprint("m")
     with pytest.raises(ValidationError) as remixed:
         ReveRemix(API_KEY).remix("<img>0</img> as ink", [str(image)])
     assert str(checked.value) == str(remixed.value)

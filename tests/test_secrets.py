@@ -411,14 +411,25 @@ def test_a_key_with_a_newline_works_on_the_command_line_and_is_never_shown(
 
 def test_manifest_errors_go_through_the_redaction(server: MockServer, tmp_path: Path):
     """However the key got into an exception's text, the manifest record does not hold it."""
-    from reve_remix._batch_file import Manifest, read_jobs, run_job
+    from reve_remix._batch_plan import Defaults, plan_batch
+    from reve_remix._batch_run import BatchRun
+    from reve_remix._jobs_file import read_jobs
+    from reve_remix._manifest import Manifest
+    from reve_remix._runner import Policy
 
     (tmp_path / "jobs.jsonl").write_text(json.dumps({"prompt": PROMPT, "images": [IMAGE_URL]}))
-    [job], _ = read_jobs(tmp_path / "jobs.jsonl")
+    lines, _ = read_jobs(tmp_path / "jobs.jsonl")
+    settled = []
     with ReveRemix(API_KEY, base_url=server.base_url) as client, Manifest(tmp_path) as manifest:
-        client.remix = lambda *args, **kwargs: (_ for _ in ()).throw(  # type: ignore[method-assign]
+        manifest.open()
+        client._build = lambda *args: (_ for _ in ()).throw(  # type: ignore[method-assign]
             ValidationError(f"a message holding {API_KEY!r}")
         )
-        record = run_job(client, job, tmp_path, manifest)
-    assert record.error == f"a message holding '{REDACTED}'"
+        plan = plan_batch(lines, manifest.records, tmp_path, Defaults(client.model), Policy())
+        run = BatchRun(
+            client, manifest, Policy(), concurrency=1, on_settled=lambda _job, s: settled.append(s)
+        )
+        run.run(plan.to_run)
+    [outcome] = settled
+    assert outcome.record.error == f"a message holding '{REDACTED}'"
     assert API_KEY not in (tmp_path / "manifest.jsonl").read_text()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 import zlib
 
+from reve_remix._recipe import png_chunk
+
 __all__ = ["gradient_png"]
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -32,13 +34,8 @@ def gradient_png(width: int, height: int, seed: bytes) -> bytes:
     return b"".join(
         (
             _SIGNATURE,
-            _chunk(b"IHDR", header),
-            _chunk(b"IDAT", zlib.compress(bytes(rows), 9)),
-            _chunk(b"IEND", b""),
+            png_chunk(b"IHDR", header),
+            png_chunk(b"IDAT", zlib.compress(bytes(rows), 9)),
+            png_chunk(b"IEND", b""),
         )
     )
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    """One PNG chunk: length, type, data, and the CRC-32 of type + data."""
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

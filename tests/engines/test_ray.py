@@ -4,12 +4,15 @@ the shared named-actor limiter keeps every actor under one rate. Run by .ci/run 
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow
+import pyarrow.dataset
 import pytest
 import ray
 import ray.data
@@ -138,3 +141,36 @@ def test_the_api_key_stays_out_of_the_plan_and_the_logs(tmp_path):
 def test_bad_options_fail_on_the_driver_before_any_actor(options):
     with pytest.raises(ValidationError):
         remix_dataset(ray.data.range(1), store="unused", **options)
+
+
+def test_a_store_only_one_process_can_see_is_refused_before_anything_is_sent():
+    with MockServer() as server:
+        with pytest.raises(ValidationError, match="only this process can see it, and Ray"):
+            remix_dataset(
+                ray.data.from_items(unique_rows(4)),
+                store="memory://reve-remix-ray",
+                api_key=API_KEY,
+                base_url=server.base_url,
+            )
+        assert server.requests == []
+
+
+def test_outcome_columns_are_strings_so_two_runs_read_back_as_one_parquet_dataset(tmp_path):
+    rows = unique_rows(6)
+    bad = [{**row, "images": []} for row in unique_rows(2)]  # failed: every row has an error
+    with MockServer() as server:
+        for name, batch in (("good", rows), ("bad", bad)):
+            remix_dataset(
+                ray.data.from_items(batch, override_num_blocks=2),
+                store=tmp_path / f"store-{name}",
+                api_key=API_KEY,
+                base_url=server.base_url,
+            ).write_parquet(str(tmp_path / name))
+    # The first file's schema is the dataset's: a null-typed column there fails the cast of the
+    # other run's strings ("Unsupported cast from string to null").
+    files = [str(path) for run in ("good", "bad") for path in sorted((tmp_path / run).iterdir())]
+    table = pyarrow.dataset.dataset(files, format="parquet").to_table()
+    for column in ("status", "request_id", "image", "revised_prompt", "error"):
+        assert table.schema.field(column).type in (pyarrow.string(), pyarrow.large_string())
+    statuses = collections.Counter(table.column("status").to_pylist())
+    assert statuses == {"done": 6, "failed": 2}

@@ -85,3 +85,8 @@ def test_a_crashed_python_worker_costs_at_most_its_in_flight_rows(spark, tmp_pat
 def test_bad_options_fail_on_the_driver_before_any_task(options):
     with pytest.raises(ValidationError):
         remix_partitions(store="unused", **options)
+
+
+def test_a_store_only_one_process_can_see_is_refused_before_anything_is_sent():
+    with pytest.raises(ValidationError, match="only this process can see it, and Spark"):
+        remix_partitions(store="memory://reve-remix-spark", api_key=API_KEY)

@@ -1,16 +1,12 @@
-"""The ``reve-remix batch`` file: jobs from JSONL, where images go, and the resumable manifest.
+"""The ``reve-remix batch`` jobs file, and where its images go.
 
 - :func:`read_jobs` parses a JSONL file, one job per line, reporting bad lines by number;
+- :class:`JobLine` is one line: its remix arguments, id and output name;
 - :class:`Target` and :func:`slugify` decide the file an image is saved as;
-- :func:`target_problems` checks every output target before anything is sent;
-- :class:`Manifest` is ``DIR/manifest.jsonl``, the log that makes a batch resumable;
-- :func:`run_job` does one job: claim, remix, record paid, save atomically, record done.
+- :func:`target_problems` checks every output target before anything is sent.
 
-Billing safety comes from the manifest and the states of ``_lifecycle``: a job is claimed
-(``sent``) before its request leaves and recorded ``paid`` (URL, request id, revised prompt) the
-moment a 2xx is parsed, before any download, each record appended, flushed and fsync'd. A re-run
-skips ``done`` jobs, downloads ``paid`` ones again, sends ``pending`` and ``failed`` ones, and
-holds back the ``sent`` and ``ambiguous`` ones unless asked (``docs/batches.md``).
+A job's identity (what would be sent) and its plan against the manifest are the batch's
+(``_batch_plan``); the manifest itself is ``_manifest``.
 """
 
 from __future__ import annotations
@@ -20,32 +16,29 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
-import threading
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, TYPE_CHECKING, Literal
 
-from ._batch import JOB_FIELDS, RemixJob, check_job_keys
-from ._exceptions import (
-    APIResponseValidationError,
-    ImageNotSavedError,
-    ReveRemixError,
-    ValidationError,
-)
+from ._exceptions import ValidationError
+from ._identity import fingerprint
 from ._images import IMAGE_FORMATS, UNKNOWN_EXTENSION, image_extension, url_scheme
-from ._lifecycle import JOB_ID, JOB_ID_RULE, JobState, state_after_error
-from ._request import prepare_remix
-from ._results import PART_FILE, RemixImage, paid_image
-from ._spec import spec
+from ._jobs import JOB_FIELDS, RemixJob, check_job_keys
+from ._lifecycle import JOB_ID, JOB_ID_RULE
+from ._results import PART_FILE
+from ._runner import Call
 from ._tags import strip_tags
 
-if TYPE_CHECKING:
-    from ._client import ReveRemix
-
 MANIFEST_NAME = "manifest.jsonl"
+STATE_DIR = ".reve-remix"
+"""The folder inside ``--out`` where a batch keeps its lock and spooled images (hidden: no
+``output`` may name it)."""
+MAX_JOBS_FILE_BYTES = 256 * 1024 * 1024
+"""The largest jobs file read (about a million jobs): it is read whole, so a device such as
+``/dev/zero`` or a runaway generator is refused rather than read until memory runs out."""
 
 
 # --- output files ------------------------------------------------------------------------------
@@ -127,6 +120,10 @@ _LINE_KEYS = (*(name for name in JOB_FIELDS if name != "extra_headers"), "output
 class JobLine:
     """One job of a batch file: its line number, id, remix arguments and output name.
 
+    ``id`` is the line's ``id``, or, for a line without one, the first 16 hex digits of the
+    SHA-256 of its JSON text (sorted keys): the id such a line had before jobs were identified by
+    what they send, kept so that an old manifest's records are still found. The batch gives a
+    line without ``id`` the first 16 digits of its fingerprint instead (``_batch_plan``).
     ``output`` is the file name inside the output folder chosen by the line, or ``None`` for the
     default: ``<id>.<ext>`` for an explicit id, ``<prompt slug>-<id>.<ext>`` otherwise.
     """
@@ -135,6 +132,11 @@ class JobLine:
     id: str
     job: RemixJob
     output: str | None = None
+
+    @property
+    def explicit(self) -> bool:
+        """Whether the line names its own ``id``."""
+        return self.job.id is not None
 
     def target(self, out_dir: Path) -> Target:
         """Where this job's image goes inside ``out_dir``."""
@@ -150,34 +152,39 @@ class JobLine:
     ) -> JobLine:
         """This job, with the options its line leaves out taken from the command line."""
         job = self.job
+        # Only a missing key (or null) takes the default: an empty string is refused later, as
+        # remix refuses it.
         return dataclasses.replace(
             self,
             job=dataclasses.replace(
                 job,
-                aspect_ratio=job.aspect_ratio or aspect_ratio,
-                output_format=job.output_format or output_format,
-                model=job.model or model,
+                aspect_ratio=aspect_ratio if job.aspect_ratio is None else job.aspect_ratio,
+                output_format=output_format if job.output_format is None else job.output_format,
+                model=model if job.model is None else job.model,
             ),
         )
 
-    def check(self, default_model: str, *, fit: bool = False) -> None:
-        """Validate the job as ``remix`` would, without sending it; ``ValidationError`` if not.
-
-        Local images are checked here by their size and leading bytes (read in full when the
-        job is sent), so that a bad file is reported with its line before any job of the batch
-        is paid for, and each image is read once.
-        """
+    def call(self, *, fit: bool = False) -> Call:
+        """The runner's arguments for this job."""
         job = self.job
-        prepare_remix(
+        return Call(
             job.prompt,
             job.images,
-            model=job.model or default_model,
-            aspect_ratio=job.aspect_ratio,
-            output_format=job.output_format or spec().default_output_format,
-            fit=fit,
+            job.aspect_ratio,
+            job.output_format,
+            job.model,
+            fit,
             extra_body=job.extra_body,
-            load_images=False,
         )
+
+    def fingerprint(self, default_model: str, *, fit: bool = False) -> str | None:
+        """What this job would send, fingerprinted (``_identity.fingerprint``).
+
+        Validates the job as ``remix`` would, without sending it (``ValidationError`` if not):
+        local images by their size and leading bytes, and their content hashed, so that a bad
+        file is reported with its line before any job of the batch is paid for.
+        """
+        return fingerprint(self.call(fit=fit), default_model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,10 +204,10 @@ def read_jobs(path: Path) -> tuple[list[JobLine], list[LineProblem]]:
     A line is an object with ``prompt`` and ``images`` (a list, or an object of named images),
     and optionally ``aspect_ratio``, ``output_format``, ``model``, ``id``, ``output`` and
     ``extra_body`` (request fields ``remix`` has no argument for, as in ``remix``). Image paths
-    are relative to the file's folder. A line without an ``id`` gets the first 16 hex
-    digits of the SHA-256 of its canonical JSON (sorted keys, no spaces), so the same line keeps
-    its id across runs. Returns the jobs and, separately, every line that is not a valid job.
-    Raises ``ValidationError`` if the file cannot be read as UTF-8 text.
+    are relative to the file's folder. Returns the jobs and, separately, every line that is not
+    a valid job. Two lines with one ``id`` are sorted out by the batch's plan, which knows what
+    each would send. Raises ``ValidationError`` if the file cannot be read as UTF-8 text, is not a
+    file (a device, a folder) or is larger than ``MAX_JOBS_FILE_BYTES``.
 
     Example::
 
@@ -208,13 +215,9 @@ def read_jobs(path: Path) -> tuple[list[JobLine], list[LineProblem]]:
         for problem in problems:
             print(problem)  # line 3: missing "prompt"
     """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"cannot read the jobs file {str(path)!r}: {exc}") from exc
+    text = _read_text(path)
     jobs: list[JobLine] = []
     problems: list[LineProblem] = []
-    seen_ids: dict[str, int] = {}
     seen_outputs: dict[str, int] = {}
     # Split on newlines only: str.splitlines() would also split inside JSON strings (U+2028).
     for number, line in enumerate(text.split("\n"), start=1):
@@ -222,8 +225,6 @@ def read_jobs(path: Path) -> tuple[list[JobLine], list[LineProblem]]:
             continue
         try:
             job = _parse_line(line, number, path.parent)
-            what = "id" if job.job.id is not None else "job (an identical line)"
-            _check_unique(job.id, what, seen_ids, number)
             if job.output is not None:
                 _check_unique(job.output, "output", seen_outputs, number)
         except ValidationError as exc:
@@ -233,6 +234,28 @@ def read_jobs(path: Path) -> tuple[list[JobLine], list[LineProblem]]:
         else:
             jobs.append(job)
     return jobs, problems
+
+
+def _read_text(path: Path) -> str:
+    """The jobs file's text: a regular file or a pipe, at most ``MAX_JOBS_FILE_BYTES``."""
+    where = f"the jobs file {str(path)!r}"
+    try:
+        with path.open("rb") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+                raise ValidationError(f"{where} is not a file (a device or a folder)")
+            data = file.read(MAX_JOBS_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ValidationError(f"cannot read {where}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_JOBS_FILE_BYTES:
+        raise ValidationError(
+            f"{where} is larger than {MAX_JOBS_FILE_BYTES >> 20} MiB; split it into several "
+            "files, each run with its own --out"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"cannot read {where}: {exc}") from exc
 
 
 def _parse_line(line: str, number: int, base: Path) -> JobLine:
@@ -351,7 +374,7 @@ def _check_output(output: object) -> str:
         or PurePosixPath(output).is_absolute()
         or any(part in ("..", ".") or part.startswith(".") for part in parts)
         or output == MANIFEST_NAME
-    ):
+    ):  # hidden parts: the batch's own STATE_DIR among them
         raise ValidationError(
             f'"output" must be a relative file name inside the output folder, without ".." '
             f"or hidden parts, and not {MANIFEST_NAME!r}; got {json.dumps(output)}"
@@ -372,169 +395,7 @@ def _json_type(value: object) -> str:
     return names.get(type(value), "a number")
 
 
-# --- the manifest ------------------------------------------------------------------------------
-
-Action = Literal["send", "fetch", "skip", "hold"]
-"""What a run does with a job: generate it, download its paid image, nothing, or hold it back."""
-
-
-@dataclass(frozen=True, slots=True)
-class ManifestRecord:
-    """One line of ``manifest.jsonl``: a job's state (``_lifecycle.JobState``) at one moment.
-
-    ``file`` is relative to the output folder (set once ``done``); ``url``, ``request_id`` and
-    ``revised_prompt`` are what a ``paid`` job needs to get its image again; ``body`` is the raw
-    body of a 2xx whose images could not be found; ``line`` is the job's line in the batch file.
-    """
-
-    id: str
-    status: JobState
-    file: str | None = None
-    url: str | None = None
-    request_id: str | None = None
-    revised_prompt: str | None = None
-    error: str | None = None
-    line: int | None = None
-    body: str | None = None
-
-    def to_json(self) -> str:
-        """The record as one line of compact JSON (without the newline).
-
-        ASCII only: a server's text (a lone surrogate in a revised prompt) is escaped, never a
-        reason to fail after the image is saved.
-        """
-        fields = {name: getattr(self, name) for name in _RECORD_FIELDS}
-        return json.dumps(fields, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str) -> ManifestRecord | None:
-        """The record on a manifest line, or ``None`` if the line is not one (e.g. cut short)."""
-        try:
-            value = json.loads(text)
-        except ValueError:
-            return None
-        if not isinstance(value, dict):
-            return None
-        job_id, status = value.get("id"), value.get("status")
-        if not isinstance(job_id, str) or status not in _STATES:
-            return None
-        texts = {
-            name: item if isinstance(item := value.get(name), str) else None
-            for name in _TEXT_FIELDS
-        }
-        line = value.get("line")
-        return cls(
-            id=job_id,
-            status=JobState(status),
-            line=line if isinstance(line, int) else None,
-            **texts,
-        )
-
-    def action(self, out_dir: Path, *, resend_ambiguous: bool, regenerate_paid: bool) -> Action:
-        """What the next run does with this job (see ``docs/batches.md``)."""
-        status = self.status
-        if status == JobState.DONE:
-            return "skip" if self.file and (out_dir / self.file).is_file() else "send"
-        if status == JobState.PAID:
-            if self.url:
-                return "fetch"
-            return "send" if regenerate_paid else "hold"
-        if status.resend_on_resume or resend_ambiguous:
-            return "send"
-        return "hold"
-
-
-_RECORD_FIELDS = tuple(field.name for field in dataclasses.fields(ManifestRecord))
-_TEXT_FIELDS = tuple(name for name in _RECORD_FIELDS if name not in ("id", "status", "line"))
-_STATES = frozenset(state.value for state in JobState)
-
-
-class Manifest:
-    """``DIR/manifest.jsonl``: an append-only log of job states, safe to share across threads.
-
-    Every record is flushed and fsync'd as it is appended, so a crash loses at most the record
-    being written; a line cut short by a crash is ignored when read back, and cut off when the
-    file is next opened for appending.
-
-    Example::
-
-        with Manifest(Path("out")) as manifest:
-            latest, unreadable = manifest.latest()
-            manifest.append(ManifestRecord(id="cat", status=JobState.DONE, file="cat.png"))
-    """
-
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = out_dir
-        self.path = out_dir / MANIFEST_NAME
-        self._lock = threading.Lock()
-        self._file: IO[str] | None = None
-
-    def latest(self) -> tuple[dict[str, ManifestRecord], list[int]]:
-        """The latest record of every job id, and the numbers of unreadable lines.
-
-        One ``json.loads`` per line: a 100,000-line manifest loads in well under a second.
-        """
-        records: dict[str, ManifestRecord] = {}
-        unreadable: list[int] = []
-        try:
-            text = self.path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return records, unreadable
-        for number, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            record = ManifestRecord.from_json(line)
-            if record is None:
-                unreadable.append(number)
-            else:
-                records[record.id] = record
-        return records, unreadable
-
-    def open(self) -> None:
-        """Open the file for appending now (creating the folder), so that a manifest that cannot
-        be written stops a batch before anything is sent. Raises ``OSError``."""
-        with self._lock:
-            if self._file is None:
-                self._file = self._open()
-
-    def append(self, record: ManifestRecord) -> None:
-        """Append ``record`` and make it durable before returning."""
-        with self._lock:
-            if self._file is None:
-                self._file = self._open()
-            self._file.write(record.to_json() + "\n")
-            self._file.flush()
-            os.fsync(self._file.fileno())
-
-    def _open(self) -> IO[str]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("ab+") as raw:  # a record cut short by a crash: cut it off
-            size = raw.seek(0, os.SEEK_END)
-            if size:
-                raw.seek(max(0, size - _TAIL_BYTES))
-                tail = raw.read()
-                if not tail.endswith(b"\n"):
-                    cut = tail.rfind(b"\n")
-                    raw.truncate(size - len(tail) + cut + 1 if cut >= 0 else 0)
-                    os.fsync(raw.fileno())
-        return self.path.open("a", encoding="utf-8")
-
-    def close(self) -> None:
-        """Close the file (appending again reopens it)."""
-        with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
-
-    def __enter__(self) -> Manifest:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-_TAIL_BYTES = 1 << 20  # a record is far shorter (a raw body is capped at BODY_CHARS)
-BODY_CHARS = 20_000  # of an unreadable 2xx body kept in the manifest
+# --- the output folder ------------------------------------------------------------------------
 
 
 def remove_stale_parts(out_dir: Path) -> list[Path]:
@@ -623,86 +484,3 @@ def unwritable(folder: Path) -> str | None:
     except OSError as exc:
         return f"cannot write in {existing}: {exc.strerror or exc}"
     return None
-
-
-# --- one batch job -----------------------------------------------------------------------------
-
-
-def run_job(
-    client: ReveRemix,
-    job: JobLine,
-    out_dir: Path,
-    manifest: Manifest,
-    *,
-    fit: bool = False,
-    previous: ManifestRecord | None = None,
-    regenerate_paid: bool = False,
-) -> ManifestRecord:
-    """Do one job by the paid-job rules of ``_lifecycle``; return its last record.
-
-    A ``paid`` job (``previous``, with a URL) is downloaded again, never generated again unless
-    ``regenerate_paid`` and the download fails. Otherwise the job is claimed (``sent``, durably),
-    remixed, recorded ``paid`` with its URL, request id and revised prompt before any download,
-    then saved and recorded ``done``. A ``ReveRemixError`` becomes a record in the state
-    ``state_after_error`` gives (``failed`` only when provably unpaid), never an exception. An
-    ``OSError`` of the manifest propagates: every later job would be paid for and not recorded.
-    """
-    if previous is not None and previous.status == JobState.PAID and previous.url:
-        image = paid_image(
-            client._downloader, previous.url, previous.request_id, previous.revised_prompt
-        )
-        record = _save(image, job, out_dir, previous, manifest)
-        if record.status == JobState.DONE or not regenerate_paid:
-            return record
-    manifest.append(ManifestRecord(id=job.id, status=JobState.SENT, line=job.number))
-    try:
-        result = client.remix(**job.job.arguments(), fit=fit)
-    except ReveRemixError as exc:
-        record = ManifestRecord(
-            id=job.id,
-            status=state_after_error(exc),
-            request_id=getattr(exc, "request_id", None),
-            error=client._redact(str(exc)),  # the one redaction, however the key got in
-            line=job.number,
-            body=_raw_body(exc),
-        )
-        manifest.append(record)
-        return record
-    image = result.image
-    paid = ManifestRecord(
-        id=job.id,
-        status=JobState.PAID,
-        url=image.url,
-        request_id=result.request_id,
-        revised_prompt=image.revised_prompt,
-        line=job.number,
-    )
-    if image.url is not None:  # inline bytes are saved first: there is nothing to record
-        manifest.append(paid)
-    return _save(image, job, out_dir, paid, manifest)
-
-
-def _save(
-    image: RemixImage, job: JobLine, out_dir: Path, paid: ManifestRecord, manifest: Manifest
-) -> ManifestRecord:
-    """Read ``image``, save it at ``job``'s target, record ``done`` (or ``paid`` with the error)."""
-    try:
-        data = image.read()
-        path = image.write(job.target(out_dir).path_for(data), data)
-    except ImageNotSavedError as exc:
-        record = dataclasses.replace(paid, status=JobState.PAID, error=str(exc), line=job.number)
-    else:
-        file = path.relative_to(out_dir).as_posix()
-        record = dataclasses.replace(
-            paid, status=JobState.DONE, file=file, error=None, line=job.number
-        )
-    manifest.append(record)
-    return record
-
-
-def _raw_body(error: ReveRemixError) -> str | None:
-    """The raw body of a 2xx whose images could not be found, to keep in the manifest."""
-    if not isinstance(error, APIResponseValidationError):
-        return None
-    body = error.body if isinstance(error.body, str) else json.dumps(error.body)
-    return body[:BODY_CHARS]

@@ -1,0 +1,191 @@
+"""The parser's shared pieces: option groups several commands take, argument types, the client.
+
+A command module adds itself with ``add(commands, shared)`` (see ``reve_remix._cli.COMMANDS``):
+``shared.command(...)`` makes its parser with the option groups it names and ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias
+
+import httpx
+
+from .. import _config
+from .._client import BASE_URL_ENV, DEFAULT_MAX_RETRIES, ReveRemix
+from .._exceptions import ValidationError
+from .._pool import tls_context
+from .._request import check_model
+from .._retry import RATE_LIMIT_RETRIES
+from .._spec import spec
+from ._console import Console
+
+MAX_RETRIES = 100
+"""The most ``--max-retries`` takes: with backoff, more would only delay a failure by hours."""
+
+# The values and the default are the spec's: a format the vendor adds is listed with no edit here.
+FORMAT_HELP = "one of {} (default: {}); url: downloaded, b64_json: inline; the same image"
+
+
+NO_METADATA_HELP = (
+    "save images exactly as the API sent them, without their recipe (prompt, references, "
+    "request id; see 'reve-remix info')"
+)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser: an argument it does not know is reported with its own usage.
+
+    (argparse hands a command's leftovers to the top-level parser, whose usage says nothing
+    about the command's options.)
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
+Commands: TypeAlias = "argparse._SubParsersAction[CommandParser]"
+
+
+class SharedOptions:
+    """The option groups several commands share, each defined once: ``connection`` (where and
+    how to call the API), ``generation`` (what to ask for) and ``--debug`` (every command)."""
+
+    def __init__(self) -> None:
+        self.connection = CommandParser(add_help=False)
+        group = self.connection.add_argument_group("connection")
+        group.add_argument(
+            "--base-url",
+            metavar="URL",
+            help=f"API base URL (default: ${BASE_URL_ENV} or OneRouter)",
+        )
+        group.add_argument(
+            "--timeout",
+            type=checked(_config.timeout, float),
+            metavar="SECONDS",
+            help="wait this long for a result",
+        )
+        group.add_argument(
+            "--max-retries",
+            type=number(int, 0, MAX_RETRIES),
+            metavar="N",
+            default=DEFAULT_MAX_RETRIES,
+            help="retries of failures that cannot have been billed "
+            f"(default: {DEFAULT_MAX_RETRIES}, at most {MAX_RETRIES}); a 429 has "
+            f"{RATE_LIMIT_RETRIES} of its own, or N if more (0: no retries at all)",
+        )
+        self.generation = CommandParser(add_help=False)
+        group = self.generation.add_argument_group("generation")
+        ratios = spec().aspect_ratios
+        group.add_argument(
+            "--aspect-ratio", choices=ratios, metavar="W:H", help=f"one of {', '.join(ratios)}"
+        )
+        group.add_argument(
+            "--format",
+            dest="output_format",
+            choices=spec().output_formats,
+            metavar="|".join(sorted(spec().output_formats, reverse=True)),
+            help=FORMAT_HELP.format(", ".join(spec().output_formats), spec().default_output_format),
+        )
+        group.add_argument(
+            "--model",
+            type=checked(check_model),
+            help="model name (default: reve-remix-image-to-image)",
+        )
+        group.add_argument(
+            "--fit",
+            action="store_true",
+            help="re-encode local images that are too large or in an unsupported format "
+            "(needs Pillow)",
+        )
+        self.debug = CommandParser(add_help=False)
+        self.debug.add_argument(
+            "--debug", action="store_true", help="show tracebacks and the debug log"
+        )
+
+    def command(
+        self,
+        commands: Commands,
+        name: str,
+        summary: str,
+        examples: str,
+        *parents: CommandParser,
+    ) -> argparse.ArgumentParser:
+        """Add the command ``name``, with ``parents``' options and ``--debug``."""
+        return commands.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            epilog=examples,
+            parents=[*parents, self.debug],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+
+def checked(
+    check: Callable[[Any], object], convert: Callable[[str], object] = str
+) -> Callable[[str], Any]:
+    """An argparse ``type`` that applies the library's own ``check``, so both say the same."""
+
+    def parse(text: str) -> object:
+        try:
+            return check(convert(text))
+        except ValueError as exc:  # ValidationError is one; float("x") raises another
+            message = str(exc).partition(": ")[2] if isinstance(exc, ValidationError) else ""
+            raise argparse.ArgumentTypeError(message or f"not a number: {text!r}") from None
+
+    parse.__name__ = getattr(check, "__name__", "value")
+    return parse
+
+
+def number(
+    kind: type[int] | type[float], minimum: float, maximum: float | None = None
+) -> Callable[[str], int | float]:
+    """An argparse ``type`` that parses ``kind`` and checks its range."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if value < minimum or (maximum is not None and value > maximum):
+            upper = f" and at most {maximum:g}" if maximum is not None else ""
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}{upper}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def folder(text: str) -> str:
+    """An argparse ``type`` for a folder: not empty (``""`` would silently mean ``.``)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder, got an empty string")
+    return text
+
+
+def client(args: argparse.Namespace, console: Console) -> ReveRemix:
+    """The client for the connection options, once the key is known to be set and the TLS
+    certificates can be loaded; its retries are shown on ``console``."""
+    if _config.api_key(None) is None:  # also refuses a malformed key, before anything is read
+        raise _config.missing_api_key()
+    tls_context()  # SSL_CERT_FILE naming no file: said now, before anything is sent
+    options: dict[str, Any] = {
+        "base_url": args.base_url,
+        "max_retries": args.max_retries,
+        "on_retry": console.notices,
+    }
+    if args.model:
+        options["model"] = args.model
+    if args.timeout is not None:
+        options["timeout"] = httpx.Timeout(args.timeout, connect=min(args.timeout, 10.0))
+    return ReveRemix(**options)

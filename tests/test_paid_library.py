@@ -1,0 +1,247 @@
+"""remix_many and iter_remix never drop a paid result: however a call stops, what the server
+generated is either returned, or logged at WARNING (URL, request id) and attached to the
+exception that stopped it. Every test counts the generations on a real loopback server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import pickle
+import threading
+
+import pytest
+
+from reve_remix import (
+    AsyncReveRemix,
+    BadRequestError,
+    ImageNotSavedError,
+    RemixResult,
+    ReveRemix,
+    ReveRemixError,
+)
+from reve_remix.testing import Fault, MockServer
+
+API_KEY = "sk-test-paid-library-0123456789"
+IMAGE_URL = "https://example.com/cat.png"
+
+
+def job(n: int) -> dict[str, object]:
+    return {"prompt": f"<img>0</img> variation {n}", "images": [IMAGE_URL]}
+
+
+def generations(server: MockServer) -> int:
+    return sum(1 for request in server.requests if request.is_remix)
+
+
+def warnings_about(caplog: pytest.LogCaptureFixture, server: MockServer) -> list[str]:
+    """The WARNING lines that name a paid image of ``server`` with its request id."""
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelno == logging.WARNING
+        and "generated, not saved" in record.getMessage()
+        and server.base_url in record.getMessage()
+        and "request id req_" in record.getMessage()
+    ]
+
+
+class TestSync:
+    def test_a_raising_callback_stops_sending_and_hands_over_what_was_paid(self, caplog):
+        def broken(progress: object) -> None:
+            raise RuntimeError("bug in on_progress")
+
+        with MockServer() as server, ReveRemix(API_KEY, base_url=server.base_url) as client:
+            with pytest.raises(RuntimeError, match="bug in on_progress") as caught:
+                client.remix_many([job(n) for n in range(6)], concurrency=2, on_progress=broken)
+            assert generations(server) == 2  # the slot of the first outcome was never handed on
+            paid = caught.value.paid_results
+            assert len(paid) == 2
+            assert all(isinstance(result, RemixResult) for result in paid)
+            assert len(warnings_about(caplog, server)) == 2
+            assert all(len(result.read()) > 0 for result in paid)  # the images can be had
+
+    def test_break_out_of_iter_remix_waits_for_the_running_and_logs_them(self, caplog):
+        with MockServer() as server, ReveRemix(API_KEY, base_url=server.base_url) as client:
+            for _job, outcome in client.iter_remix([job(n) for n in range(8)], concurrency=4):
+                assert isinstance(outcome, RemixResult)
+                break
+            # Nothing new starts; each job already sent is waited for, and all but the one
+            # received are logged (a job whose thread had not started yet is never sent).
+            assert 2 <= generations(server) <= 4
+            assert len(warnings_about(caplog, server)) == generations(server) - 1
+
+    def test_a_raising_job_iterable_stops_sending_and_hands_over_what_was_paid(self, caplog):
+        def jobs():
+            yield job(0)
+            yield job(1)
+            raise ValueError("the jobs file broke")
+
+        with MockServer() as server, ReveRemix(API_KEY, base_url=server.base_url) as client:
+            with pytest.raises(ValueError, match="jobs file broke") as caught:
+                list(client.iter_remix(jobs(), concurrency=4))
+            assert generations(server) == 2
+            assert len(caught.value.paid_results) == 2
+            assert len(warnings_about(caplog, server)) == 2
+
+    def test_a_raising_uploader_is_that_jobs_outcome_and_stops_nothing(self):
+        def uploader(data: bytes, mime: str) -> str:
+            if data.endswith(b"broken"):
+                raise KeyError("the bucket")
+            return IMAGE_URL
+
+        with MockServer() as server:
+            image = _png()
+            jobs = [
+                {"prompt": "<img>0</img> a", "images": [image]},
+                {"prompt": "<img>0</img> b", "images": [image + b"broken"]},
+                {"prompt": "<img>0</img> c", "images": [image]},
+            ]
+            with ReveRemix(API_KEY, base_url=server.base_url, uploader=uploader) as client:
+                outcomes = client.remix_many(jobs, concurrency=1)
+            assert isinstance(outcomes[0], RemixResult)
+            assert isinstance(outcomes[2], RemixResult)
+            failed = outcomes[1]
+            assert isinstance(failed, ReveRemixError)
+            assert isinstance(failed.__cause__, KeyError)
+            assert "nothing was sent" in str(failed)
+            assert generations(server) == 2
+
+    def test_ctrl_c_stops_sending_and_hands_over_what_was_paid(self, caplog):
+        with MockServer() as server, ReveRemix(API_KEY, base_url=server.base_url) as client:
+            server.enqueue(Fault(delay=0.2), Fault(delay=0.2))
+            interrupted = _interrupt_main_when(lambda: generations(server) >= 2)
+            with pytest.raises(KeyboardInterrupt) as caught:
+                client.remix_many([job(n) for n in range(6)], concurrency=2)
+            interrupted.join()
+            paid = len(caught.value.paid_results)
+            assert generations(server) <= 4  # nothing more started once it was seen
+            assert paid == generations(server)  # every generation was handed over
+            assert len(warnings_about(caplog, server)) == paid
+
+
+class TestAsync:
+    @pytest.mark.anyio
+    async def test_a_raising_callback_stops_sending_and_hands_over_what_was_paid(self, caplog):
+        def broken(progress: object) -> None:
+            raise RuntimeError("bug in on_progress")
+
+        with MockServer() as server:
+            async with AsyncReveRemix(API_KEY, base_url=server.base_url) as client:
+                with pytest.raises(RuntimeError, match="bug in on_progress") as caught:
+                    await client.remix_many(
+                        [job(n) for n in range(6)], concurrency=2, on_progress=broken
+                    )
+            assert generations(server) == 2
+            assert len(caught.value.paid_results) == 2
+            assert len(warnings_about(caplog, server)) == 2
+
+    @pytest.mark.anyio
+    async def test_break_out_of_iter_remix_waits_for_the_running_and_logs_them(self, caplog):
+        with MockServer() as server:
+            async with AsyncReveRemix(API_KEY, base_url=server.base_url) as client:
+                run = client.iter_remix([job(n) for n in range(8)], concurrency=4)
+                async with contextlib.aclosing(run):
+                    async for _job, outcome in run:
+                        assert isinstance(outcome, RemixResult)
+                        break
+            assert 2 <= generations(server) <= 4
+            assert len(warnings_about(caplog, server)) == generations(server) - 1
+
+    @pytest.mark.anyio
+    async def test_a_raising_job_iterable_stops_sending_and_hands_over_what_was_paid(self, caplog):
+        def jobs():
+            yield job(0)
+            yield job(1)
+            raise ValueError("the jobs file broke")
+
+        with MockServer() as server:
+            async with AsyncReveRemix(API_KEY, base_url=server.base_url) as client:
+                with pytest.raises(ValueError, match="jobs file broke") as caught:
+                    async for _pair in client.iter_remix(jobs(), concurrency=4):
+                        pass
+            assert generations(server) == 2
+            assert len(caught.value.paid_results) == 2
+
+    @pytest.mark.anyio
+    async def test_cancellation_logs_the_requests_that_were_out(self, caplog):
+        with MockServer() as server:
+            server.enqueue(Fault(delay=5), Fault(delay=5))
+            async with AsyncReveRemix(API_KEY, base_url=server.base_url) as client:
+                task = asyncio.ensure_future(
+                    client.remix_many([job(n) for n in range(6)], concurrency=2)
+                )
+                while len(server.requests) < 2:
+                    await asyncio.sleep(0.01)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+        out = [
+            r.getMessage() for r in caplog.records if "may have been generated" in r.getMessage()
+        ]
+        assert len(out) == 2
+
+
+# --- what crosses a process: pickles without the key ----------------------------------------------
+
+
+def test_results_and_errors_pickle_without_the_key():
+    echo = {"created": 1, "data": [{"url": None}], "echo": f"Bearer {API_KEY}"}
+    with MockServer() as server, ReveRemix(API_KEY, base_url=server.base_url) as client:
+        result = client.remix("<img>0</img> x", [IMAGE_URL])
+        echo["data"][0]["url"] = result.image.url  # type: ignore[index]
+        server.enqueue(
+            Fault(body=echo),
+            Fault(status=400, body={"error": {"message": f"bad key {API_KEY}", "type": "x"}}),
+        )
+        echoed = client.remix("<img>0</img> x", [IMAGE_URL])
+        with pytest.raises(BadRequestError) as caught:
+            client.remix("<img>0</img> x", [IMAGE_URL])
+        copy = pickle.loads(pickle.dumps(echoed))
+        assert copy.image.url == echoed.image.url
+        assert len(copy.read()) > 0
+    for value in (result, result.image, echoed, caught.value):
+        data = pickle.dumps(value)
+        assert API_KEY.encode() not in data
+    error = pickle.loads(pickle.dumps(caught.value))
+    assert type(error) is BadRequestError
+    assert (error.status_code, error.request_id, str(error)) == (
+        400,
+        caught.value.request_id,
+        str(caught.value),
+    )
+    assert error.request is None
+    assert error.response is None
+
+
+def test_an_image_not_saved_error_pickles_with_where_the_image_is():
+    error = ImageNotSavedError(
+        OSError(28, "No space left on device"), request_id="req-1", url="https://cdn/x.png"
+    )
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), copy.url, copy.request_id, str(copy)) == (
+        ImageNotSavedError,
+        "https://cdn/x.png",
+        "req-1",
+        str(error),
+    )
+
+
+def _interrupt_main_when(condition: object) -> threading.Thread:
+    """Deliver Ctrl-C to the main thread once ``condition()`` holds (polled, no timing)."""
+    import _thread
+
+    def watch() -> None:
+        while not condition():  # type: ignore[operator]
+            threading.Event().wait(0.005)
+        _thread.interrupt_main()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def _png() -> bytes:
+    from reve_remix.testing._png import gradient_png
+
+    return gradient_png(8, 8, b"paid-library")

@@ -48,7 +48,7 @@ from ._ledger import JobRecord, LedgerError
 from ._lifecycle import JobState
 from ._recipe import Recipe, read_recipe
 from ._results import RemixImage, RemixResult
-from ._retry import RateLimiter, RetryEvent, SteadyRate
+from ._retry import AdaptiveRate, RateLimiter, RetryEvent, SteadyRate
 from ._tags import (
     TagProblem,
     bind_images,
@@ -102,6 +102,7 @@ __all__ = [
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "AdaptiveRate",
     "AspectRatio",
     "AsyncReveRemix",
     "AuthenticationError",

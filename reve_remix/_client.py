@@ -40,25 +40,29 @@ from ._config import DEFAULT_BASE_URL as DEFAULT_BASE_URL
 from ._download import Downloader
 from ._exceptions import ValidationError, connection_error, status_error
 from ._images import LocalImage, Uploader, check_uploaded_url, data_url
+from ._jobs import RemixJob, check_concurrency, progress_counter
 from ._ledger import MemoryLedger
 from ._pool import DEFAULT_MAX_CONNECTIONS, AsyncShardedTransport, ShardedTransport
 from ._redact import redact
-from ._request import (
-    Images,
-    InlineImage,
-    PreparedRemix,
-    check_model,
-    encode_body,
-    prepare_remix,
-)
+from ._request import Images, PreparedRemix, RequestOptions, check_model, prepare_remix
 from ._results import RemixImage, RemixResult, paid_image, parse_response
-from ._retry import AdaptiveRate, CallRetries, RateLimiter, RetryEvent, RetryPolicy
+from ._retry import (
+    AdaptiveRate,
+    CallRetries,
+    Line,
+    RateLimiter,
+    RetryEvent,
+    RetryPolicy,
+    check_rate_limiter,
+)
 from ._runner import Build, Call, Lifecycle, PaidJob, Read, Send, Settled, lifecycle
 from ._spec import spec
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._jobs import BatchProgress, Outcome, RemixJob
+    from reve_remix_api.models import AspectRatio, OutputFormat
+
+    from ._jobs import BatchProgress, Outcome
 
 logger = logging.getLogger("reve_remix")
 retry_logger = logging.getLogger("reve_remix.retry")
@@ -98,7 +102,7 @@ class _BaseClient(Generic[HttpClient]):
         retry_on_ambiguous: bool = False,
         auth_scheme: AuthScheme = "bearer",
         uploader: Uploader = data_url,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: RateLimiter | type[RateLimiter] | None = AdaptiveRate,
         on_retry: Callable[[RetryEvent], None] | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         http_client: HttpClient | None = None,
@@ -138,17 +142,27 @@ class _BaseClient(Generic[HttpClient]):
         self.retry_policy = RetryPolicy(max_retries, retry_on_ambiguous)
         self.budget = Budget() if budget is None else budget
         """What this client may spend and has spent (without ``budget=``, counted, not capped)."""
-        # Every client learns the rate the API admits (one 429 holds every job back, then it
-        # paces just under the rate measured); a caller's limiter paces it further.
-        self._pace = AdaptiveRate()
-        self._rate_limiter = rate_limiter
+        self._rate_limiter = check_rate_limiter(rate_limiter)
+        # Awaited instead of next_slot by the async client, if the limiter waits on I/O.
+        self._anext_slot: Callable[[], Awaitable[float]] | None = getattr(
+            self._rate_limiter, "anext_slot", None
+        )
+        self._line = Line()
         self._owns_http = http_client is None
-        self._http: HttpClient = http_client or self._new_http(timeout, max_connections)
+        # The pool the client made (grown by a batch); an injected client's pool is the caller's.
+        self._pool: ShardedTransport | AsyncShardedTransport | None = None
+        self._http: HttpClient
+        if http_client is None:
+            self._http, self._pool = self._new_http(timeout, max_connections)
+        else:
+            self._http = http_client
         self._downloader = Downloader(self._http)  # results fetch their URLs through the pool
 
     @staticmethod
-    def _new_http(timeout: float | httpx.Timeout, max_connections: int) -> HttpClient:
-        """The connection pool a client makes for itself when none is injected."""
+    def _new_http(
+        timeout: float | httpx.Timeout, max_connections: int
+    ) -> tuple[HttpClient, ShardedTransport | AsyncShardedTransport]:
+        """The httpx client a client makes for itself when none is injected, and its pool."""
         raise NotImplementedError
 
     def _batch_concurrency(self, concurrency: object) -> int:
@@ -156,12 +170,9 @@ class _BaseClient(Generic[HttpClient]):
 
         An injected ``http_client`` is left as it is: its pool is the caller's choice.
         """
-        from ._jobs import check_concurrency
-
         checked = check_concurrency(concurrency)
-        transport = self._http._transport
-        if self._owns_http and isinstance(transport, ShardedTransport | AsyncShardedTransport):
-            transport.ensure_capacity(checked)
+        if self._pool is not None:
+            self._pool.ensure_capacity(checked)
         return checked
 
     def __repr__(self) -> str:
@@ -185,17 +196,19 @@ class _BaseClient(Generic[HttpClient]):
             timeout=call.timeout,
         )
 
-    def _build_request(self, prepared: PreparedRemix, urls: list[str]) -> httpx.Request:
-        """The HTTP request: the spec's method and path, the body as JSON, the call's options,
-        and the recipe of what it asks for (``extensions``, read back by ``_result``).
+    def _build_request(
+        self, prepared: PreparedRemix, images: list[str | LocalImage]
+    ) -> httpx.Request:
+        """The HTTP request: the spec's method and path, the body, the call's options, and the
+        recipe of what it asks for (``extensions``, read back by ``_result``).
 
         A body with inline images is a ``RequestBody`` stream. httpx's ``content=`` would take it
         for a sync-only iterator sent chunked, so the request is built without a body and made
         again around the stream, with its ``Content-Length``.
         """
         operation = spec()
-        options = prepared.options
-        content = encode_body(prepared.body(urls).to_dict())
+        options: RequestOptions = prepared.options
+        content = prepared.body(images)
         headers = self._headers()
         if options.headers:  # after the client's own, so that they replace them (not the key)
             headers = headers.copy()
@@ -266,15 +279,13 @@ class _BaseClient(Generic[HttpClient]):
         """The final response, or how many seconds to wait before sending ``request`` again.
 
         ``retries`` counts the call's retries so far; ``sent_at`` is when this attempt went out
-        (``AdaptiveRate.on_sent``). Raises ``APIConnectionError`` when a transport error is final.
+        (``RateLimiter.on_sent``). Raises ``APIConnectionError`` when a transport error is final.
         """
         if isinstance(outcome, httpx.Response):
             event = self.retry_policy.after_response(outcome, retries)
-            if outcome.status_code == 429:  # every 429, retried or not: the pace learns from it
-                hold = 0.0 if event is None else event.delay
-                self._pace.on_rate_limited(hold, sent_at)
-                if self._rate_limiter is not None:
-                    self._rate_limiter.on_rate_limited(hold)
+            limiter = self._rate_limiter
+            if outcome.status_code == 429 and limiter is not None:  # retried or not: it learns
+                limiter.on_rate_limited(0.0 if event is None else event.delay, sent_at)
             if event is None:
                 return outcome
         else:
@@ -285,10 +296,6 @@ class _BaseClient(Generic[HttpClient]):
         if self.on_retry is not None:
             self.on_retry(event)
         return event.delay
-
-    def _caller_limiter_wait(self) -> float:
-        """Seconds the caller's ``rate_limiter`` asks this attempt to wait (0 without one)."""
-        return 0.0 if self._rate_limiter is None else self._rate_limiter.reserve()
 
     def _result(self, response: httpx.Response) -> RemixResult:
         if not response.is_success:
@@ -335,8 +342,10 @@ class ReveRemix(_BaseClient[httpx.Client]):
       ``docs/errors-and-retries.md``;
     - ``auth_scheme``: ``"bearer"`` sends ``Authorization: Bearer <key>``, ``"bare"`` the key alone;
     - ``uploader``: ``(bytes, mime) -> url`` for local images; by default a ``data:`` URL;
-    - ``rate_limiter``: a ``RateLimiter`` (e.g. ``SteadyRate(5)``) consulted before every attempt,
-      retries included, and told of every 429; share one to pace many clients together;
+    - ``rate_limiter``: what paces the attempts, retries included, and is told of every 429: by
+      default a fresh ``AdaptiveRate``, which learns the rate the API admits from its 429s; a
+      ``RateLimiter`` such as ``SteadyRate(5)`` replaces it (share one to pace many clients
+      together), and ``None`` sends without pacing;
     - ``on_retry``: called with a ``RetryEvent`` (reason, wait, retry number) before each retry's
       wait, in the thread or task that waits; each retry is also logged on ``reve_remix.retry``;
     - ``max_connections``: the most connections the client's own pool opens at once (100 by
@@ -360,16 +369,19 @@ class ReveRemix(_BaseClient[httpx.Client]):
     _http_class = httpx.Client
 
     @staticmethod
-    def _new_http(timeout: float | httpx.Timeout, max_connections: int) -> httpx.Client:
-        return httpx.Client(timeout=timeout, transport=ShardedTransport(max_connections))
+    def _new_http(
+        timeout: float | httpx.Timeout, max_connections: int
+    ) -> tuple[httpx.Client, ShardedTransport]:
+        pool = ShardedTransport(max_connections)
+        return httpx.Client(timeout=timeout, transport=pool), pool
 
     def remix(
         self,
         prompt: str,
         images: Images,
         *,
-        aspect_ratio: str | None = None,
-        output_format: str | None = None,
+        aspect_ratio: AspectRatio | str | None = None,
+        output_format: OutputFormat | str | None = None,
         model: str | None = None,
         fit: bool = False,
         extra_body: Mapping[str, Any] | None = None,
@@ -431,7 +443,6 @@ class ReveRemix(_BaseClient[httpx.Client]):
                 else:
                     outcome.save(f"park-{job.id}.png")
         """
-        from ._jobs import progress_counter
         from ._schedule import run_in_threads
 
         items = list(jobs)
@@ -510,11 +521,9 @@ class ReveRemix(_BaseClient[httpx.Client]):
         urls = [self._upload(item) for item in prepared.images]
         return self._build_request(prepared, urls)
 
-    def _upload(self, item: str | LocalImage) -> str:
-        if isinstance(item, str):
-            return item
-        if self.uploader is data_url:  # the body writes its data: URL as it is sent
-            return InlineImage(item)
+    def _upload(self, item: str | LocalImage) -> str | LocalImage:
+        if isinstance(item, str) or self.uploader is data_url:
+            return item  # a local one as it is: the body writes its data: URL as it is sent
         url = self.uploader(item.data, item.mime)
         if inspect.isawaitable(url):
             _discard(url)
@@ -522,18 +531,17 @@ class ReveRemix(_BaseClient[httpx.Client]):
         return check_uploaded_url(url, item.label)
 
     def _send(self, request: httpx.Request) -> httpx.Response:
-        retries = CallRetries()
+        retries, limiter, sent_at = CallRetries(), self._rate_limiter, 0.0
         billed = False
         while True:
-            with self._pace.line:  # one attempt at a time waits for its slot: see AdaptiveRate
-                if wait := self._caller_limiter_wait():
-                    time.sleep(wait)
-                while wait := self._pace.next_slot():
-                    time.sleep(wait)
+            if limiter is not None:
+                with self._line.sync:  # one attempt at a time asks: see RateLimiter
+                    while wait := limiter.next_slot():
+                        time.sleep(wait)
+                sent_at = limiter.on_sent()
             logger.debug("%s %s (attempt %d)", request.method, request.url, retries.attempt)
             # BudgetExceededError, before sending: see _budget
             with self.budget.hold(billed_before=billed) as held:
-                sent_at = self._pace.on_sent()
                 try:
                     outcome: httpx.Response | httpx.TransportError = _acyclic(
                         self._http.send(request)
@@ -578,16 +586,19 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
     _http_class = httpx.AsyncClient
 
     @staticmethod
-    def _new_http(timeout: float | httpx.Timeout, max_connections: int) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=timeout, transport=AsyncShardedTransport(max_connections))
+    def _new_http(
+        timeout: float | httpx.Timeout, max_connections: int
+    ) -> tuple[httpx.AsyncClient, AsyncShardedTransport]:
+        pool = AsyncShardedTransport(max_connections)
+        return httpx.AsyncClient(timeout=timeout, transport=pool), pool
 
     async def remix(
         self,
         prompt: str,
         images: Images,
         *,
-        aspect_ratio: str | None = None,
-        output_format: str | None = None,
+        aspect_ratio: AspectRatio | str | None = None,
+        output_format: OutputFormat | str | None = None,
         model: str | None = None,
         fit: bool = False,
         extra_body: Mapping[str, Any] | None = None,
@@ -624,7 +635,6 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
             outcomes = await client.remix_many(jobs, concurrency=8)
             results = [outcome for outcome in outcomes if isinstance(outcome, RemixResult)]
         """
-        from ._jobs import progress_counter
         from ._schedule import run_in_tasks
 
         items = list(jobs)
@@ -695,11 +705,9 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
         urls = await asyncio.gather(*(self._upload(item) for item in prepared.images))
         return self._build_request(prepared, urls)
 
-    async def _upload(self, item: str | LocalImage) -> str:
-        if isinstance(item, str):
-            return item
-        if self.uploader is data_url:  # the body writes its data: URL as it is sent
-            return InlineImage(item)
+    async def _upload(self, item: str | LocalImage) -> str | LocalImage:
+        if isinstance(item, str) or self.uploader is data_url:
+            return item  # a local one as it is: the body writes its data: URL as it is sent
         url = self.uploader(item.data, item.mime)
         if inspect.isawaitable(url):
             url = await url
@@ -708,18 +716,17 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
     async def _send(self, request: httpx.Request) -> httpx.Response:
         import asyncio
 
-        retries = CallRetries()
+        retries, limiter, sent_at = CallRetries(), self._rate_limiter, 0.0
         billed = False
         while True:
-            async with self._pace.async_line():  # one attempt at a time waits: see AdaptiveRate
-                if wait := self._caller_limiter_wait():
-                    await asyncio.sleep(wait)
-                while wait := self._pace.next_slot():
-                    await asyncio.sleep(wait)
+            if limiter is not None:
+                async with self._line.for_loop():  # one attempt at a time asks: see RateLimiter
+                    while wait := await self._next_slot(limiter):
+                        await asyncio.sleep(wait)
+                sent_at = limiter.on_sent()
             logger.debug("%s %s (attempt %d)", request.method, request.url, retries.attempt)
             # BudgetExceededError, before sending: see _budget
             with self.budget.hold(billed_before=billed) as held:
-                sent_at = self._pace.on_sent()
                 try:
                     outcome: httpx.Response | httpx.TransportError = _acyclic(
                         await self._http.send(request)
@@ -731,6 +738,12 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
             if isinstance(decision, httpx.Response):
                 return decision
             await asyncio.sleep(decision)
+
+    async def _next_slot(self, limiter: RateLimiter) -> float:
+        """The limiter's ``anext_slot()`` if it has one (it waits on I/O), else ``next_slot()``."""
+        if self._anext_slot is not None:
+            return await self._anext_slot()
+        return limiter.next_slot()
 
     async def aclose(self) -> None:
         """Close the connection pool (only if this client created it)."""
@@ -770,7 +783,7 @@ def _acyclic(response: httpx.Response) -> httpx.Response:
 
 @functools.lru_cache(maxsize=32)
 def _parsed_url(url: str) -> httpx.URL:
-    """``url`` parsed once: httpx re-parses a ``str`` URL on every request, a tenth of a call."""
+    """``url`` parsed once: httpx would parse a ``str`` URL again on every request."""
     return httpx.URL(url)
 
 
@@ -785,9 +798,7 @@ def _outcome(settled: Settled) -> RemixResult:
 
 def _paid_job(index: int, job: RemixJob | Mapping[str, Any]) -> PaidJob:
     """The runner's job for item ``index`` of ``remix_many`` or ``iter_remix``."""
-    from ._jobs import RemixJob
-
-    checked = RemixJob.coerce(job)
+    checked = RemixJob._coerce(job)
     call = Call(
         checked.prompt,
         checked.images,

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ._exceptions import ValidationError
-from ._images import http_url_problem
+from ._urls import http_url_problem
 
 API_KEY_ENV = "ONEROUTER_API_KEY"
 BASE_URL_ENV = "REVE_REMIX_BASE_URL"

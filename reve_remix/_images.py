@@ -47,10 +47,11 @@ from typing import (
     Union,
     runtime_checkable,
 )
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import unquote_to_bytes
 
 from reve_remix._exceptions import ValidationError
 from reve_remix._spec import spec
+from reve_remix._urls import http_url_problem
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -138,7 +139,6 @@ _HEIF_GENERIC_BRANDS = frozenset({b"mif1", b"msf1"})
 _HEAD_BYTES = 4096
 
 _SCHEME = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.-]+):")  # 2+ letters: "C:\x.png" is a path
-_BAD_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _DATA_URL = re.compile(r"data:([^,]*),", re.IGNORECASE)
 _BASE64_LIKE = re.compile(r"[A-Za-z0-9+/=\s]{100,}")
 _PREVIEW_CHARS = 60
@@ -240,7 +240,18 @@ def data_url(data: bytes, mime: str) -> str:
 
         data_url(b"\\x89PNG...", "image/png")  # 'data:image/png;base64,iVBORw0KGgo...'
     """
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    return data_url_head(mime) + base64.b64encode(data).decode("ascii")
+
+
+def data_url_head(mime: str) -> str:
+    """What a base64 ``data:`` URL of ``mime`` content holds before the base64.
+
+    Example::
+
+        >>> data_url_head("image/png")
+        'data:image/png;base64,'
+    """
+    return f"data:{mime};base64,"
 
 
 def check_uploaded_url(url: object, label: str) -> str:
@@ -613,19 +624,6 @@ def url_scheme(text: str) -> str:
     """The lower-case scheme ``text`` starts with (``""`` for a path, even ``C:\\x.png``)."""
     match = _SCHEME.match(text)
     return match[1].lower() if match else ""
-
-
-def http_url_problem(url: str) -> str | None:
-    """What is wrong with an http(s) URL to send (its characters, host or port), or ``None``."""
-    if _BAD_URL_CHARS.search(url):
-        return "contains whitespace, control characters or lone surrogates; percent-encode them"
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        _ = parts.port  # raises ValueError for a port that is not a number in range
-    except ValueError as exc:
-        return f"is not a valid URL ({exc})"
-    return None if host else "has no host"
 
 
 def _preview(text: str) -> str:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ReveRemixError, ValidationError
 from ._request import Images
 from ._results import RemixResult
+
+if TYPE_CHECKING:
+    from reve_remix_api.models import AspectRatio, OutputFormat
 
 Outcome = RemixResult | ReveRemixError
 """What ``remix_many`` returns for one job: its result, or the error that ended it."""
@@ -40,22 +43,22 @@ class RemixJob:
 
     prompt: str
     images: Images
-    aspect_ratio: str | None = None
-    output_format: str | None = None
+    aspect_ratio: AspectRatio | str | None = None
+    output_format: OutputFormat | str | None = None
     model: str | None = None
     id: str | None = None
     extra_body: Mapping[str, Any] | None = None
     extra_headers: Mapping[str, str] | None = None
 
     @classmethod
-    def coerce(cls, job: object) -> RemixJob:
+    def _coerce(cls, job: object) -> RemixJob:
         """``job`` itself, or a ``RemixJob`` built from a mapping of its fields.
 
         Raises ``ValidationError`` for anything else, or for missing or unknown keys.
 
         Example::
 
-            RemixJob.coerce({"prompt": "<img>0</img> at dusk", "images": ["city.jpg"]})
+            RemixJob._coerce({"prompt": "<img>0</img> at dusk", "images": ["city.jpg"]})
         """
         if isinstance(job, RemixJob):
             return job
@@ -65,21 +68,6 @@ class RemixJob:
             )
         check_job_keys(job, "job: ")
         return cls(**job)
-
-    def arguments(self) -> dict[str, Any]:
-        """The keyword arguments of ``remix`` for this job (``None`` options left out)."""
-        options = {
-            "aspect_ratio": self.aspect_ratio,
-            "output_format": self.output_format,
-            "model": self.model,
-            "extra_body": self.extra_body,
-            "extra_headers": self.extra_headers,
-        }
-        return {
-            "prompt": self.prompt,
-            "images": self.images,
-            **{name: value for name, value in options.items() if value is not None},
-        }
 
 
 JOB_FIELDS = tuple(field.name for field in dataclasses.fields(RemixJob))

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ._exceptions import ValidationError
+from ._files import PART_FILE
 from ._identity import fingerprint
 from ._images import IMAGE_FORMATS, UNKNOWN_EXTENSION, image_extension, url_scheme
 from ._jobs import JOB_FIELDS, RemixJob, check_job_keys
 from ._lifecycle import JOB_ID, JOB_ID_RULE
-from ._results import PART_FILE
 from ._runner import Call
 from ._tags import strip_tags
 

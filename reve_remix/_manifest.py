@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from ._exceptions import ReveRemixError
+from ._files import write_atomic
 from ._images import image_extension, is_known_image
 from ._jobs_file import MANIFEST_NAME, STATE_DIR
 from ._ledger import JobRecord
 from ._lifecycle import JobState
-from ._results import write_atomic
 
 if TYPE_CHECKING:
     from ._results import RemixResult

@@ -3,9 +3,9 @@
 httpx's default pool keeps 20 of its 100 connections alive, so a batch of 64 concurrent jobs
 opens a new TCP (and TLS) connection for most requests, and a ``concurrency`` above 100 is
 silently capped. Sizing one httpcore pool to the concurrency is no cure: its bookkeeping walks
-every connection for every idle one on each request, so at 64-256 connections it spends 5-17 ms
-of CPU per request and falls behind (``scripts/bench.py`` prints the figures, and
-``docs/performance.md`` the comparison with an aiohttp transport).
+every connection for every idle one on each request, so its CPU per request grows with the
+pool and a large batch falls behind (``scripts/bench.py`` measures it; ``docs/performance.md``
+has the figures and the comparison with an aiohttp transport).
 
 :class:`ShardedTransport` therefore spreads requests over several small httpcore pools of at
 most :data:`SHARD_SIZE` connections each, all kept alive, sending each request to the first pool
@@ -91,7 +91,7 @@ def tls_context() -> ssl.SSLContext:
     """The TLS context of every client's own pool in this process, made at the first request.
 
     Making one (httpx's: certifi's roots, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``) costs as much as
-    the rest of a client, 20-30 ms, and every client would make the same one: a process that
+    the rest of a client, and every client would make the same one: a process that
     makes a client per job, per worker or per test pays it once. A change to those variables
     gets a context of its own.
 

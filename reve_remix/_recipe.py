@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from ._files import write_atomic
 from ._images import LocalImage, url_scheme
 from ._version import __version__
 
@@ -199,8 +200,6 @@ def write_with_recipe(path: str | os.PathLike[str], data: bytes, recipe: Recipe)
 
         write_with_recipe("out.png", png, result.image.recipe)
     """
-    from ._results import write_atomic
-
     image, sidecar = with_recipe(data, recipe)
     target = write_atomic(path, image)
     if sidecar is not None:
@@ -251,8 +250,6 @@ def save_image(path: str | os.PathLike[str], data: bytes, recipe: str | None) ->
 
         save_image("out/cat.png", png, record.recipe)
     """
-    from ._results import write_atomic
-
     found = recipe_of(recipe)
     return write_atomic(path, data) if found is None else write_with_recipe(path, data, found)
 

@@ -27,14 +27,14 @@ import httpx
 
 from . import _config
 from ._exceptions import ValidationError
-from ._images import ImageInput, LocalImage, check_image, prepare_image
+from ._images import ImageInput, LocalImage, check_image, data_url_head, prepare_image
+from ._recipe import Recipe, reference
 from ._spec import ARGUMENT_FIELDS, IMAGES_FIELD, problem, spec
 from ._tags import bind_images, check_image_count, check_prompt, refuse_image_names
 
 if TYPE_CHECKING:
-    from reve_remix_api.models import AspectRatio, OutputFormat, RemixRequest
+    from reve_remix_api.models import AspectRatio, OutputFormat
 
-    from ._recipe import Recipe
 
 logger = logging.getLogger("reve_remix")
 
@@ -87,7 +87,6 @@ class PreparedRemix:
 
     def recipe(self) -> Recipe:
         """What a saved image's recipe says of this request (the answer's parts added later)."""
-        from ._recipe import Recipe
 
         return Recipe(
             prompt=self.written_prompt or self.prompt,
@@ -102,27 +101,35 @@ class PreparedRemix:
     sources: list[object] = field(default_factory=list)
     """The images as the caller gave them, in the order they are sent (for a job's identity)."""
 
-    def body(self, image_urls: list[str]) -> RemixRequest:
-        """The request body as the generated ``RemixRequest`` model, ``extra_body`` included.
+    def body(self, images: Sequence[str | LocalImage]) -> bytes | RequestBody:
+        """The request body: the fields, checked by the generated model, and ``images``.
 
-        Built by the model's ``from_dict``, so a field the spec defines lands in its typed
-        attribute and any other in ``additional_properties``; both are sent. Fields with a
-        default in the spec are sent with it, as the generated constructor does.
+        ``images`` are what the uploader made of :attr:`images`: URLs, or a :class:`LocalImage`
+        to send inline as its ``data:`` URL. The other fields, ``extra_body`` included, go
+        through the generated ``RemixRequest`` (``from_dict`` then ``to_dict``), so a field the
+        spec defines is read as its type and any other kept in ``additional_properties``, and
+        fields with a default in the spec are sent with it, as the generated constructor does.
+        The images do not go through the model: :func:`encode_body` writes them itself, so what
+        the body carries never depends on what a regenerated model does with a string.
         """
         from reve_remix_api.models import RemixRequest
 
         fields: dict[str, Any] = {
             "model": self.model,
             "prompt": self.prompt,
-            IMAGES_FIELD: image_urls,
+            IMAGES_FIELD: [],  # required by the model; the images are encode_body's
             "output_format": self.output_format.value,
         }
         if self.aspect_ratio is not None:
             fields["aspect_ratio"] = self.aspect_ratio.value
         try:
-            return RemixRequest.from_dict({**default_fields(), **self.extra_body, **fields})
+            checked = RemixRequest.from_dict(
+                {**default_fields(), **self.extra_body, **fields}
+            ).to_dict()
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise ValidationError(f"extra_body: does not fit the spec's request: {exc}") from None
+        del checked[IMAGES_FIELD]
+        return encode_body(checked, images)
 
 
 def prepare_remix(
@@ -196,7 +203,6 @@ def _references(
     items: list[object], sent: list[str | LocalImage], names: list[str] | None
 ) -> tuple[dict[str, str], ...]:
     """The recipe's name for each image sent: its URL, or its file name and hash."""
-    from ._recipe import reference
 
     labels: list[str | None] = list(names) if names is not None else [None] * len(items)
     return tuple(map(reference, items, sent, labels))
@@ -364,30 +370,6 @@ def _member(enum: type[E], value: object, name: str) -> E:
         raise ValidationError(f"{name}: {value!r} is not one of {allowed}") from None
 
 
-class InlineImage(str):
-    """A local image in ``image_urls``, to be sent as the ``data:`` URL :func:`data_url` makes.
-
-    That URL is the image in base64, 4/3 of its bytes; made as text it would be held beside the
-    body that copies it, three copies of the image at once. So the default uploader is not
-    called: the request model holds this instead, text that is the URL's head
-    (``data:image/png;base64,``) and the image itself. The model checks and orders the request's
-    fields as for any URL, and :func:`encode_body` writes the image's base64 only while the body
-    is sent, a piece at a time (see :class:`RequestBody`). The body is byte for byte what the
-    URL from ``data_url`` would have made.
-
-    Example::
-
-        url = InlineImage(prepare_image(Path("cat.png"), "image 0"))  # 'data:image/png;base64,'
-    """
-
-    image: LocalImage
-
-    def __new__(cls, image: LocalImage) -> InlineImage:
-        head = super().__new__(cls, f"data:{image.mime};base64,")
-        head.image = image
-        return head
-
-
 class RequestBody(httpx.SyncByteStream, httpx.AsyncByteStream):
     """A JSON request body as parts: JSON text, and images whose base64 is written as it is sent.
 
@@ -399,7 +381,7 @@ class RequestBody(httpx.SyncByteStream, httpx.AsyncByteStream):
 
     Example::
 
-        body = encode_body({"prompt": "<img>0</img>", "image_urls": [InlineImage(image)]})
+        body = encode_body({"prompt": "<img>0</img>"}, [prepare_image(Path("cat.png"), "image 0")])
         assert body.length == len(b"".join(body))
     """
 
@@ -423,39 +405,37 @@ class RequestBody(httpx.SyncByteStream, httpx.AsyncByteStream):
             yield chunk
 
 
-def encode_body(payload: Mapping[str, Any]) -> bytes | RequestBody:
-    """A request body: the exact bytes httpx's ``json=`` would send, with inline images streamed.
+def encode_body(
+    fields: Mapping[str, Any], images: Sequence[str | LocalImage]
+) -> bytes | RequestBody:
+    """A request body: ``fields`` and ``images`` (under ``image_urls``) as httpx's ``json=`` would
+    send them, a :class:`LocalImage` as its ``data:`` URL.
 
-    With no :class:`InlineImage` in ``image_urls`` (the common, small case) this is one ``json``
-    call. Otherwise every field is written by ``json`` but the inline images, whose base64 needs
-    no escaping and goes straight from the image's bytes into a :class:`RequestBody`, so the
-    megabytes are never held as text nor scanned by ``json``. The bytes sent are the same as if
-    ``payload`` held the ``data:`` URLs themselves.
+    With only URLs (the common, small case) this is one ``json`` call. Otherwise the fields and
+    the URLs are written by ``json`` and each local image's base64, which needs no escaping,
+    goes straight from its bytes into a :class:`RequestBody` as the body is sent, so the
+    megabytes are never held as text nor scanned by ``json``. The bytes are those of
+    ``{**fields, "image_urls": [the URLs, data_url(image.data, image.mime) for a local one]}``.
 
     Example::
 
-        encode_body({"prompt": "<img>0</img> at dusk", "image_urls": ["https://example.com/a.png"]})
+        encode_body({"prompt": "<img>0</img> at dusk"}, ["https://example.com/a.png"])
         # b'{"prompt":"<img>0</img> at dusk","image_urls":["https://example.com/a.png"]}'
     """
-    urls = payload.get(IMAGES_FIELD, ())
-    if not any(type(url) is InlineImage for url in urls):
-        return _JSON_ENCODER.encode(payload).encode()
+    if all(isinstance(image, str) for image in images):
+        return _JSON_ENCODER.encode({**fields, IMAGES_FIELD: list(images)}).encode()
+    # ``{"a":1}`` less its "}", or "{" alone: the fields, ready for the images after them.
+    opening = _JSON_ENCODER.encode(dict(fields))[:-1] + ("," if fields else "")
+    text = [opening, _JSON_ENCODER.encode(IMAGES_FIELD), ":["]
     parts: list[bytes | LocalImage] = []
-    text: list[str] = []
-    for key, value in payload.items():
-        text.append(("," if text or parts else "{") + _JSON_ENCODER.encode(key) + ":")
-        if key != IMAGES_FIELD:
-            text.append(_JSON_ENCODER.encode(value))
+    for index, image in enumerate(images):
+        text.append("," if index else "")
+        if isinstance(image, str):
+            text.append(_JSON_ENCODER.encode(image))
             continue
-        for index, url in enumerate(value):
-            text.append("," if index else "[")
-            if type(url) is InlineImage:
-                text.append(_JSON_ENCODER.encode(str(url))[:-1])  # the opening quote and head
-                parts += ["".join(text).encode(), url.image]
-                text = ['"']
-            else:
-                text.append(_JSON_ENCODER.encode(url))
-        text.append("]")
-    text.append("}")
+        text.append(_JSON_ENCODER.encode(data_url_head(image.mime))[:-1])  # no closing quote
+        parts += ["".join(text).encode(), image]
+        text = ['"']
+    text.append("]}")
     parts.append("".join(text).encode())
     return RequestBody(parts)

@@ -22,7 +22,6 @@ import functools
 import json
 import math
 import os
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from ._exceptions import (
     request_id_of,
     status_error,
 )
+from ._files import write_atomic
 from ._lifecycle import JobState
 from ._recipe import Recipe, write_with_recipe
 from ._spec import DATA_FIELD, conforms, spec
@@ -109,7 +109,7 @@ class RemixImage:
                 return _decode_b64(self.b64_json)
             return self._downloader.download(self._require_url())
         except ReveRemixError as exc:
-            raise self.not_saved(exc) from exc
+            raise self._not_saved(exc) from exc
 
     async def aread(self) -> bytes:
         """Async twin of :meth:`read`.
@@ -123,7 +123,7 @@ class RemixImage:
                 return _decode_b64(self.b64_json)
             return await self._downloader.adownload(self._require_url())
         except ReveRemixError as exc:
-            raise self.not_saved(exc) from exc
+            raise self._not_saved(exc) from exc
 
     def save(self, path: str | os.PathLike[str], *, metadata: bool = True) -> Path:
         """Write the image to ``path`` atomically (no half-written file, ever) and return it.
@@ -168,9 +168,9 @@ class RemixImage:
                 return write_with_recipe(path, data, self.recipe)
             return write_atomic(path, data)
         except OSError as exc:
-            raise self.not_saved(exc) from exc
+            raise self._not_saved(exc) from exc
 
-    def not_saved(self, cause: BaseException) -> ImageNotSavedError:
+    def _not_saved(self, cause: BaseException) -> ImageNotSavedError:
         """The error saying this paid image is not on disk because of ``cause``."""
         if isinstance(cause, ImageNotSavedError):
             return cause
@@ -416,30 +416,3 @@ def _decode_b64(text: str) -> bytes:
     if problem:
         raise ReveRemixError(problem)
     return data
-
-
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
-
-    A crash or Ctrl-C mid-write leaves the old file (or none), never a truncated image; a
-    leftover temporary file is named ``.<name>.<12 hex digits>.part`` (see ``PART_FILE``). The
-    file gets the permissions the umask gives a new file (``mkstemp`` would make it 0600).
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp_name = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
-    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return target
-
-
-PART_FILE = r"\..+\.[0-9a-f]{12}\.part"
-"""The regular expression a temporary file of :func:`write_atomic` matches (a crash leaves one)."""

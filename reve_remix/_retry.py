@@ -12,6 +12,9 @@ A 429 is retried from a budget of its own (:meth:`RetryPolicy.limit`): it made n
 client slows down for it (:class:`AdaptiveRate`), so a job does not fail while the client's pace
 is still finding the server's rate.
 
+The same table says which state a failed job is left in (``_runner.state_after_error``):
+``failed`` where it cannot have been billed, ``ambiguous`` where it may have been.
+
 This module decides; the clients wait and send. Both clients share it, so the policy has one home.
 """
 
@@ -25,7 +28,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, cast
 
 import httpx
 
@@ -249,22 +252,92 @@ class RetryPolicy:
 
 
 class RateLimiter(Protocol):
-    """What a client consults before every attempt (retries included) and tells of every 429.
+    """What a client asks before every attempt (retries included) and tells of every 429.
 
-    ``reserve()`` returns how many seconds to wait before the attempt may go out, and counts the
-    attempt as made at that moment; ``on_rate_limited(seconds)`` reports a 429 and the wait it
-    asked for. The client sleeps (``time.sleep`` or ``asyncio.sleep``), so one limiter serves the
-    sync and the async client, and one shared limiter (a process-wide object, or a proxy to a
-    Ray actor) can pace every worker of a job. Implementations must be thread-safe.
+    Before an attempt the client asks :meth:`next_slot` for the seconds until it may go, waits
+    them and asks again, until it says 0: the attempt then goes out at once, and :meth:`on_sent`
+    says when. Asking again after each wait lets a limiter move a slot while an attempt waits
+    for it (a 429 holds every slot, a new measure cuts the pace). A 429 is reported with
+    :meth:`on_rate_limited`. A client's attempts ask one at a time, in line; one limiter may serve
+    many clients in many threads, so implementations must be thread-safe.
+
+    Every client has one: a fresh :class:`AdaptiveRate` by default; pass another (such as
+    :class:`SteadyRate`, or one object shared by many clients) to replace it, or
+    ``rate_limiter=None`` to send without pacing. A limiter whose ``next_slot`` waits on I/O (a
+    remote actor, as :class:`reve_remix.ray.RayRateLimiter`) also gives an async
+    ``anext_slot()``, which :class:`AsyncReveRemix` awaits instead, so the event loop never
+    blocks.
 
     Example::
 
         client = ReveRemix(rate_limiter=SteadyRate(requests_per_second=5))
     """
 
-    def reserve(self) -> float: ...
+    def next_slot(self) -> float:
+        """Seconds until the attempt may go (then ask again); 0: it goes now, its slot taken."""
+        ...
 
-    def on_rate_limited(self, seconds: float) -> None: ...
+    def on_sent(self) -> float:
+        """The attempt went out now; returns when, for :meth:`on_rate_limited` if it is refused."""
+        ...
+
+    def on_rate_limited(self, seconds: float, sent_at: float) -> None:
+        """A 429 asking ``seconds`` of wait, for the attempt :meth:`on_sent` dated ``sent_at``."""
+        ...
+
+
+def check_rate_limiter(limiter: object) -> RateLimiter | None:
+    """``limiter`` checked as a :class:`RateLimiter`; a class gives a fresh one, ``None`` none.
+
+    Raises ``ValidationError`` naming what is missing, so a limiter written for another interface
+    fails when the client is made, not at the first call.
+
+    Example::
+
+        >>> type(check_rate_limiter(AdaptiveRate)).__name__, check_rate_limiter(None)
+        ('AdaptiveRate', None)
+    """
+    if limiter is None:
+        return None
+    if isinstance(limiter, type):  # the default: one of its own for every client
+        limiter = limiter()
+    missing = [
+        name
+        for name in ("next_slot", "on_sent", "on_rate_limited")
+        if not callable(getattr(limiter, name, None))
+    ]
+    if missing:
+        listed = ", ".join(f"{name}()" for name in missing)
+        raise ValidationError(
+            f"rate_limiter: {type(limiter).__name__} has no {listed}; see RateLimiter"
+        )
+    return cast(RateLimiter, limiter)  # checked above, method by method
+
+
+class _Beat:
+    """Slots at most one per ``interval``, none before a hold ends: the timing both limiters keep.
+
+    Not thread-safe: each limiter calls it under its own lock.
+    """
+
+    __slots__ = ("held_until", "last")
+
+    def __init__(self) -> None:
+        self.last = 0.0  # when the last slot was taken
+        self.held_until = 0.0
+
+    def take(self, now: float, interval: float) -> float:
+        """Seconds until the next slot; 0: it is ``now``, and taken."""
+        slot = max(self.last + interval, self.held_until)
+        if slot > now:
+            return slot - now
+        # A head late by less than an interval keeps the beat; after an idle line it restarts.
+        self.last = slot if now - slot < interval else now
+        return 0.0
+
+    def hold(self, until: float) -> None:
+        """No slot before ``until``."""
+        self.held_until = max(self.held_until, until)
 
 
 class SteadyRate:
@@ -275,7 +348,7 @@ class SteadyRate:
     Example::
 
         >>> limiter = SteadyRate(requests_per_second=2)
-        >>> limiter.reserve(), round(limiter.reserve(), 1)
+        >>> limiter.next_slot(), round(limiter.next_slot(), 1)  # the second waits its turn
         (0.0, 0.5)
     """
 
@@ -288,30 +361,26 @@ class SteadyRate:
                 f"requests_per_second: expected a positive number, got {requests_per_second!r}"
             )
         self.interval = 1.0 / float(requests_per_second)
-        self._next = 0.0
+        self._beat = _Beat()
         self._lock = threading.Lock()
 
-    def reserve(self) -> float:
-        """Seconds until this attempt's slot; the slot after it is reserved for the next one."""
+    def next_slot(self) -> float:
+        """Seconds until the next slot; 0: it is now, and taken."""
         with self._lock:
-            return self._reserve(time.monotonic())
+            return self._beat.take(time.monotonic(), self.interval)
 
-    def on_rate_limited(self, seconds: float) -> None:
+    def on_sent(self) -> float:
+        """When the attempt went out (a steady pace needs nothing more)."""
+        return time.monotonic()
+
+    def on_rate_limited(self, seconds: float, sent_at: float) -> None:
         """No slot before ``seconds`` from now."""
         with self._lock:
-            self._hold(time.monotonic() + seconds)
-
-    def _reserve(self, now: float) -> float:
-        slot = max(now, self._next)
-        self._next = slot + self.interval
-        return slot - now
-
-    def _hold(self, until: float) -> None:
-        self._next = max(self._next, until)
+            self._beat.hold(time.monotonic() + seconds)
 
 
 class AdaptiveRate:
-    """The pace every client keeps: it measures the rate a server admits and paces just under it.
+    """The default ``RateLimiter``: it measures the rate a server admits and paces just under it.
 
     A server that refuses a request has no allowance left at that moment, so between two refused
     attempts it admitted its rate, within one request, whatever the client sent (a token bucket
@@ -327,13 +396,11 @@ class AdaptiveRate:
     a second (or two paced intervals) forgets what was measured: the server's allowance may have
     filled up meanwhile. Every 429 also holds every attempt for its ``Retry-After``.
 
-    Attempts go out one at a time in line: the client queues them on :attr:`line` (or
-    :meth:`async_line`) and the one at the head asks :meth:`next_slot` until it says 0, so a cut,
-    a rise or a hold reaches the very next attempt, not only those that queue after it. A shared
-    cooldown alone cannot reach the rate: after every pause every worker sends at once, and most
-    are refused again. Every client has one and tells it when each attempt goes out
-    (:meth:`on_sent`) and which were refused (:meth:`on_rate_limited`); ``scripts/bench.py``
-    prints the throughput it reaches at 20 and 100 requests a second.
+    Attempts ask in line, one at a time (see :class:`RateLimiter`), and the head asks again when
+    it wakes, so a cut, a rise or a hold reaches the very next attempt, not only those that queue
+    after it. A shared cooldown alone cannot reach the rate: after every pause every worker sends
+    at once, and most are refused again. Every client has one of its own unless given another
+    limiter; share one between clients to learn one rate for all of them.
 
     Example::
 
@@ -355,29 +422,13 @@ class AdaptiveRate:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.line = threading.Lock()
-        """Where the sync client's attempts queue for :meth:`next_slot`, one at a time."""
-        self._async_lines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._beat = _Beat()
         self._rate = 0.0  # requests per second; 0 (unpaced) until the first 429
         self._step = 0.0  # requests per second gained each second, once measured
         self._grown_at = 0.0
         self._measured = False  # whether the pace comes from a measure (since the last pause)
-        self._last = 0.0  # when the last slot was taken
-        self._held_until = 0.0
         self._sent: list[float] = []  # when each remembered attempt went out, in order
         self._refused: list[float] = []  # when each refused one of them went out, in order
-
-    def async_line(self) -> asyncio.Lock:
-        """Where the async client's attempts queue for :meth:`next_slot`: one line per loop."""
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        line = self._async_lines.get(loop)
-        if line is None:
-            line = self._async_lines[loop] = asyncio.Lock()
-        return line
 
     @property
     def interval(self) -> float:
@@ -389,12 +440,7 @@ class AdaptiveRate:
         with self._lock:
             now = time.monotonic()
             self._grow(now)
-            slot = max(self._last + self.interval, self._held_until)
-            if slot > now:
-                return slot - now
-            # A head late by less than an interval keeps the beat; after an idle line it restarts.
-            self._last = slot if now - slot < self.interval else now
-            return 0.0
+            return self._beat.take(now, self.interval)
 
     def on_sent(self) -> float:
         """Note an attempt going out now; returns the moment, for :meth:`on_rate_limited`."""
@@ -418,7 +464,7 @@ class AdaptiveRate:
         with self._lock:
             now = time.monotonic()
             self._grow(now)
-            self._held_until = max(self._held_until, now + seconds)
+            self._beat.hold(now + seconds)
             if not self._sent or sent_at < self._sent[0]:
                 return  # sent before a pause: it says nothing of the rate now
             bisect.insort(self._refused, sent_at)
@@ -470,3 +516,29 @@ class AdaptiveRate:
         sent = len(self._sent) - bisect.bisect_right(self._sent, now - seconds)
         refused = len(self._refused) - bisect.bisect_right(self._refused, now - seconds)
         return sent, refused
+
+
+class Line:
+    """Where one client's attempts queue to ask its limiter, one at a time (see RateLimiter).
+
+    Only the head of the line asks, and asks again when it wakes, so what the limiter learns
+    meanwhile reaches the very next attempt. The sync client queues on :attr:`sync`; the async
+    client on :meth:`for_loop`, one ``asyncio.Lock`` per event loop, as an ``asyncio.Lock``
+    belongs to the loop that first waits on it and a client may outlive a loop.
+    """
+
+    def __init__(self) -> None:
+        self.sync = threading.Lock()
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def for_loop(self) -> asyncio.Lock:
+        """The line of the running event loop."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        line = self._loops.get(loop)
+        if line is None:
+            line = self._loops[loop] = asyncio.Lock()
+        return line

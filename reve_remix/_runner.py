@@ -50,6 +50,8 @@ from ._lifecycle import (
 from ._retry import classify_error, classify_status
 
 if TYPE_CHECKING:
+    from reve_remix_api.models import AspectRatio, OutputFormat
+
     from ._request import Images
     from ._results import RemixImage, RemixResult
 
@@ -60,8 +62,8 @@ class Call:
 
     prompt: str
     images: Images
-    aspect_ratio: str | None = None
-    output_format: str | None = None
+    aspect_ratio: AspectRatio | str | None = None
+    output_format: OutputFormat | str | None = None
     model: str | None = None
     fit: bool = False
     extra_body: Mapping[str, Any] | None = None
@@ -305,6 +307,7 @@ def _send(job: PaidJob, ledger: Ledger, steps: Steps, base: JobRecord) -> Lifecy
         file=None,
         error=None,
         body=None,
+        recipe=None,
     )
     try:
         request = yield Build(job.call)

@@ -40,11 +40,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._exceptions import ValidationError
+from ._files import write_atomic
 from ._images import image_extension
 from ._ledger import JobRecord
 from ._lifecycle import JOB_ID, JOB_ID_RULE, MAY_HAVE_BEEN_GENERATED, JobState
 from ._recipe import SIDECAR_SUFFIX, recipe_of, with_recipe
-from ._results import write_atomic
 
 if TYPE_CHECKING:
     from ._results import RemixResult

@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 try:
@@ -102,11 +103,11 @@ class _SteadyRateActor:
     def set_rate(self, requests_per_second: float) -> None:
         self._rate = SteadyRate(requests_per_second)
 
-    def reserve(self) -> float:
-        return self._rate.reserve()
+    def next_slot(self) -> float:
+        return self._rate.next_slot()
 
     def on_rate_limited(self, seconds: float) -> None:
-        self._rate.on_rate_limited(seconds)
+        self._rate.on_rate_limited(seconds, sent_at=0.0)  # a steady pace only holds
 
 
 class RayRateLimiter:
@@ -114,7 +115,8 @@ class RayRateLimiter:
 
     Every attempt (retries included) asks the actor for a slot, and every 429 is told to it, so
     all actors together stay under ``requests_per_second``. Get one with :meth:`create`; it
-    pickles as the actor's handle, so pass it to workers as ``rate_limiter=``.
+    pickles as the actor's handle, so pass it to workers as ``rate_limiter=``. Under
+    ``AsyncReveRemix`` the client awaits :meth:`anext_slot`, so asking never blocks the loop.
 
     Example::
 
@@ -141,13 +143,22 @@ class RayRateLimiter:
         ray.get(handle.set_rate.remote(requests_per_second))
         return cls(handle)
 
-    def reserve(self) -> float:
-        """Seconds to wait for this attempt's slot (one round trip to the actor)."""
-        seconds: float = ray.get(self._handle.reserve.remote())
+    def next_slot(self) -> float:
+        """Seconds until the next slot; 0: it is now, and taken (one round trip to the actor)."""
+        seconds: float = ray.get(self._handle.next_slot.remote())
         return seconds
 
-    def on_rate_limited(self, seconds: float) -> None:
-        """Tell the actor of a 429; calls from one worker reach it in order."""
+    async def anext_slot(self) -> float:
+        """:meth:`next_slot` for ``AsyncReveRemix``: the round trip is awaited, not waited on."""
+        seconds: float = await self._handle.next_slot.remote()
+        return seconds
+
+    def on_sent(self) -> float:
+        """When the attempt went out (the actor keeps a steady pace, which needs nothing more)."""
+        return time.monotonic()
+
+    def on_rate_limited(self, seconds: float, sent_at: float) -> None:
+        """Tell the actor of a 429 (without waiting); calls from one worker reach it in order."""
         self._handle.on_rate_limited.remote(seconds)
 
 

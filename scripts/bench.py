@@ -1,7 +1,8 @@
 """Measure the SDK's speed, overhead and memory figures, each against its target.
 
 Every figure is measured in this one run, side by side with what it is compared to, and printed
-as a Markdown table (the README quotes it). The exit status is 1 if any target is missed.
+as a Markdown table. The exit status is 1 if any target is missed; ``docs/performance.md``
+records the figures and explains each one.
 
 Usage::
 
@@ -9,7 +10,7 @@ Usage::
     python scripts/bench.py --quick    # fewer repetitions and settings
     python scripts/bench.py --only concurrency --only rate
 
-What is measured (the README explains each figure):
+What is measured:
 
 - overhead: median microseconds per call, in process, every contender answered by an
   ``httpx.MockTransport`` with the same canned body, so no network hides the client's own cost.
@@ -710,9 +711,7 @@ def bench_batch_memory(folder: Path, small: int, large: int) -> list[Figure]:
     """Peak RSS of a batch of four-image jobs at concurrency 8, in fresh processes."""
     log(f"memory: batches of {small} and {large} jobs x four 1.5 MB images, concurrency 8")
     paths = write_images(folder)
-    body_bytes = len(
-        encode_body({"image_urls": [data_url(p.read_bytes(), "image/png") for p in paths]})
-    )
+    body_bytes = len(encode_body({}, [data_url(p.read_bytes(), "image/png") for p in paths]))
     with Loopback() as server:
         rss = {
             (kind, jobs): peak_rss(kind, jobs, server.base_url, folder)

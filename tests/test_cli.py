@@ -6,6 +6,7 @@ process where only one will do: the console script, Ctrl-C, a terminal, a server
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -53,6 +54,19 @@ def run_cli(*args, cwd, server=None, key=API_KEY, env=None):
     if server is not None:
         args = (*args, "--base-url", server.base_url)
     return conftest.run_cli(*args, cwd=cwd, key=key, env=env)
+
+
+@contextlib.contextmanager
+def child(command, **options):
+    """``subprocess.Popen(command)`` that is always ended: a failing test never leaves it running
+    (a ``reve-remix mock`` would serve until killed, and ``Popen``'s own exit waits for it)."""
+    process = subprocess.Popen(command, **options)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()  # reaps it and closes its pipes
 
 
 def remix(prompt, options, **kwargs):
@@ -318,17 +332,18 @@ def test_on_a_terminal_a_live_line_shows_elapsed_time_and_retry_waits(workdir):
 
 
 def test_ctrl_c_during_a_remix_exits_130(workdir):
-    with MockServer(latency=10) as server:
+    # The server holds the answer a minute: the signal reaches the CLI while it waits for it.
+    with MockServer(latency=60) as server:
         options = f"-i cat.png --base-url {server.base_url}"
         command = cli_command("remix", "<img>0</img> x", *options.split())
-        with subprocess.Popen(
+        with child(
             command, cwd=workdir, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
         ) as process:
-            deadline = time.monotonic() + 20
-            while not server.requests and time.monotonic() < deadline:
+            while not server.requests:  # ready: the request is in, the CLI is waiting on it
+                assert process.poll() is None, process.communicate()
                 time.sleep(0.02)
             process.send_signal(signal.SIGINT)
-            stdout, stderr = process.communicate(timeout=20)
+            stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     # The request was out: it may have been generated (and billed), and the command says so.
     assert stderr.decode().splitlines() == [
@@ -370,7 +385,7 @@ def test_demo_without_jsonschema_says_what_to_install(tmp_path, monkeypatch):
 
 def test_mock_serves_until_ctrl_c(tmp_path):
     command = cli_command("mock", "--port", "0")
-    with subprocess.Popen(
+    with child(
         command,
         cwd=tmp_path,
         env=cli_env(key=None),
@@ -378,16 +393,20 @@ def test_mock_serves_until_ctrl_c(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     ) as process:
-        first_line = process.stdout.readline()
+        first_line = process.stdout.readline()  # ready: printed once the server listens
         base_url = re.search(r"http://127\.0\.0\.1:\d+", first_line).group()
         body = {"model": "m", "prompt": "<img>0</img> x", "image_urls": [IMAGE_URL]}
         answer = httpx.post(
-            f"{base_url}{spec().path}", json=body, headers={"Authorization": "Bearer sk-any"}
+            f"{base_url}{spec().path}",
+            json=body,
+            headers={"Authorization": "Bearer sk-any"},
+            timeout=60,  # a busy machine may take seconds to start answering
         )
         assert answer.status_code == 200
-        assert httpx.get(answer.json()["data"][0]["url"]).content.startswith(PNG_SIGNATURE)
+        image = httpx.get(answer.json()["data"][0]["url"], timeout=60)
+        assert image.content.startswith(PNG_SIGNATURE)
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=20)
+        process.wait(timeout=60)
         stdout = first_line + process.stdout.read()  # not communicate(): it skips what is buffered
         stderr = process.stderr.read()
     assert process.returncode == 0  # Ctrl-C is how the mock server is meant to stop

@@ -9,7 +9,7 @@ import re
 import httpx
 import pytest
 
-from reve_remix import AsyncReveRemix, ReveRemix, ValidationError
+from reve_remix import AspectRatio, AsyncReveRemix, OutputFormat, ReveRemix, ValidationError
 from reve_remix._spec import spec
 from reve_remix.testing import MockServer
 
@@ -55,6 +55,14 @@ def test_request_carries_bearer_key_model_and_arguments(server, client):
         "output_format": "url",
         "n": 1,
     }
+
+
+def test_aspect_ratio_and_output_format_take_the_generated_enums_or_their_values(twin, server):
+    ratio, fmt = list(AspectRatio)[-1], next(iter(OutputFormat))  # whatever the spec lists
+    twin.remix("<img>0</img>", [IMAGE_URL], aspect_ratio=ratio, output_format=fmt)
+    twin.remix("<img>0</img>", [IMAGE_URL], aspect_ratio=ratio.value, output_format=fmt.value)
+    sent = [(request.aspect_ratio, request.output_format) for request in server.requests]
+    assert sent == [(ratio.value, fmt.value)] * 2
 
 
 def test_bare_auth_scheme_sends_the_key_alone(server):

@@ -10,6 +10,7 @@ client runs twice, on ``ReveRemix`` and on ``AsyncReveRemix`` (the ``twin`` fixt
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import threading
@@ -31,10 +32,11 @@ from reve_remix import (
     PaymentRequiredError,
     PermissionDeniedError,
     ReveRemix,
+    ReveRemixError,
     UnprocessableEntityError,
     ValidationError,
 )
-from reve_remix._retry import RATE_LIMIT_RETRIES, RetryEvent, SteadyRate
+from reve_remix._retry import RATE_LIMIT_RETRIES, AdaptiveRate, RetryEvent, SteadyRate
 from reve_remix._spec import spec
 from reve_remix.testing import Fault, MockServer
 
@@ -63,15 +65,14 @@ def test_connection_refused_gives_up_with_a_connection_error(make_twin):
         remix(client)
 
 
-def test_rate_limit_holds_back_other_callers_of_the_same_client(server, twin):
+def test_rate_limit_holds_back_other_callers_of_the_same_client(server, make_twin):
     """One 429 holds the whole client, so concurrent callers do not hammer the API."""
     server.enqueue(Fault(status=429, headers={"Retry-After": "1"}))
+    read = threading.Event()  # set once the client has read the 429 (a busy machine is slow)
+    twin = make_twin(api_key=API_KEY, base_url=server.base_url, on_retry=lambda _: read.set())
     first = threading.Thread(target=remix, args=(twin,))
     first.start()
-    deadline = time.monotonic() + 5
-    while posts(server) < 1 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    time.sleep(0.05)  # the 429 has been answered and read by now
+    assert read.wait(60)
     started = time.monotonic()
     assert remix(twin)  # a second caller, sent after the 429: it waits out the cooldown
     assert time.monotonic() - started >= 0.8
@@ -204,15 +205,20 @@ class RecordingLimiter:
     """A ``RateLimiter`` that lets everything through and remembers what it was told."""
 
     def __init__(self) -> None:
-        self.reservations = 0
-        self.rate_limited: list[float] = []
+        self.asked = 0
+        self.sent: list[float] = []
+        self.rate_limited: list[tuple[float, float]] = []
 
-    def reserve(self) -> float:
-        self.reservations += 1
+    def next_slot(self) -> float:
+        self.asked += 1
         return 0.0
 
-    def on_rate_limited(self, seconds: float) -> None:
-        self.rate_limited.append(seconds)
+    def on_sent(self) -> float:
+        self.sent.append(float(len(self.sent)))  # a moment of its own: it must come back as is
+        return self.sent[-1]
+
+    def on_rate_limited(self, seconds: float, sent_at: float) -> None:
+        self.rate_limited.append((seconds, sent_at))
 
 
 def test_a_rate_limiter_is_consulted_before_every_attempt_and_told_of_each_429(server, make_twin):
@@ -221,8 +227,75 @@ def test_a_rate_limiter_is_consulted_before_every_attempt_and_told_of_each_429(s
     client = make_twin(api_key=API_KEY, base_url=server.base_url, rate_limiter=limiter)
     assert remix(client)
     assert posts(server) == 3
-    assert limiter.reservations == 3  # the first attempt and both retries
-    assert limiter.rate_limited == [0.05]  # the 503 is not a rate limit
+    assert limiter.asked == 3  # the first attempt and both retries
+    assert len(limiter.sent) == 3
+    assert limiter.rate_limited == [(0.05, 0.0)]  # the first attempt's; the 503 is no rate limit
+
+
+class WaitingLimiter(RecordingLimiter):
+    """A limiter that waits on I/O: the sync client asks ``next_slot``, the async one awaits
+    ``anext_slot``, which must never be left for ``next_slot`` (it would block the loop)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.awaited = 0
+
+    def next_slot(self) -> float:
+        if _running_loop():
+            raise AssertionError("next_slot() called on the event loop: it would block it")
+        return super().next_slot()
+
+    async def anext_slot(self) -> float:
+        self.awaited += 1
+        await asyncio.sleep(0)
+        return 0.0 if self.awaited > 1 else 0.01  # one wait, then the slot
+
+
+def _running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def test_a_limiter_that_waits_on_io_is_awaited_by_the_async_client(server, make_twin):
+    limiter = WaitingLimiter()
+    client = make_twin(api_key=API_KEY, base_url=server.base_url, rate_limiter=limiter)
+    assert remix(client)
+    if client.kind == "async":
+        assert (limiter.awaited, limiter.asked) == (2, 0)
+    else:
+        assert (limiter.awaited, limiter.asked) == (0, 1)
+    assert len(limiter.sent) == 1
+
+
+def _refuse(self: object) -> float:
+    raise AssertionError("the AdaptiveRate was consulted")
+
+
+def test_every_client_paces_with_a_fresh_adaptive_rate_unless_given_another_or_none(
+    server, make_twin, monkeypatch
+):
+    first, second = (ReveRemix(API_KEY, base_url=server.base_url) for _ in "ab")
+    assert isinstance(first._rate_limiter, AdaptiveRate)
+    assert first._rate_limiter is not second._rate_limiter  # one client's 429s slow only it
+    monkeypatch.setattr(AdaptiveRate, "next_slot", _refuse)
+    monkeypatch.setattr(AdaptiveRate, "on_sent", _refuse)
+    # The default is consulted: the error it raised while sending ends the call (wrapped, as
+    # anything the SDK did not raise while a request may be out, which may have been billed).
+    with pytest.raises(ReveRemixError, match="the AdaptiveRate was consulted") as info:
+        remix(first)
+    assert isinstance(info.value.__cause__, AssertionError)
+    server.enqueue(Fault(status=429, headers={"Retry-After": "0"}))
+    for limiter in (None, RecordingLimiter()):  # ...but not once replaced, or turned off
+        client = make_twin(api_key=API_KEY, base_url=server.base_url, rate_limiter=limiter)
+        assert remix(client)
+
+
+def test_a_rate_limiter_of_another_interface_is_refused_when_the_client_is_made():
+    with pytest.raises(ValidationError, match=r"rate_limiter: object has no next_slot\(\)"):
+        ReveRemix(API_KEY, rate_limiter=object())
 
 
 def test_on_retry_is_told_of_every_retry_and_each_is_logged(server, make_twin, caplog):

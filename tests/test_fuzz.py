@@ -41,7 +41,7 @@ from reve_remix import (
     reindex,
 )
 from reve_remix._images import LocalImage, data_url
-from reve_remix._request import InlineImage, encode_body
+from reve_remix._request import encode_body
 from reve_remix._spec import spec
 from reve_remix._tags import check_prompt
 from reve_remix.testing._schema import violations
@@ -288,9 +288,7 @@ def test_the_tag_helpers_raise_nothing_but_validation_error_whatever_they_are_gi
 IMAGE_URLS = st.lists(
     st.text(max_size=20)
     | st.integers(0, 40_000).map(lambda n: "data:image/png;base64," + "A" * n)
-    | st.binary(max_size=3_000).map(
-        lambda data: InlineImage(LocalImage("x", data, "image/png", "png"))
-    ),
+    | st.binary(max_size=3_000).map(lambda data: LocalImage("x", data, "image/png", "png")),
     max_size=4,
 )
 
@@ -301,17 +299,16 @@ IMAGE_URLS = st.lists(
     IMAGE_URLS,
 )
 def test_the_body_is_byte_for_byte_what_httpx_json_would_send(
-    payload: dict[str, object], image_urls: list[str]
+    fields: dict[str, object], image_urls: list[str | LocalImage]
 ):
     """One ``json`` call, or JSON text around inline images, as ``data:`` URLs would make it."""
-    payload["image_urls"] = image_urls
     sent = {
-        **payload,
+        **fields,
         "image_urls": [
-            data_url(url.image.data, url.image.mime) if isinstance(url, InlineImage) else url
+            data_url(url.data, url.mime) if isinstance(url, LocalImage) else url
             for url in image_urls
         ],
     }
-    body = encode_body(payload)
+    body = encode_body(fields, image_urls)
     content = body if isinstance(body, bytes) else b"".join(body)
     assert content == httpx.Request("POST", "https://x.test", json=sent).content

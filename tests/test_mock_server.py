@@ -225,21 +225,21 @@ def test_one_client_reuses_one_connection(server, socket_client):
 
 def test_latency_is_added_and_concurrent_requests_run_in_parallel():
     with (
+        ThreadPoolExecutor(1) as pool,  # left last: the server hangs up on the held request first
         MockServer(latency=0.2) as server,
-        # One client, made before the clock starts: making one costs CPU that a busy machine
-        # (pytest-xdist's workers) stretches, and this times the server, not the clients.
-        httpx.Client(base_url=server.base_url, headers=AUTH) as http,
-        ThreadPoolExecutor(8) as pool,
+        httpx.Client(base_url=server.base_url, headers=AUTH, timeout=120) as http,
     ):
-
-        def call(_):
-            return http.post(EDITS, json=remix_body()).status_code
-
         started = time.perf_counter()
-        statuses = list(pool.map(call, range(8)))
-        elapsed = time.perf_counter() - started
-    assert statuses == [200] * 8
-    assert 0.2 <= elapsed < 0.8  # serially it would take 1.6 s
+        assert http.post(EDITS, json=remix_body()).status_code == 200
+        assert time.perf_counter() - started >= 0.2  # a busy machine can only add to it
+        server.latency = 0
+        server.enqueue(Fault(delay=60))
+        held = pool.submit(http.post, EDITS, json=remix_body())
+        while len(server.requests) < 2 and not held.done():
+            time.sleep(0.01)  # until the held request has arrived
+        # Answered while the first still waits: one thread per connection, not one at a time.
+        assert http.post(EDITS, json=remix_body()).status_code == 200
+        assert not held.done()
 
 
 def test_a_fault_status_and_headers_pass_through_then_normal_answers_resume(server, client):
@@ -310,7 +310,7 @@ def test_a_long_delay_times_the_client_out_and_does_not_hold_up_stop():
     finally:
         started = time.perf_counter()
         server.stop()
-    assert time.perf_counter() - started < 1
+    assert time.perf_counter() - started < 15  # the 30 s delay was not waited out
 
 
 def test_faults_apply_only_to_the_edits_endpoint(server, client):
@@ -389,7 +389,7 @@ def test_serve_forever_runs_until_ctrl_c():
                     break
                 except RuntimeError:
                     time.sleep(0.01)
-            statuses.append(httpx.get(f"{base_url}/").status_code)
+            statuses.append(httpx.get(f"{base_url}/", timeout=60).status_code)
         finally:
             signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 

@@ -24,6 +24,7 @@ PUBLIC_NAMES = [
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "AdaptiveRate",
     "AspectRatio",
     "AsyncReveRemix",
     "AuthenticationError",

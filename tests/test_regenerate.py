@@ -1,7 +1,7 @@
 """``scripts/regenerate.py``: the vendor's changes reach users, or the regeneration says what broke.
 
-The drills of issue 11, each applied to a copy of the project (``tests/regen_tree.py``) and run
-through the one command a maintainer runs:
+Drills of what a vendor changes in the spec, each applied to a copy of the project
+(``tests/regen_tree.py``) and run through the one command a maintainer runs:
 
 ====  =====================================================  ==============================
 a     optional response fields ``data[].seed`` and ``usage``  tests/test_surface.py

@@ -20,6 +20,7 @@ from reve_remix._retry import (
     RetryPolicy,
     SteadyRate,
     backoff,
+    check_rate_limiter,
     classify_error,
     classify_status,
     parse_retry_after,
@@ -143,6 +144,24 @@ class _Clock:
         monkeypatch.setattr("reve_remix._retry.time.monotonic", lambda: self.now)
 
 
+def test_both_limiters_are_rate_limiters_and_other_objects_are_refused():
+    assert isinstance(check_rate_limiter(AdaptiveRate), AdaptiveRate)  # the default: a fresh one
+    assert check_rate_limiter(AdaptiveRate) is not check_rate_limiter(AdaptiveRate)
+    steady = SteadyRate(5)
+    assert check_rate_limiter(steady) is steady
+    assert check_rate_limiter(None) is None
+
+    class Reserving:  # written for another interface: refused when the client is made
+        def reserve(self) -> float:
+            return 0.0
+
+        def on_rate_limited(self, seconds: float) -> None:
+            pass
+
+    with pytest.raises(ValidationError, match=r"Reserving has no next_slot\(\), on_sent\(\)"):
+        check_rate_limiter(Reserving())
+
+
 def test_adaptive_rate_holds_every_slot_for_a_429s_wait_and_paces_no_lone_call(monkeypatch):
     clock = _Clock(monkeypatch)
     pace = AdaptiveRate()
@@ -249,14 +268,19 @@ def test_adaptive_rate_reaches_a_token_buckets_rate_with_few_refusals(
     assert refused <= most_refused
 
 
-def test_steady_rate_spaces_attempts_and_pauses_on_429():
-    limiter = SteadyRate(requests_per_second=10)
-    waits = [limiter.reserve() for _ in range(3)]
-    assert waits[0] == 0.0
-    assert waits[1] == pytest.approx(0.1, abs=0.01)
-    assert waits[2] == pytest.approx(0.2, abs=0.01)
-    limiter.on_rate_limited(2.0)
-    assert limiter.reserve() == pytest.approx(2.0, abs=0.05)
+def test_steady_rate_spaces_attempts_and_pauses_on_429(monkeypatch):
+    clock = _Clock(monkeypatch)
+    limiter = SteadyRate(requests_per_second=8)  # 1/8 s apart: exact in binary, as the clock
+    assert limiter.next_slot() == 0.0  # taken
+    assert limiter.next_slot() == 0.125  # the next slot, not taken: ask again after the wait
+    clock.now += 0.0625
+    assert limiter.next_slot() == 0.0625
+    clock.now += 0.0625
+    assert limiter.next_slot() == 0.0
+    limiter.on_rate_limited(2.0, limiter.on_sent())
+    assert limiter.next_slot() == 2.0  # a 429 holds every slot
+    clock.now += 2.0
+    assert limiter.next_slot() == 0.0
 
 
 @pytest.mark.parametrize("rate", [0, -1, float("nan"), float("inf"), "5", True, None])

@@ -12,6 +12,7 @@ import contextlib
 import gc
 import json
 import os
+import re
 import threading
 import time
 import weakref
@@ -27,8 +28,9 @@ import pytest
 from reve_remix import AsyncReveRemix, RemixResult, ReveRemix, ValidationError
 from reve_remix._images import LocalImage, data_url
 from reve_remix._pool import AsyncShardedTransport, ShardedTransport, tls_context
-from reve_remix._request import InlineImage, RequestBody, encode_body
+from reve_remix._request import RequestBody, encode_body
 from reve_remix.testing import Fault
+from reve_remix.testing._png import gradient_png
 from tests.conftest import API_KEY, IMAGE_URL
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -265,13 +267,12 @@ def test_a_body_with_inline_images_is_what_json_makes_of_their_data_urls():
     images = [LocalImage(f"image {n}", os.urandom(size), "image/png", "png") for n, size in
               enumerate(sizes)]  # fmt: skip
     images.append(LocalImage("odd", b"\x89PNG", 'image/png"\n', "png"))
-    inline = [InlineImage(image) for image in images]
-    urls = [*inline[:3], "https://example.com/é.png", *inline[3:], 'data:,"quoted"\n']
-    payload = {"seed": 7, "prompt": 'say "hi"\n — <img>0</img>', "image_urls": urls, "n": 1}
-    sent = {**payload, "image_urls": [_as_data_url(url) for url in urls]}
+    urls = [*images[:3], "https://example.com/é.png", *images[3:], 'data:,"quoted"\n']
+    fields = {"seed": 7, "prompt": 'say "hi"\n — <img>0</img>', "n": 1}
+    sent = {**fields, "image_urls": [_as_data_url(url) for url in urls]}
     expected = json.dumps(sent, ensure_ascii=False, separators=(",", ":")).encode()
 
-    body = encode_body(payload)
+    body = encode_body(fields, urls)
     assert isinstance(body, RequestBody)
     assert b"".join(body) == expected
     assert b"".join(body) == expected  # again, as a retry sends it
@@ -283,13 +284,42 @@ def test_a_body_with_inline_images_is_what_json_makes_of_their_data_urls():
     assert asyncio.run(read()) == expected
 
 
-def _as_data_url(url: str) -> str:
-    return data_url(url.image.data, url.image.mime) if isinstance(url, InlineImage) else url
+def _as_data_url(url: str | LocalImage) -> str:
+    return data_url(url.data, url.mime) if isinstance(url, LocalImage) else url
 
 
 def test_a_body_without_inline_images_is_one_json_call():
-    payload = {"prompt": "<img>0</img>", "image_urls": [IMAGE_URL, "data:image/png;base64,AAAA"]}
-    assert encode_body(payload) == json.dumps(payload, separators=(",", ":")).encode()
+    urls = [IMAGE_URL, "data:image/png;base64,AAAA"]
+    payload = {"prompt": "<img>0</img>", "image_urls": urls}
+    assert encode_body({"prompt": "<img>0</img>"}, urls) == (
+        json.dumps(payload, separators=(",", ":")).encode()
+    )
+
+
+def _copied(value: object) -> object:
+    return json.loads(json.dumps(value))  # every string a new str, as a model might make it
+
+
+def test_a_local_image_is_sent_whole_whatever_the_model_does_with_strings(
+    make_twin, server, tmp_path, monkeypatch
+):
+    """The body never carries a ``data:`` head without its bytes: a regenerated model that
+    copies the strings it is given (here: every one, through JSON) changes nothing sent."""
+    from reve_remix_api.models import RemixRequest
+
+    from_dict, to_dict = RemixRequest.from_dict.__func__, RemixRequest.to_dict
+    monkeypatch.setattr(
+        RemixRequest, "from_dict", classmethod(lambda cls, src: from_dict(cls, _copied(src)))
+    )
+    monkeypatch.setattr(RemixRequest, "to_dict", lambda self: _copied(to_dict(self)))
+    png = gradient_png(8, 8, seed=bytes(32))
+    path = tmp_path / "cat.png"
+    path.write_bytes(png)
+    client = make_twin(api_key=API_KEY, base_url=server.base_url)
+    client.remix("<img>0</img> and <img>1</img>", [path, IMAGE_URL])
+    (sent,) = server.requests[:1]
+    assert sent.images == [png, IMAGE_URL]
+    assert re.search(rb'"data:[^",]*;base64,"', sent.body) is None  # no head without its bytes
 
 
 def test_a_retried_large_body_reaches_the_server_byte_for_byte_again(

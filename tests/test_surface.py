@@ -1,14 +1,14 @@
 """Every field of the generated request and response models is reachable through the facade.
 
-This is what keeps drills a and d of issue 11 from passing silently again: a field the vendor
-adds reaches ``generated/`` by regeneration, and these tests fail unless a user can then send
-it (a ``remix`` argument or ``extra_body``) or read it (``result.raw`` is the generated
-``RemixResponse``, ``result.image.raw`` the generated ``RemixImage``, unknown fields in their
-``additional_properties``). They walk the generated models, so they need no edit when a field
-is added.
+A field the vendor adds (an optional response field, a new optional request field: drills a
+and d of ``tests/test_regenerate.py``) reaches ``generated/`` by regeneration, and these tests
+fail unless a user can then send it (a ``remix`` argument or ``extra_body``) or read it
+(``result.raw`` is the generated ``RemixResponse``, ``result.image.raw`` the generated
+``RemixImage``, unknown fields in their ``additional_properties``). They walk the generated
+models, so they need no edit when a field is added.
 
 The response side relies on ``RemixResult.raw`` / ``RemixImage.raw`` returning the generated
-models (issue 9's change to ``_results.py``).
+models, which ``_results.parse_response`` builds.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ def dry_run(args: argparse.Namespace, images: Images) -> int:
         output_format=args.output_format,
         fit=args.fit,
     )
-    body = prepared.body([_shortened(image) for image in prepared.images]).to_dict()
+    shown = prepared.body([_shortened(image) for image in prepared.images])
+    body = json.loads(shown if isinstance(shown, bytes) else b"".join(shown))
     endpoint = f"{spec().method} {_config.base_url(args.base_url)}{spec().path}"
     if args.json:
         print(json.dumps({"endpoint": endpoint, "body": body}))

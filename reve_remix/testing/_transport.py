@@ -1,8 +1,8 @@
 """``MockServer`` as an httpx transport: the same answers, scripted faults and recorded requests,
 without a socket, for unit tests that want no threads and no ports.
 
-The transport and the HTTP server share one decision per request (``MockServer._plan``); only
-how the answer is delivered differs: here a pause is a sleep and a hang-up is the exception httpx
+The transport and the HTTP server share one decision per request (``MockAPI.plan``); only how
+the answer is delivered differs: here a pause is a sleep and a hang-up is the exception httpx
 raises for a real one.
 """
 
@@ -11,20 +11,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
 
 import httpx
 
-from reve_remix.testing._server import Plan, RecordedRequest, wire_headers
-
-if TYPE_CHECKING:
-    from reve_remix.testing._server import MockServer
+from reve_remix.testing._api import MockAPI, Plan, RecordedRequest, wire_headers
 
 __all__ = ["MockTransport"]
 
 
 class MockTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     """Answers for ``httpx.Client`` and ``httpx.AsyncClient`` from a ``MockServer``'s logic.
+
+    Made by :attr:`MockServer.transport`, which shares the server's requests and faults.
 
     Any host works: result URLs point back at the host the request was sent to, so a client's
     download of the result goes through the same transport.
@@ -38,8 +36,8 @@ class MockTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         assert len(mock.requests) == 2  # the remix, then the download
     """
 
-    def __init__(self, mock: MockServer) -> None:
-        self._mock = mock
+    def __init__(self, api: MockAPI) -> None:
+        self._api = api
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         plan = self._plan(request, request.read())
@@ -58,7 +56,7 @@ class MockTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         recorded = RecordedRequest(
             request.method, url.raw_path.decode("ascii"), httpx.Headers(request.headers), body
         )
-        return self._mock._plan(recorded, f"{url.scheme}://{url.netloc.decode('ascii')}")
+        return self._api.plan(recorded, f"{url.scheme}://{url.netloc.decode('ascii')}")
 
 
 def _deliver(plan: Plan, request: httpx.Request) -> httpx.Response:

@@ -4,6 +4,7 @@ the shared named-actor limiter keeps every actor under one rate. Run by .ci/run 
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import threading
 import time
@@ -109,12 +110,21 @@ def test_one_named_actor_paces_every_actor(tmp_path, limit):
 def test_the_limiter_is_one_named_actor():
     first = RayRateLimiter.create(requests_per_second=10, name="test-limiter")
     second = RayRateLimiter.create(requests_per_second=10, name="test-limiter")
-    waits = [first.reserve(), second.reserve(), first.reserve()]
-    assert waits[0] == 0.0
-    assert waits[1] == pytest.approx(0.1, abs=0.05)
-    assert waits[2] == pytest.approx(0.2, abs=0.05)
-    second.on_rate_limited(5.0)
-    assert first.reserve() == pytest.approx(5.0, abs=0.5)
+    assert first.next_slot() == 0.0  # taken: the other handle's next slot is 0.1 s on
+    assert 0.0 < second.next_slot() <= 0.1
+    second.on_rate_limited(5.0, second.on_sent())
+    assert first.next_slot() == pytest.approx(5.0, abs=0.5)  # a 429 told to one holds both
+
+
+def test_the_async_client_awaits_the_actor_rather_than_block_its_loop():
+    limiter = RayRateLimiter.create(requests_per_second=10, name="test-async-limiter")
+
+    async def ask_twice() -> list[float]:
+        return [await limiter.anext_slot(), await limiter.anext_slot()]
+
+    first, second = asyncio.run(ask_twice())
+    assert first == 0.0
+    assert 0.0 < second <= 0.1
 
 
 def test_the_api_key_stays_out_of_the_plan_and_the_logs(tmp_path):

@@ -9,6 +9,11 @@ jobs, and lets the running ones answer and save what was paid, when:
   paid for and not recorded;
 - a job ends with a 401 or 402 (the record's ``status_code``): every later job would fail the
   same way.
+
+The client's budget (``--max-generations``, ``--max-cost``) is a cap of another kind: once it is
+reached (a job was refused by it, or nothing of it is left) no further job that would *send* is
+started, and those are left pending (:attr:`BatchRun.capped`); jobs that only download or copy
+what was paid for cost nothing, and still run.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from ._batch_plan import Planned
-from ._exceptions import ReveRemixError
+from ._exceptions import BudgetExceededError, ReveRemixError
 from ._ledger import JobRecord, LedgerError
 from ._lifecycle import JobState
 from ._manifest import Manifest
@@ -62,6 +67,10 @@ class BatchRun:
         self.account_status: int | None = None
         """The 401 or 402 that stopped the run, if one did."""
         self.not_started = 0
+        self.capped = 0
+        """Jobs left pending by the budget: refused by it, or not started once it was reached."""
+        self._budget_reached = False
+        self._refused = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._running: dict[str, Planned] = {}
@@ -88,6 +97,9 @@ class BatchRun:
             for item in items:
                 if self._stop.is_set():
                     return
+                if item.action.sends and self._out_of_budget():
+                    self.capped += 1
+                    continue
                 started += 1
                 yield item
 
@@ -100,7 +112,18 @@ class BatchRun:
                     raise outcome
                 self._check(outcome)
                 self.on_settled(planned, outcome)
-        self.not_started = len(jobs) - started
+        self.not_started = len(jobs) - started - self.capped
+        self.capped += self._refused
+
+    @property
+    def budget_reached(self) -> bool:
+        """Whether the budget stopped jobs from being sent."""
+        return self.capped > 0
+
+    def _out_of_budget(self) -> bool:
+        # remaining is 0 also while the last generations are held by jobs in flight: a job
+        # started now would be refused (and one of those may yet give its generation back)
+        return self._budget_reached or self.client.budget.remaining == 0
 
     def _one(self, planned: Planned) -> Settled:
         with self._lock:
@@ -121,7 +144,10 @@ class BatchRun:
 
     def _check(self, settled: Settled) -> None:
         record = settled.record
-        if isinstance(settled.error, LedgerError):
+        if isinstance(settled.error, BudgetExceededError):
+            self._budget_reached = True
+            self._refused += record.status is JobState.PENDING  # not sent: left pending
+        elif isinstance(settled.error, LedgerError):
             self.stop(f"failure to write {settled.error.location}")
         elif record.status is JobState.FAILED and record.status_code in ACCOUNT_STATUSES:
             self.account_status = self.account_status or record.status_code

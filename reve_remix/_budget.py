@@ -141,7 +141,8 @@ class Budget:
             self._reserved += 1
         return Hold(self)
 
-    def _settle(self, spent: bool) -> None:
+    def _settle(self, spent: bool, slot: int | None = None) -> None:
+        """Count a settled hold (``slot``: a shared budget's reservation, see ``_store_budget``)."""
         with self._lock:
             self._reserved -= 1
             self._spent += spent
@@ -182,11 +183,12 @@ class Hold:
     spends it: the request may have gone out.
     """
 
-    __slots__ = ("_budget", "_open")
+    __slots__ = ("_budget", "_open", "_slot")
 
-    def __init__(self, budget: Budget) -> None:
+    def __init__(self, budget: Budget, slot: int | None = None) -> None:
         self._budget = budget
         self._open = True
+        self._slot = slot
 
     def settle(self, outcome: httpx.Response | httpx.TransportError) -> bool:
         """Give the generation back if ``outcome`` provably made nothing, else spend it; whether
@@ -194,7 +196,7 @@ class Hold:
         spent = not made_nothing(outcome)
         if self._open:
             self._open = False
-            self._budget._settle(spent=spent)
+            self._budget._settle(spent=spent, slot=self._slot)
         return spent
 
     def __enter__(self) -> Hold:
@@ -208,7 +210,7 @@ class Hold:
     ) -> None:
         if self._open:
             self._open = False
-            self._budget._settle(spent=True)
+            self._budget._settle(spent=True, slot=self._slot)
 
 
 def _limit(

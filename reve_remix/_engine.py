@@ -27,16 +27,18 @@ import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from ._client import ReveRemix
-from ._exceptions import ValidationError
+from ._exceptions import BudgetExceededError, ValidationError
 from ._identity import fingerprint
 from ._jobs import check_concurrency
 from ._ledger import JobRecord, LedgerError
 from ._lifecycle import JobState
 from ._runner import Action, Call, PaidJob, Settled, lifecycle, plan
 from ._store import PaidStore, StoreImages, row_id
+from ._store_budget import StoreBudget
 
 DEFAULT_CONCURRENCY = 8
 OUTCOME_COLUMNS = ("status", "request_id", "image", "revised_prompt", "error")
@@ -175,8 +177,8 @@ class RowRemixer:
         status = record.status
         if lost_claim:
             status = JobState.SENT
-        elif status is JobState.PENDING:  # the store could not be written: nothing was sent
-            status = JobState.FAILED
+        elif status is JobState.PENDING and not isinstance(settled.error, BudgetExceededError):
+            status = JobState.FAILED  # the store could not be written: nothing was sent
         error: str | None = record.error
         if isinstance(settled.error, LedgerError) or (error is None and settled.error):
             error = str(settled.error)
@@ -195,11 +197,35 @@ class RowRemixer:
             self.client.close()
 
 
+def capped(
+    store: PaidStore,
+    client_options: dict[str, Any],
+    max_generations: int | None,
+    max_cost: float | str | Decimal | None,
+    price: float | str | Decimal | None,
+) -> dict[str, Any]:
+    """``client_options`` with one run's cap, kept in ``store`` (a :class:`StoreBudget` every
+    worker shares), when ``max_generations`` or ``max_cost`` is given.
+
+    Example::
+
+        options = capped(store, {"base_url": url}, 100, None, None)  # options["budget"]
+    """
+    if max_generations is None and max_cost is None:
+        return client_options
+    if "budget" in client_options:
+        raise ValidationError("budget: give max_generations/max_cost or a budget, not both")
+    return {**client_options, "budget": StoreBudget(store, max_generations, max_cost, price)}
+
+
 def remix_rows(
     rows: Iterable[Mapping[str, Any]],
     *,
     store: PaidStore | str | os.PathLike[str],
     concurrency: int = DEFAULT_CONCURRENCY,
+    max_generations: int | None = None,
+    max_cost: float | str | Decimal | None = None,
+    price: float | str | Decimal | None = None,
     **client_options: Any,  # noqa: ANN401 - ReveRemix's options, checked there
 ) -> list[RowOutcome]:
     """Remix every row through the paid ``store``: one :class:`RowOutcome` per row, in order.
@@ -208,6 +234,11 @@ def remix_rows(
     provably produced nothing; done rows are reported, paid ones downloaded, ambiguous ones
     reported until :meth:`PaidStore.resend_ambiguous` releases them.
 
+    ``max_generations`` and ``max_cost`` (USD, at ``price`` or ``$REVE_REMIX_PRICE`` a
+    generation) cap the requests that may be billed in this call, across its threads, kept in
+    the store (``StoreBudget``); rows that do not fit end *pending*, unsent, and the next call
+    sends them.
+
     Example::
 
         rows = [{"id": "cat", "prompt": "<img>0</img> as a watercolour",
@@ -215,7 +246,9 @@ def remix_rows(
         [outcome] = remix_rows(rows, store="out", api_key="sk-...")
         print(outcome.status, outcome.image)  # done out/cat.png
     """
-    remixer = RowRemixer(store, concurrency=concurrency, **client_options)
+    paid_store = store if isinstance(store, PaidStore) else PaidStore(store)
+    options = capped(paid_store, client_options, max_generations, max_cost, price)
+    remixer = RowRemixer(paid_store, concurrency=concurrency, **options)
     try:
         return remixer.remix_rows(rows)
     finally:

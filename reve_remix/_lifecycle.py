@@ -68,8 +68,18 @@ class JobState(StrEnum):
 
     @property
     def may_have_been_billed(self) -> bool:
-        """Whether the provider may have charged for this job."""
-        return self in (JobState.SENT, JobState.PAID, JobState.DONE, JobState.AMBIGUOUS)
+        """Whether the provider may have charged for this job.
+
+        A ``flagged`` job may have been: a provider may generate first and moderate after, so the
+        budget and ``reve-remix spend`` count a refusal by content policy as spent too.
+        """
+        return self in (
+            JobState.SENT,
+            JobState.PAID,
+            JobState.DONE,
+            JobState.AMBIGUOUS,
+            JobState.FLAGGED,
+        )
 
 
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")

@@ -212,19 +212,9 @@ class Manifest:
 
         Lines of the manifests older versions wrote (no fingerprint) are records too.
         """
-        unreadable: list[int] = []
-        try:
-            text = self.path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return unreadable
-        for number, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            record = JobRecord.from_json(line)
-            if record is None:
-                unreadable.append(number)
-            else:
-                self._latest[record.id] = record
+        records, unreadable = read_history(self.out_dir)
+        for record in records:
+            self._latest[record.id] = record
         return unreadable
 
     # --- the Ledger protocol -------------------------------------------------------------------
@@ -321,6 +311,58 @@ class Manifest:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def read_history(out_dir: Path) -> tuple[list[JobRecord], list[int]]:
+    """Every record of ``out_dir``'s manifest in the order written, and the numbers of lines that
+    are not records; nothing if there is no manifest.
+
+    Reads only: no lock is taken and nothing is written, so it is safe while a batch runs on the
+    folder (``spend``, ``batch --dry-run``). A last line without its newline is one being written
+    (or one a crash cut short, which the next run cuts off): left out, not reported.
+
+    Example::
+
+        records, unreadable = read_history(Path("results"))
+        paid = [r for r in records if r.status == "paid"]
+    """
+    try:
+        text = (out_dir / MANIFEST_NAME).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return [], []
+    lines = text.split("\n")[:-1]  # the piece after the last newline is empty, or torn
+    records: list[JobRecord] = []
+    unreadable: list[int] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        record = JobRecord.from_json(line)
+        if record is None:
+            unreadable.append(number)
+        else:
+            records.append(record)
+    return records, unreadable
+
+
+def lock_holder(out_dir: Path) -> Holder | None:
+    """Who holds ``out_dir``'s lock now, told without taking it (a dry run must not take it,
+    even for a moment: a real run starting then would stop): the holder its lock file names,
+    if that process is running. A lock released cleanly names nobody; one left by a process
+    that died names a process that is gone, and a real run takes it over.
+    """
+    try:
+        holder = Holder.parse((out_dir / STATE_DIR / LOCK_NAME).read_text(errors="replace"))
+    except OSError:
+        return None
+    if holder is None:
+        return None
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return None
+    except OSError:  # PermissionError: running, as another user
+        pass
+    return holder
 
 
 def _cut_torn_tail(path: Path) -> None:

@@ -353,7 +353,8 @@ def _paid(
     )
     inline: bytes | None = None
     unreadable: ImageNotSavedError | None = None
-    if image.b64_json is not None:
+    # Decoded only where this run saves it: a caller handed the result reads it when it likes.
+    if image.b64_json is not None and job.destination is not None:
         try:
             inline = image.read()  # decoded and checked; no network
         except ImageNotSavedError as exc:  # keep the raw text: the image may be in it

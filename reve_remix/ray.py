@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import time
+from decimal import Decimal
 from typing import Any
 
 try:
@@ -32,7 +33,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("reve_remix.ray needs Ray Data: pip install 'reve-remix[ray]'") from exc
 
-from ._engine import DEFAULT_CONCURRENCY, OUTCOME_COLUMNS, RowRemixer
+from ._engine import DEFAULT_CONCURRENCY, OUTCOME_COLUMNS, RowRemixer, capped
 from ._jobs import check_concurrency
 from ._retry import RateLimiter, SteadyRate
 from ._store import PaidStore
@@ -170,6 +171,9 @@ def remix_dataset(
     concurrency_per_actor: int = DEFAULT_CONCURRENCY,
     requests_per_second: float | None = None,
     num_cpus: float = DEFAULT_NUM_CPUS,
+    max_generations: int | None = None,
+    max_cost: float | str | Decimal | None = None,
+    price: float | str | Decimal | None = None,
     **client_options: Any,  # noqa: ANN401 - ReveRemix's options, checked there
 ) -> ray.data.Dataset:
     """Remix every row of ``ds``; the result is ``ds``'s columns plus the outcome columns.
@@ -179,10 +183,12 @@ def remix_dataset(
     :class:`~reve_remix.PaidStore` or its location, which every worker must reach (a shared
     directory or an fsspec URL on a cluster). ``actors`` x ``concurrency_per_actor`` rows are in
     flight at once; ``requests_per_second`` shares one :class:`RayRateLimiter` among them (off by
-    default). Other keyword arguments go to :class:`~reve_remix.ReveRemix` in each actor;
-    prefer setting ``ONEROUTER_API_KEY`` on the workers to passing ``api_key``, which travels
-    with the dataset's plan. Like every Ray Data call it is lazy: rows are sent when the result
-    is consumed.
+    default). ``max_generations`` and ``max_cost`` (USD, at ``price`` or ``$REVE_REMIX_PRICE``)
+    cap the requests that may be billed across every actor of this call, kept in the store;
+    rows that do not fit end *pending*, unsent. Other keyword arguments go to
+    :class:`~reve_remix.ReveRemix` in each actor; prefer setting ``ONEROUTER_API_KEY`` on the
+    workers to passing ``api_key``, which travels with the dataset's plan. Like every Ray Data
+    call it is lazy: rows are sent when the result is consumed.
 
     Example::
 
@@ -192,6 +198,7 @@ def remix_dataset(
     check_concurrency(actors)
     paid_store = store if isinstance(store, PaidStore) else PaidStore(store)
     paid_store._require_shared("Ray", several_hosts=_several_nodes())
+    client_options = capped(paid_store, client_options, max_generations, max_cost, price)
     if requests_per_second is not None:
         limiter: RateLimiter = RayRateLimiter.create(requests_per_second)
         client_options = {**client_options, "rate_limiter": limiter}

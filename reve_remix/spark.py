@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Any
 
 try:
@@ -30,7 +31,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("reve_remix.spark needs PySpark: pip install 'reve-remix[spark]'") from exc
 
-from ._engine import DEFAULT_CONCURRENCY, OUTCOME_COLUMNS, RowRemixer
+from ._engine import DEFAULT_CONCURRENCY, OUTCOME_COLUMNS, RowRemixer, capped
 from ._store import PaidStore
 
 __all__ = ["OUTCOME_SCHEMA", "remix_partitions"]
@@ -48,6 +49,9 @@ def remix_partitions(
     *,
     store: PaidStore | str | os.PathLike[str],
     concurrency: int = DEFAULT_CONCURRENCY,
+    max_generations: int | None = None,
+    max_cost: float | str | Decimal | None = None,
+    price: float | str | Decimal | None = None,
     **client_options: Any,  # noqa: ANN401 - ReveRemix's options, checked there
 ) -> Callable[[Iterator[Any]], Iterator[Any]]:
     """A function for ``df.mapInPandas(..., schema=OUTCOME_SCHEMA)`` that remixes every row.
@@ -56,9 +60,12 @@ def remix_partitions(
     or a map of named images), and may have ``aspect_ratio``, ``output_format`` and
     ``extra_body`` (a map, or a JSON object as a string). Each task keeps ``concurrency`` rows in
     flight; ``store`` must be reachable from every executor (a shared directory or an fsspec
-    URL). Other keyword arguments go to :class:`~reve_remix.ReveRemix`; prefer setting
-    ``ONEROUTER_API_KEY`` on the executors (``spark.executorEnv.ONEROUTER_API_KEY``) to passing
-    ``api_key``, which is shipped to them with the function.
+    URL). ``max_generations`` and ``max_cost`` (USD, at ``price`` or ``$REVE_REMIX_PRICE``) cap
+    the requests that may be billed across every task running the returned function, kept in
+    the store; rows that do not fit end *pending*, unsent. Other keyword arguments go to
+    :class:`~reve_remix.ReveRemix`; prefer setting ``ONEROUTER_API_KEY`` on the executors
+    (``spark.executorEnv.ONEROUTER_API_KEY``) to passing ``api_key``, which is shipped to them
+    with the function.
 
     Example::
 
@@ -68,6 +75,7 @@ def remix_partitions(
     """
     paid_store = store if isinstance(store, PaidStore) else PaidStore(store)
     paid_store._require_shared("Spark", several_hosts=_several_hosts())
+    client_options = capped(paid_store, client_options, max_generations, max_cost, price)
     # A bad option fails here, on the driver, not in every task.
     RowRemixer(paid_store, concurrency=concurrency, **client_options).close()
 

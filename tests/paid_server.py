@@ -43,8 +43,11 @@ class PaidServer:
 
     ``downloads`` scripts the answers to GETs in order (then ``"ok"``), or is a function of a
     ``random.Random`` giving each GET's answer. ``post_body`` replaces the POST's 200 body.
-    ``post_latency`` delays each POST answer. With ``gate`` set, a POST is answered only to a
-    client still connected, under ``gate`` (see the chaos test): a generation is a 200 that left.
+    ``post_latency`` delays each POST answer. ``post_answer(prompt, n)`` (``n``: the how-manieth
+    POST of that prompt) may answer other than ``"ok"``: a status (``"503"``), or ``"flagged"``
+    (a 422 content-policy refusal, as OneRouter documents it). With ``gate`` set, a POST is
+    answered only to a client still connected, under ``gate`` (see the chaos test): a
+    generation is a 200 that left.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class PaidServer:
         revised_prompt: str | None = None,
         gate: threading.Lock | None = None,
         seed: int = 0,
+        post_answer: Callable[[str, int], str] | None = None,
     ) -> None:
         self.script: collections.deque[str] | None = None
         self.chooser: Callable[[random.Random], str] | None = None
@@ -65,6 +69,7 @@ class PaidServer:
             self.script = collections.deque(downloads)
         self.post_body = post_body
         self.post_latency = post_latency
+        self.post_answer = post_answer
         self.revised_prompt = revised_prompt
         self.gate = gate
         self.random = random.Random(seed)
@@ -120,9 +125,18 @@ def _handler(server: PaidServer) -> type[BaseHTTPRequestHandler]:
             prompt = json.loads(body)["prompt"]
             with server.lock:
                 server.posted[prompt] += 1
+                nth = server.posted[prompt]
             name, _ = server.image_for(prompt)
             if server.post_latency:
                 time.sleep(server.post_latency)
+            answer = "ok" if server.post_answer is None else server.post_answer(prompt, nth)
+            if answer == "flagged":
+                error = {"code": 422, "type": "content_policy_violation", "message": "flagged"}
+                self._reply(422, json.dumps({"error": error}).encode(), "application/json")
+                return
+            if answer != "ok":
+                self._reply(int(answer), b'{"error": "busy"}', "application/json", "0")
+                return
             if server.post_body is not None:
                 payload = server.post_body
             else:

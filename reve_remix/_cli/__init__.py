@@ -1,4 +1,5 @@
-"""The ``reve-remix`` command: ``remix``, ``batch``, ``fetch``, ``info``, ``demo`` and ``mock``.
+"""The ``reve-remix`` command: ``remix``, ``batch``, ``spend``, ``fetch``, ``info``, ``demo``,
+``mock``.
 
 Exit codes: 0 success, 1 an API or network error (or, for ``batch``, any job not done), 2 a usage
 or validation error (nothing was sent), 130 interrupted (143 SIGTERM, 129 SIGHUP). Errors are one
@@ -20,13 +21,14 @@ from typing import TextIO
 
 from .._spec import spec
 from .._version import __version__
-from . import _batch, _demo, _fetch, _info, _remix, _signals
+from . import _batch, _demo, _fetch, _info, _remix, _signals, _spend
 from ._console import EXIT_INTERRUPTED, EXIT_USAGE, PROG, Console
 from ._options import CommandParser, Commands, SharedOptions
 
 COMMANDS: tuple[Callable[[Commands, SharedOptions], None], ...] = (
     _remix.add,
     _batch.add,
+    _spend.add,
     _fetch.add,
     _info.add,
     _demo.add_demo,

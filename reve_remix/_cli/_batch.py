@@ -15,14 +15,16 @@ from pathlib import Path
 
 from .._batch_plan import BatchPlan, Defaults, plan_batch
 from .._batch_run import BatchRun
+from .._client import DEFAULT_MODEL
 from .._jobs_file import JobLine, LineProblem, read_jobs, remove_stale_parts, unwritable
 from .._lifecycle import GENERATED_NOT_SAVED, MAY_HAVE_BEEN_GENERATED, JobState
 from .._manifest import Holder, LockHeld, Manifest
 from .._runner import Action, Policy
 from . import _signals
-from ._batch_report import Report, held_reason
+from ._batch_dry_run import dry_run
+from ._batch_report import Report, announce
 from ._console import ACCOUNT_HINTS, EXIT_API_ERROR, EXIT_OK, EXIT_USAGE, PROG, Console, UsageError
-from ._options import NO_METADATA_HELP, Commands, SharedOptions, client, folder, number
+from ._options import NO_METADATA_HELP, Commands, SharedOptions, caps, client, folder, number
 
 MAX_CONCURRENCY = 256
 """The most jobs in flight: past this, requests only queue behind the API's rate limit, and
@@ -33,8 +35,9 @@ def add(commands: Commands, shared: SharedOptions) -> None:
     """Add the ``batch`` command."""
     summary = "Run every job of a JSONL file; resumable, never paying twice."
     batch = shared.command(
-        commands, "batch", summary, _EXAMPLES, shared.generation, shared.connection
-    )
+        commands, "batch", summary, _EXAMPLES, shared.generation, shared.connection,
+        shared.spending,
+    )  # fmt: skip
     batch.add_argument("jobs", metavar="JOBS.jsonl", help="one JSON job per line")
     batch.add_argument(
         "--out", required=True, type=folder, metavar="DIR", help="folder for images and manifest"
@@ -59,6 +62,9 @@ def add(commands: Commands, shared: SharedOptions) -> None:
         "--replace-changed": "send a job whose id the manifest knows with another request, "
         "replacing it (billed)",
         "--no-metadata": NO_METADATA_HELP,
+        "--dry-run": "send nothing, write nothing, take no lock: check every job as a run does "
+        "and print what it would do and cost",
+        "--json": "with --dry-run: print one JSON object",
     }
     for flag, text in flags.items():
         batch.add_argument(flag, action="store_true", help=text)
@@ -68,6 +74,8 @@ def add(commands: Commands, shared: SharedOptions) -> None:
 _EXAMPLES = """\
 Examples:
   reve-remix batch jobs.jsonl --out results/ --concurrency 8
+  reve-remix batch jobs.jsonl --out results/ --dry-run --price 0.04   # sends nothing
+  reve-remix batch jobs.jsonl --out results/ --max-cost 5 --price 0.04
 
 jobs.jsonl holds one job per line; image paths are relative to the file's folder:
   {"prompt": "<img>0</img> as a watercolour", "images": ["cat.jpg"], "id": "cat"}
@@ -79,6 +87,9 @@ and when saved. Run the same command again after a failure, a crash or Ctrl-C: d
 skipped, paid ones downloaded again (never generated again), unsent or failed ones sent. Jobs
 that may have been billed without an answer are held: --resend-ambiguous sends them. One run
 at a time per DIR. Ctrl-C, SIGTERM and SIGHUP finish the running jobs first.
+--max-generations N and --max-cost USD cap what this run may spend: when the cap is reached no
+further job is sent, the rest stays pending for the next run. 'reve-remix spend DIR' reads back
+what the manifest says was spent.
 Exit code 0 when every job is done, 1 when some are not or some lines are invalid.
 """
 
@@ -91,6 +102,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     blocked = unwritable(out_dir)
     if blocked:
         raise UsageError(f"--out {out_dir}: {blocked}; nothing was sent")
+    if args.json and not args.dry_run:
+        raise UsageError("--json goes with --dry-run (a run prints its summary line)")
     lines, problems = read_jobs(Path(args.jobs))
     policy = Policy(
         resend_ambiguous=args.resend_ambiguous,
@@ -98,6 +111,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
         resend_flagged=args.resend_flagged,
         replace_changed=args.replace_changed,
     )
+    if args.dry_run:
+        model = args.model or DEFAULT_MODEL
+        return dry_run(args, console, lines, problems, policy, _defaults(args, model))
     report = Report(console, out_dir)
     with client(args, console) as remixer, Manifest(out_dir) as manifest:
         batch = BatchRun(remixer, manifest, policy, concurrency=args.concurrency,
@@ -132,21 +148,31 @@ def run(args: argparse.Namespace, console: Console) -> int:
             f"{PROG}: stopped: {ACCOUNT_HINTS[batch.account_status]}; every other job would "
             "fail the same way, so those not started yet are left pending"
         )
+    if batch.budget_reached:
+        console.say(
+            f"{PROG}: budget reached ({caps(args)}): {remixer.budget.spent} generation(s) may "
+            f"have been billed in this run; {batch.capped} job(s) left pending, not sent: run "
+            "again to send them"
+        )
+    held = plan.having(Action.HOLD)
+    flagged = [p for p in held if p.previous and p.previous.status is JobState.FLAGGED]
     print(
         report.summary(
             before=len(plan.having(Action.SKIP)),
-            held=len(plan.having(Action.HOLD)),
+            held=len(held),
+            flagged=len(flagged),
             conflicts=len(plan.having(Action.CONFLICT)),
             invalid=len(plan.problems),
             not_started=batch.not_started,
+            capped=batch.capped,
             stopped="interrupted" if signalled else batch.stopped,
             manifest=manifest.path,
         )
     )
     if signalled:
         return _signals.exit_code(signalled[0])
-    held = plan.having(Action.HOLD, Action.CONFLICT)
-    complete = report.done == len(jobs) and not held and not plan.problems
+    complete = report.done == len(jobs) and not plan.having(Action.HOLD, Action.CONFLICT)
+    complete = complete and not plan.problems
     return EXIT_OK if complete else EXIT_API_ERROR
 
 
@@ -176,7 +202,17 @@ def _plan(
         )
     for cut in unreadable:
         console.say(f"{PROG}: warning: {manifest.path}: line {cut} is cut short; ignored")
-    defaults = Defaults(
+    defaults = _defaults(args, model)
+    plan = plan_batch(lines, manifest.records, manifest.out_dir, defaults, policy, problems)
+    if not announce(plan, args.jobs, console) and args.strict:
+        console.say(f"{PROG}: --strict: {len(plan.problems)} invalid line(s); nothing was sent")
+        return EXIT_USAGE
+    return plan
+
+
+def _defaults(args: argparse.Namespace, model: str) -> Defaults:
+    """What the command line gives the lines that leave a field out, and how to run them."""
+    return Defaults(
         model=model,
         aspect_ratio=args.aspect_ratio,
         output_format=args.output_format,
@@ -185,22 +221,6 @@ def _plan(
         force=args.force,
         metadata=not args.no_metadata,
     )
-    plan = plan_batch(lines, manifest.records, manifest.out_dir, defaults, policy, problems)
-    if not _announce(plan, args, console) and args.strict:
-        console.say(f"{PROG}: --strict: {len(plan.problems)} invalid line(s); nothing was sent")
-        return EXIT_USAGE
-    return plan
-
-
-def _announce(plan: BatchPlan, args: argparse.Namespace, console: Console) -> bool:
-    """Print the plan's problems, notes, held jobs and conflicts; whether there were no problems."""
-    for problem in plan.problems:
-        console.say(f"{PROG}: {args.jobs}: {problem}")
-    for note in plan.notes:
-        console.say(f"{PROG}: {args.jobs}: {note}")
-    for planned in plan.having(Action.HOLD, Action.CONFLICT):
-        console.say(f"{PROG}: {held_reason(planned)}")
-    return not plan.problems
 
 
 def _waiting(console: Console, holder: Holder | None) -> None:

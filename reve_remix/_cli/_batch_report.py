@@ -11,7 +11,8 @@ import collections
 import time
 from pathlib import Path
 
-from .._batch_plan import Planned
+from .._batch_plan import BatchPlan, Planned
+from .._exceptions import BudgetExceededError
 from .._lifecycle import (
     GENERATED_NOT_SAVED,
     MAY_HAVE_BEEN_GENERATED,
@@ -52,6 +53,18 @@ def held_reason(planned: Planned) -> str:
     )
 
 
+def announce(plan: BatchPlan, jobs: str, console: Console) -> bool:
+    """Print the plan's problems, notes, held jobs and conflicts (``jobs`` names the jobs file);
+    whether there were no problems."""
+    for problem in plan.problems:
+        console.say(f"{PROG}: {jobs}: {problem}")
+    for note in plan.notes:
+        console.say(f"{PROG}: {jobs}: {note}")
+    for planned in plan.having(Action.HOLD, Action.CONFLICT):
+        console.say(f"{PROG}: {held_reason(planned)}")
+    return not plan.problems
+
+
 class Report:
     """Counts a running batch, reports each finished job, draws the bar, writes the summary."""
 
@@ -75,6 +88,8 @@ class Report:
     def settled(self, planned: Planned, settled: Settled) -> None:
         """Count and report one job's outcome."""
         record = settled.record
+        if isinstance(settled.error, BudgetExceededError) and record.status is JobState.PENDING:
+            return  # not sent: left pending, counted by the run and said once at the end
         counter = f"[{self.done + self.failed + 1}/{self.total}]"
         where = f"{record.id} (line {record.line})"
         if settled.error is not None and record.status is JobState.DONE:  # saved, not recorded
@@ -106,20 +121,29 @@ class Report:
         *,
         before: int,
         held: int,
+        flagged: int = 0,
         conflicts: int,
         invalid: int,
         not_started: int,
+        capped: int = 0,
         stopped: str | None,
         manifest: Path,
     ) -> str:
-        """The one line on stdout at the end."""
+        """The one line on stdout at the end. ``held`` jobs were held by the plan, ``flagged``
+        of them because they were refused by content policy in an earlier run; ``capped`` were
+        left pending by the budget."""
         parts = [f"{self.done + before} done" + (f" ({before} in earlier runs)" if before else "")]
         parts.append(f"{self.ended[JobState.FAILED]} failed")
         if self.ended[JobState.PAID]:
             parts.append(f"{self.ended[JobState.PAID]} {GENERATED_NOT_SAVED} (run again)")
-        ambiguous = self.ended[JobState.AMBIGUOUS] + self.ended[JobState.FLAGGED] + held
+        ambiguous = self.ended[JobState.AMBIGUOUS] + held - flagged
         if ambiguous:
-            parts.append(f"{ambiguous} held ({MAY_HAVE_BEEN_GENERATED}, refused or unreadable)")
+            parts.append(f"{ambiguous} held ({MAY_HAVE_BEEN_GENERATED} or unreadable)")
+        flagged += self.ended[JobState.FLAGGED]
+        if flagged:
+            parts.append(f"{flagged} flagged ({REFUSED_BY_CONTENT_POLICY}; --resend-flagged)")
+        if capped:
+            parts.append(f"{capped} left pending by the budget (run again to send them)")
         if conflicts:
             parts.append(f"{conflicts} in conflict with the manifest")
         if invalid:

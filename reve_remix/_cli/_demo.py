@@ -84,10 +84,13 @@ def demo_run(args: argparse.Namespace, console: Console) -> int:
             result = client.remix(DEMO_PROMPT, images)
             data = result.read()
         sent = next(request.json for request in server.requests if request.method == "POST")
-    result.image.write(output, data)  # with its recipe, as every saved image
+    saved = result.image.write(output, data)  # with its recipe, as every saved image
     print(f"Sent as: {sent['prompt']}  (images as data: URLs, in the order named)")
     print(f"Revised prompt: {result.image.revised_prompt}")
-    print(f"Saved {output} ({len(data):,} bytes, request id {result.request_id}).")
+    print(
+        f"Saved {saved} ({saved.stat().st_size:,} bytes with its recipe: 'reve-remix info "
+        f"{saved}'; request id {result.request_id})."
+    )
     print(
         f"Next, with your own images and your key in {API_KEY_ENV}:\n"
         f'  reve-remix remix "{DEMO_PROMPT}" -i cat=cat.png -i sofa=sofa.jpg'

@@ -9,18 +9,20 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Any, TypeAlias
 
 import httpx
 
 from .. import _config
+from .._budget import Budget
 from .._client import BASE_URL_ENV, DEFAULT_MAX_RETRIES, ReveRemix
 from .._exceptions import ValidationError
 from .._pool import tls_context
 from .._request import check_model
 from .._retry import RATE_LIMIT_RETRIES
 from .._spec import spec
-from ._console import Console
+from ._console import Console, UsageError
 
 MAX_RETRIES = 100
 """The most ``--max-retries`` takes: with backoff, more would only delay a failure by hours."""
@@ -56,7 +58,9 @@ Commands: TypeAlias = "argparse._SubParsersAction[CommandParser]"
 
 class SharedOptions:
     """The option groups several commands share, each defined once: ``connection`` (where and
-    how to call the API), ``generation`` (what to ask for) and ``--debug`` (every command)."""
+    how to call the API), ``generation`` (what to ask for), ``spending`` (``--price`` and the
+    caps, for every command that runs jobs), ``price`` (``--price`` alone, for commands that
+    only count) and ``--debug`` (every command)."""
 
     def __init__(self) -> None:
         self.connection = CommandParser(add_help=False)
@@ -104,6 +108,24 @@ class SharedOptions:
             action="store_true",
             help="re-encode local images that are too large or in an unsupported format "
             "(needs Pillow)",
+        )
+        self.price = CommandParser(add_help=False)
+        add_price(self.price.add_argument_group("cost"))
+        self.spending = CommandParser(add_help=False)
+        group = self.spending.add_argument_group("spending")
+        add_price(group)
+        group.add_argument(
+            "--max-generations",
+            type=number(int, 0),
+            metavar="N",
+            help="send at most N requests that may be billed in this run (a retry of an attempt "
+            "that provably made nothing does not count); the rest is left pending",
+        )
+        group.add_argument(
+            "--max-cost",
+            type=checked(lambda value: _config.amount(value, "--max-cost")),
+            metavar="USD",
+            help="spend at most this in this run, at --price USD a generation",
         )
         self.debug = CommandParser(add_help=False)
         self.debug.add_argument(
@@ -173,6 +195,51 @@ def folder(text: str) -> str:
     return text
 
 
+def add_price(group: argparse._ActionsContainer) -> None:
+    """Add ``--price`` to ``group``: what one generation costs (the API does not say)."""
+    group.add_argument(
+        "--price",
+        type=checked(_config.price),
+        metavar="USD",
+        help=f"what one generation costs, in USD (default: ${_config.PRICE_ENV}); the API "
+        "does not say",
+    )
+
+
+def price(args: argparse.Namespace) -> Decimal | None:
+    """The price of a generation: ``--price``, else ``$REVE_REMIX_PRICE``, else ``None``."""
+    given: Decimal | None = getattr(args, "price", None)
+    try:
+        return given if given is not None else _config.price(None)
+    except ValidationError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def budget(args: argparse.Namespace) -> Budget:
+    """The run's :class:`Budget`, from the spending options (a command without them: no cap).
+
+    ``--max-cost`` without a price is a usage error: nothing can be sent against it.
+    """
+    max_cost = getattr(args, "max_cost", None)
+    cost = price(args)
+    if max_cost is not None and cost is None:
+        raise UsageError(
+            f"--max-cost needs the price of a generation: pass --price USD or set "
+            f"{_config.PRICE_ENV} (the API does not report what a generation costs)"
+        )
+    return Budget(getattr(args, "max_generations", None), max_cost, cost)
+
+
+def caps(args: argparse.Namespace) -> str:
+    """The spending options given, as the command line wrote them (for messages)."""
+    given = []
+    if getattr(args, "max_generations", None) is not None:
+        given.append(f"--max-generations {args.max_generations}")
+    if getattr(args, "max_cost", None) is not None:
+        given.append(f"--max-cost {args.max_cost} at {price(args)} USD a generation")
+    return " and ".join(given)
+
+
 def client(args: argparse.Namespace, console: Console) -> ReveRemix:
     """The client for the connection options, once the key is known to be set and the TLS
     certificates can be loaded; its retries are shown on ``console``."""
@@ -183,6 +250,7 @@ def client(args: argparse.Namespace, console: Console) -> ReveRemix:
         "base_url": args.base_url,
         "max_retries": args.max_retries,
         "on_retry": console.notices,
+        "budget": budget(args),
     }
     if args.model:
         options["model"] = args.model

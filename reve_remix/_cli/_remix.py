@@ -35,8 +35,9 @@ def add(commands: Commands, shared: SharedOptions) -> None:
     """Add the ``remix`` command."""
     summary = f"Remix {spec().images_text()} images with a prompt and save the result."
     remix = shared.command(
-        commands, "remix", summary, _EXAMPLES, shared.generation, shared.connection
-    )
+        commands, "remix", summary, _EXAMPLES, shared.generation, shared.connection,
+        shared.spending,
+    )  # fmt: skip
     remix.add_argument("prompt", help="what to make; refer to images as <img>N</img> or {name}")
     remix.add_argument(
         "-i",

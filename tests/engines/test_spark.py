@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from reve_remix import ValidationError
 from reve_remix.spark import OUTCOME_SCHEMA, remix_partitions
@@ -39,6 +39,14 @@ def spark() -> Iterator[SparkSession]:
     session.stop()
 
 
+def frame(spark: SparkSession, rows: list[dict]) -> DataFrame:
+    """``rows`` as a DataFrame of four partitions (two run at once on ``local[2,2]``)."""
+    return spark.createDataFrame(
+        [(row["id"], row["prompt"], row["images"]) for row in rows],
+        "id string, prompt string, images array<string>",
+    ).repartition(4)
+
+
 def alive(pids_dir: Path) -> list[int]:
     """Python workers that have run the remix function and are still alive."""
     pids = []
@@ -53,10 +61,7 @@ def test_a_crashed_python_worker_costs_at_most_its_in_flight_rows(spark, tmp_pat
     rows = unique_rows(200)
     pids_dir = tmp_path / "pids"
     pids_dir.mkdir()
-    df = spark.createDataFrame(
-        [(row["id"], row["prompt"], row["images"]) for row in rows],
-        "id string, prompt string, images array<string>",
-    ).repartition(4)
+    df = frame(spark, rows)
 
     with MockServer(latency=0.2) as server:
         remix = remix_partitions(
@@ -90,3 +95,19 @@ def test_bad_options_fail_on_the_driver_before_any_task(options):
 def test_a_store_only_one_process_can_see_is_refused_before_anything_is_sent():
     with pytest.raises(ValidationError, match="only this process can see it, and Spark"):
         remix_partitions(store="memory://reve-remix-spark", api_key=API_KEY)
+
+
+def test_one_cap_holds_across_every_task(spark, tmp_path):
+    """Four partitions on two cores, each task with its own copy of the budget: the store keeps
+    the one cap, and the rows that did not fit are pending, unsent."""
+    rows = unique_rows(12)
+    df = frame(spark, rows)
+    with MockServer(latency=0.1) as server:
+        remix = remix_partitions(
+            store=tmp_path / "store", concurrency=4, max_generations=5,
+            api_key=API_KEY, base_url=server.base_url,
+        )  # fmt: skip
+        out = df.mapInPandas(remix, schema=OUTCOME_SCHEMA).collect()
+        posts = sum(request.method == "POST" for request in server.requests)
+    assert posts == 5
+    assert sorted(row["status"] for row in out) == ["done"] * 5 + ["pending"] * 7

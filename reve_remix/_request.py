@@ -178,6 +178,7 @@ def prepare_remix(
         labels = [f"image {index}" for index in range(len(items))]
     check_image_count(len(items))
     extras = check_extra_body(extra_body)
+    check_required(extras)
     options = RequestOptions(check_extra_headers(extra_headers), check_timeout(timeout))
     for warning in check_prompt(prompt, len(items)):
         logger.warning("prompt: %s", warning)
@@ -249,6 +250,33 @@ def check_extra_body(extra_body: object) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:  # UnicodeEncodeError (a lone surrogate) included
         raise ValidationError(f"extra_body: cannot be sent as JSON: {exc}") from None
     return fields
+
+
+def check_required(extras: Mapping[str, Any]) -> None:
+    """Refuse a request without a field the spec requires that ``remix`` has no argument for.
+
+    A field the vendor made required since this SDK was written is sent through ``extra_body``;
+    the error names it (and its schema), rather than let the request model fail on it.
+
+    Example::
+
+        check_required({})  # passes today: remix's arguments set every required field
+    """
+    fields = spec().request_properties
+    for name in spec().request_required:
+        if name not in ARGUMENT_FIELDS and name not in extras and name not in default_fields():
+            raise ValidationError(
+                f"{name}: the API requires this request field and remix has no argument for it "
+                f"yet: pass extra_body={{{name!r}: ...}} ({_schema_text(fields.get(name, {}))})"
+            )
+
+
+def _schema_text(schema: Mapping[str, Any]) -> str:
+    """A property schema as one short phrase: ``string, one of ['standard', 'high']``."""
+    parts = [str(schema.get("type", "any value"))]
+    if "enum" in schema:
+        parts.append(f"one of {schema['enum']}")
+    return ", ".join(parts)
 
 
 def check_extra_headers(extra_headers: object) -> dict[str, str]:

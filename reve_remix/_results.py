@@ -75,17 +75,17 @@ class RemixImage:
     @property
     def url(self) -> str | None:
         """Where the image can be downloaded (without the API key), if the API sent a URL."""
-        return _string(self.raw.url)
+        return _string(_read(self.raw, "url"))
 
     @property
     def b64_json(self) -> str | None:
         """The image as base64, if the API sent it inline."""
-        return _string(self.raw.b64_json)
+        return _string(_read(self.raw, "b64_json"))
 
     @property
     def revised_prompt(self) -> str | None:
         """The prompt the model actually used, if the API said."""
-        return _string(self.raw.revised_prompt)
+        return _string(_read(self.raw, "revised_prompt"))
 
     def __repr__(self) -> str:
         inline = f"<{len(self.b64_json):,} chars>" if self.b64_json is not None else None
@@ -292,9 +292,8 @@ def parse_response(
     # ``data`` and ``created`` were read above; the other fields are checked against the spec.
     rest = {name: value for name, value in body.items() if name not in (DATA_FIELD, "created")}
     fields = _typed_fields(rest, response_checks)
-    raw = RemixResponse.from_dict(
-        {**fields, "created": _created(body.get("created")), DATA_FIELD: data}
-    )
+    created = _created(body.get("created"))
+    raw = RemixResponse.from_dict({**fields, "created": created, DATA_FIELD: data})
     images = [RemixImage(image, request_id, downloader) for image in raw.data]
     if recipe is not None:
         images = [
@@ -304,13 +303,13 @@ def parse_response(
                     recipe,
                     revised_prompt=image.revised_prompt,
                     request_id=request_id,
-                    created=raw.created,
+                    created=created,
                 ),
             )
             for image in images
         ]
     return RemixResult(
-        created=raw.created,
+        created=created,
         images=images,
         request_id=request_id,
         status_code=response.status_code,
@@ -330,12 +329,11 @@ def paid_image(
         image.save("cat.png")
     """
     from reve_remix_api.models import RemixImage as GeneratedImage
-    from reve_remix_api.types import UNSET
 
-    raw = GeneratedImage(
-        url=url, revised_prompt=UNSET if revised_prompt is None else revised_prompt
+    recorded = (
+        {"url": url} if revised_prompt is None else {"url": url, "revised_prompt": revised_prompt}
     )
-    return RemixImage(raw, request_id, downloader)
+    return RemixImage(GeneratedImage.from_dict(recorded), request_id, downloader)
 
 
 FieldChecks: TypeAlias = Mapping[str, Callable[[object], bool]]
@@ -389,6 +387,19 @@ def _created(value: object) -> int:
     except (OverflowError, OSError, ValueError):
         return int(time.time())
     return int(seconds)
+
+
+def _read(raw: RawImage, name: str) -> object:
+    """The field ``name`` of a generated image (one of ``IMAGE_READS``), declared or not.
+
+    A field the spec stops declaring is no attribute of the regenerated model: what the response
+    still sends under its name is then in ``additional_properties``, and nothing else is there
+    (``None``), so a vendor's removal never makes a paid result raise (``repr`` included).
+    """
+    try:
+        return getattr(raw, name)
+    except AttributeError:
+        return raw.additional_properties.get(name)
 
 
 def _string(value: object) -> str | None:

@@ -15,8 +15,8 @@ Example::
 
     >>> spec().method, spec().path.endswith("/images/edits")
     ('POST', True)
-    >>> spec().min_images, spec().max_images
-    (1, 4)
+    >>> spec().images_text()  # doctest: +ELLIPSIS
+    '1 to ...'
 """
 
 from __future__ import annotations
@@ -44,6 +44,20 @@ ARGUMENT_FIELDS = {
     "output_format": "output_format",
 }
 """Request properties that ``remix`` sets from its own arguments, by the argument's name."""
+ARGUMENT_TYPES = {"model": "string", "prompt": "string", IMAGES_FIELD: "array",
+                  "aspect_ratio": "string", "output_format": "string"}  # fmt: skip
+"""The JSON type ``remix`` sends each of those properties as: the spec must still allow it."""
+RESPONSE_READS = {DATA_FIELD: "RemixResult.images", "created": "RemixResult.created"}
+"""Response properties the facade reads, by what reads them (``data`` is required of the spec;
+a missing ``created`` reads as the time the response arrived)."""
+IMAGE_READS = {
+    "url": "RemixImage.url",
+    "b64_json": "RemixImage.b64_json",
+    "revised_prompt": "RemixImage.revised_prompt",
+}
+"""Properties of a ``data`` item the facade reads, by what reads them. Each is optional to the
+facade: one the spec drops reads what the response still sends under that name, else ``None``.
+``scripts/change_report.py`` marks a change to any of these (or the above) breaking."""
 
 _SIZE_LIMIT = re.compile(r"less than\s+(\d+(?:\.\d+)?)\s*([KMG]i?B)\b", re.IGNORECASE)
 _UNITS = {"kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
@@ -94,6 +108,8 @@ class Spec:
     """The ``output_format`` a request asks for when the caller names none (the spec's default)."""
     request_properties: Mapping[str, Mapping[str, Any]] = field(repr=False)
     """Every property schema of the request body, ``$ref`` resolved, by name."""
+    request_required: tuple[str, ...] = field(repr=False)
+    """The request properties the spec requires, in its order."""
     response_properties: Mapping[str, Mapping[str, Any]] = field(repr=False)
     """Every property schema of the success response body, ``$ref`` resolved, by name."""
     image_properties: Mapping[str, Mapping[str, Any]] = field(repr=False)
@@ -136,6 +152,14 @@ def read(document: Mapping[str, Any]) -> Spec:
             f"{REQUEST} has no {', '.join(missing)} (set from remix's arguments); "
             f"it has {', '.join(properties)}"
         )
+    for name, kind in ARGUMENT_TYPES.items():
+        types = properties[name].get("type", kind)
+        if kind not in ([types] if isinstance(types, str) else types):
+            raise SpecError(
+                f"{REQUEST}.{name} is of type {types}, but remix's "
+                f"{ARGUMENT_FIELDS[name]}= argument sends {kind}"
+            )
+    required = request.get("required", [])
     response, image = _response_properties(document, operation)
     images = properties[IMAGES_FIELD]
     where = f"{REQUEST}.{IMAGES_FIELD}"
@@ -151,6 +175,7 @@ def read(document: Mapping[str, Any]) -> Spec:
         output_formats=_enum(properties["output_format"], f"{REQUEST}.output_format"),
         default_output_format=_default(properties["output_format"], f"{REQUEST}.output_format"),
         request_properties=properties,
+        request_required=tuple(name for name in required if isinstance(name, str)),
         response_properties=response,
         image_properties=image,
     )

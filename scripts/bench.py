@@ -173,7 +173,7 @@ def overhead_contenders() -> dict[str, Callable[[], object]]:
 
     return {
         "facade": lambda: facade.remix(PROMPT, [IMAGE_URL]),
-        "httpx": lambda: raw.post(f"{BASE_URL}/v1/images/edits", json=body, headers=headers).json(),
+        "httpx": lambda: raw.post(f"{BASE_URL}{spec().path}", json=body, headers=headers).json(),
         "generated": generated_call,
         "openai_typed": lambda: oai.post("/images/edits", body=body, cast_to=ImagesResponse),
         "openai_untyped": lambda: oai.post("/images/edits", body=body, cast_to=object),
@@ -546,7 +546,7 @@ def async_contenders(
         async with httpx.AsyncClient(timeout=180) as http:
 
             async def send() -> object:
-                response = await http.post(f"{base_url}/v1/images/edits", json=REQUEST_BODY)
+                response = await http.post(f"{base_url}{spec().path}", json=REQUEST_BODY)
                 return response.raise_for_status().json()
 
             await gathered(send, jobs, concurrency)
@@ -605,7 +605,7 @@ def bench_sync_concurrency(jobs: int = 600, concurrency: int = 64, latency: floa
             list(pool.map(lambda _: send(), range(jobs)))
 
     with Loopback(latency) as server:
-        url = f"{server.base_url}/v1/images/edits"
+        url = f"{server.base_url}{spec().path}"
 
         def facade() -> None:
             with ReveRemix(API_KEY, base_url=server.base_url) as client:
@@ -686,7 +686,7 @@ def memory_child(kind: str, jobs: int, base_url: str, folder: str) -> None:
             async with httpx.AsyncClient(timeout=180) as http:
 
                 async def send() -> object:
-                    response = await http.post(f"{base_url}/v1/images/edits", json=body())
+                    response = await http.post(f"{base_url}{spec().path}", json=body())
                     return response.raise_for_status().json()
 
                 await gathered(send, jobs, 8)
@@ -744,7 +744,7 @@ def bench_rate_limit(rate: float = 100, jobs: int = 600, concurrency: int = 64) 
 
     log(f"rate limit: {jobs} jobs, concurrency {concurrency}, server admits {rate:g}/s")
     with Loopback(RATE_LATENCY, rate) as server:
-        url = f"{server.base_url}/v1/images/edits"
+        url = f"{server.base_url}{spec().path}"
 
         async def facade() -> None:
             async with AsyncReveRemix(API_KEY, base_url=server.base_url) as client:
@@ -839,7 +839,7 @@ def bench_upload_cpu(folder: Path, sizes: Sizes) -> list[Figure]:
     def floor() -> object:  # read, one base64 pass, one join, one send
         inline = [b"data:image/png;base64," + base64.b64encode(p.read_bytes()) for p in paths]
         body = b'{"image_urls":["' + b'","'.join(inline) + b'"]}'
-        return raw.post(f"{BASE_URL}/v1/images/edits", content=body, headers=headers).json()
+        return raw.post(f"{BASE_URL}{spec().path}", content=body, headers=headers).json()
 
     def openai_call() -> object:
         urls = [f"data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}" for p in paths]

@@ -16,13 +16,18 @@ formatted by the pinned ruff → a temporary folder, which then replaces
 ``generated/reve_remix_api`` whole (the generator's own ``--overwrite`` leaves stray files
 behind). The same inputs always give the same bytes.
 
-``--from`` prints what changed (``scripts/change_report.py``) and exits 0 (no change), 3
-(additive) or 4 (breaking) once regenerated; any failure exits 1 with one line saying why.
+``--from`` prints what changed (``scripts/change_report.py``: the corrected specs compared,
+the vendor's own difference beside it) and exits 0 (no change), 3 (additive) or 4 (breaking) once
+regenerated; any failure exits 1 with one line saying why, having written nothing, so the same
+command runs again after the edit that line asks for. Besides the facade's reads, regeneration
+stops at a dangling ``$ref`` or security scheme and at enum members the generator could not
+name (``VALUE_0``…): a silent rename of every member.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import difflib
 import hashlib
 import json
@@ -34,6 +39,7 @@ import sys
 import tempfile
 import tomllib
 import urllib.request
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -81,20 +87,128 @@ def check_tool_versions(pins: dict[str, str]) -> None:
             sys.exit(f"{tool} {wanted} is pinned but {found} is installed: pip install -e '.[dev]'")
 
 
-def corrected_spec_text() -> str:
-    """The vendor spec with the corrections applied, checked readable by the facade, key-sorted."""
-    vendor = json.loads(VENDOR_SPEC.read_bytes())
+class Stop(Exception):
+    """The regeneration cannot go on; the message is the one line saying what to edit."""
+
+
+def corrected_spec(vendor: dict[str, Any]) -> str:
+    """The vendor spec with the corrections applied, checked, as key-sorted text.
+
+    Checked: the facade can read every limit and name it needs (``reve_remix/_spec.py``), every
+    ``$ref`` and security requirement points somewhere, and every ``x-enum-varnames`` names each
+    value of its enum (the generator would silently fall back to ``VALUE_0``… otherwise).
+    """
+    listed = json.loads(CORRECTIONS.read_bytes())
     try:
-        corrected, notes = corrections.apply(vendor, json.loads(CORRECTIONS.read_bytes()))
+        corrected, notes = corrections.apply(vendor, listed)
     except corrections.CorrectionError as exc:
-        sys.exit(f"openapi/corrections.json: {exc}")
+        raise Stop(f"openapi/corrections.json: {exc}") from None
     for note in notes:
         print(f"note: openapi/corrections.json: {note}", file=sys.stderr)
     try:
         facade_spec.read(corrected)
     except facade_spec.SpecError as exc:
-        sys.exit(f"reve_remix/_spec.py cannot read the corrected spec: {exc}: adapt it")
+        raise Stop(f"reve_remix/_spec.py cannot read the corrected spec: {exc}: adapt it") from None
+    check_references(corrected)
+    check_enum_names(corrected, listed["corrections"])
     return json.dumps(corrected, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def nodes(node: Any, pointer: str = "") -> Iterator[tuple[str, Any]]:  # noqa: ANN401
+    """Every value in a JSON document with its JSON pointer, depth first."""
+    yield pointer, node
+    children = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else ()
+    )
+    for key, child in children:
+        yield from nodes(child, f"{pointer}/{str(key).replace('~', '~0').replace('/', '~1')}")
+
+
+def check_references(document: dict[str, Any]) -> None:
+    """Stop at a ``$ref`` that points nowhere or a security requirement naming no scheme."""
+    for pointer, node in nodes(document):
+        ref = node.get("$ref") if isinstance(node, dict) else None
+        if isinstance(ref, str) and _target(document, ref) is None:
+            raise Stop(
+                f"corrected spec {pointer}: $ref {ref} points nowhere: "
+                "update openapi/corrections.json"
+            )
+    schemes = document.get("components", {}).get("securitySchemes", {})
+    requirements = [("/security", document.get("security") or [])] + [
+        (f"{pointer}/security", node["security"])
+        for pointer, node in nodes(document.get("paths", {}), "/paths")
+        if isinstance(node, dict) and isinstance(node.get("security"), list)
+    ]
+    for pointer, listed in requirements:
+        for name in [name for requirement in listed for name in requirement]:
+            if name not in schemes:
+                raise Stop(
+                    f"corrected spec {pointer}: security names {name!r}, which is not in "
+                    f"components/securitySchemes (it has {', '.join(schemes) or 'none'}): "
+                    "update openapi/corrections.json"
+                )
+
+
+def check_enum_names(document: dict[str, Any], listed: list[dict[str, Any]]) -> None:
+    """Stop at an ``x-enum-varnames`` whose length is not its enum's, naming where it came from."""
+    for pointer, node in nodes(document):
+        if not isinstance(node, dict) or "x-enum-varnames" not in node:
+            continue
+        names, values = node["x-enum-varnames"], node.get("enum", [])
+        if isinstance(names, list) and len(names) == len(values):
+            continue
+        origin = next(
+            (
+                f"correction {number} ({correction['op']} {correction['path']})"
+                for number, correction in enumerate(listed, start=1)
+                if correction["path"].endswith("/x-enum-varnames")
+                and correction.get("value") == names
+            ),
+            "the vendor's own",
+        )
+        raise Stop(
+            f"{pointer}: x-enum-varnames has {len(names)} names for {len(values)} enum values "
+            f"({origin}): give every value a name in openapi/corrections.json"
+        )
+
+
+def check_generated_enums(package: Path) -> None:
+    """Stop if the generator fell back to ``VALUE_<index>`` names for a string enum's members.
+
+    It does so, silently and even with ``--fail-on-warning``, for values that are no Python
+    name (``16:9``) when the schema has no usable ``x-enum-varnames``: every member is renamed.
+    """
+    for path in sorted((package / "models").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            fallback = [
+                target.id
+                for statement in node.body
+                if isinstance(statement, ast.Assign)
+                and isinstance(statement.value, ast.Constant)
+                and isinstance(statement.value.value, str)
+                for target in statement.targets
+                if isinstance(target, ast.Name) and re.fullmatch(r"VALUE_\d+", target.id)
+            ]
+            if fallback:
+                raise Stop(
+                    f"the generator named the members of enum {node.name} "
+                    f"{', '.join(fallback[:3])}…: add (or update) its x-enum-varnames in "
+                    "openapi/corrections.json"
+                )
+
+
+def _target(document: dict[str, Any], ref: str) -> Any:  # noqa: ANN401
+    node: Any = document
+    for part in ref.removeprefix("#/").split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def vendor_bytes(raw: bytes, source: str) -> bytes:
@@ -128,29 +242,33 @@ def recorded_source() -> dict[str, Any]:
     return source
 
 
-def take_new_spec(source: str) -> change_report.Report | None:
-    """Replace the vendor spec with the one at ``source``, printing the change report.
+def report_new_spec(new: bytes) -> tuple[change_report.Report, str]:
+    """Print what changes from the committed spec to ``new``; return it and the corrected text.
 
-    Returns ``None`` when the new spec is byte-identical (nothing to do).
+    The report compares the corrected specs (what users get), with the vendor's own difference
+    beside it where they differ. If the corrections no longer apply, it is the vendor's
+    difference alone, printed before the ``Stop`` that says what to edit.
     """
-    new = vendor_bytes(fetch(source), source)
-    old = VENDOR_SPEC.read_bytes()
-    if new == old:
-        print("No change: the vendor spec is byte-identical to openapi/vendor.openapi.json.")
-        return None
     locator = json.loads(CORRECTIONS.read_bytes())["operation"]
-    report = change_report.compare(json.loads(old), json.loads(new), locator)
+    vendor = change_report.compare(json.loads(VENDOR_SPEC.read_bytes()), json.loads(new), locator)
+    try:
+        spec_text = corrected_spec(json.loads(new))
+    except Stop:
+        vendor.header = change_report.VENDOR_ONLY
+        sys.stdout.write(vendor.text())
+        sys.stdout.flush()
+        raise
+    committed = json.loads(CORRECTED_SPEC.read_bytes())
+    corrected = change_report.compare(committed, json.loads(spec_text), locator)
+    report = change_report.side_by_side(corrected, vendor)
     sys.stdout.write(report.text())
     sys.stdout.flush()
-    VENDOR_SPEC.write_bytes(new)
-    record = {**recorded_source(), "sha256": hashlib.sha256(new).hexdigest()}
-    VENDOR_SOURCE.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    return report
+    return report, spec_text
 
 
-def provenance_module(spec_text: str, pins: dict[str, str]) -> str:
+def provenance_module(spec_text: str, vendor: bytes, pins: dict[str, str]) -> str:
     """A module recording what the package was generated from, for humans and for --check."""
-    vendor_sha = hashlib.sha256(VENDOR_SPEC.read_bytes()).hexdigest()
+    vendor_sha = hashlib.sha256(vendor).hexdigest()
     corrected_sha = hashlib.sha256(spec_text.encode()).hexdigest()
     return (
         '"""Provenance of this generated package. Written by scripts/regenerate.py."""\n\n'
@@ -161,8 +279,8 @@ def provenance_module(spec_text: str, pins: dict[str, str]) -> str:
     )
 
 
-def generate(spec_text: str, pins: dict[str, str], workdir: Path) -> Path:
-    """Run the generator into ``workdir`` and return the package folder it produced."""
+def generate(spec_text: str, vendor: bytes, pins: dict[str, str], workdir: Path) -> Path:
+    """Run the generator into ``workdir``, check its enums, return the package folder."""
     spec_path = workdir / "openapi.json"
     spec_path.write_text(spec_text, encoding="utf-8")
     out = workdir / PACKAGE
@@ -179,10 +297,14 @@ def generate(spec_text: str, pins: dict[str, str], workdir: Path) -> Path:
     ]  # fmt: skip
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
     if result.returncode != 0 or not out.is_dir():
-        sys.exit(f"openapi-python-client failed:\n{result.stdout}\n{result.stderr}")
+        detail = " ".join((result.stdout + result.stderr).split())
+        raise Stop(f"openapi-python-client failed: {detail}")
+    check_generated_enums(out)
     # The package ships its own spec: the mock server validates requests against it.
     shutil.copyfile(spec_path, out / "openapi.json")
-    (out / "_provenance.py").write_text(provenance_module(spec_text, pins), encoding="utf-8")
+    (out / "_provenance.py").write_text(
+        provenance_module(spec_text, vendor, pins), encoding="utf-8"
+    )
     (out / "py.typed").write_text("# Marker file for PEP 561\n", encoding="utf-8")
     return out
 
@@ -232,31 +354,61 @@ def main() -> int:
 
     pins = pinned_versions()
     check_tool_versions(pins)
-    report = None
     if args.check and recorded_source().get("sha256") != sha256(VENDOR_SPEC):
         print(f"openapi/vendor.source.json does not record sha256 {sha256(VENDOR_SPEC)}")
         print("\ngenerated/ is stale or was edited by hand: run scripts/regenerate.py")
         return 1
-    if args.source:
-        report = take_new_spec(args.source)
-        if report is None:
+    try:
+        return run(args.source, args.check, pins)
+    except Stop as stop:
+        print(stop, file=sys.stderr)
+        return 1
+
+
+def run(source: str | None, checking: bool, pins: dict[str, str]) -> int:
+    """Regenerate from the committed vendor spec, or from ``source``; raise ``Stop`` on failure.
+
+    Nothing in ``openapi/`` or ``generated/`` is written until the new client is generated and
+    checked, so a run that stopped leaves the tree as it was: after the edit its last line asks
+    for, the same command runs again from the start.
+    """
+    vendor = VENDOR_SPEC.read_bytes()
+    report = None
+    if source:
+        new = vendor_bytes(fetch(source), source)
+        if new == vendor:
+            print("No change: the vendor spec is byte-identical to openapi/vendor.openapi.json.")
             return 0
-    spec_text = corrected_spec_text()
+        report, spec_text = report_new_spec(new)
+        vendor = new
+    else:
+        spec_text = corrected_spec(json.loads(vendor))
     with tempfile.TemporaryDirectory(prefix="reve-remix-regen-") as tmp:
-        fresh = generate(spec_text, pins, Path(tmp))
-        if args.check:
+        fresh = generate(spec_text, vendor, pins, Path(tmp))
+        if checking:
             return check(fresh, spec_text)
         staging = GENERATED.with_name(PACKAGE + ".new")
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(fresh, staging)
     shutil.rmtree(GENERATED, ignore_errors=True)
     staging.rename(GENERATED)
-    CORRECTED_SPEC.write_text(spec_text, encoding="utf-8")
+    write_atomic(CORRECTED_SPEC, spec_text.encode())
+    if source:
+        write_atomic(VENDOR_SPEC, vendor)
+        record = {**recorded_source(), "sha256": hashlib.sha256(vendor).hexdigest()}
+        write_atomic(VENDOR_SOURCE, (json.dumps(record, indent=2) + "\n").encode())
     print(
         f"regenerated {GENERATED.relative_to(ROOT)} and {CORRECTED_SPEC.relative_to(ROOT)}",
         file=sys.stderr,
     )
     return report.exit_code if report else 0
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` through a sibling file and a rename: never half written."""
+    part = path.with_name(f".{path.name}.part")
+    part.write_bytes(data)
+    os.replace(part, path)
 
 
 def check(fresh: Path, spec_text: str) -> int:

@@ -1,10 +1,10 @@
 """A small loopback API whose result downloads can be made to fail, for the paid-image tests.
 
-``POST /v1/images/edits`` answers 200 with a URL on the same server (or a scripted body), and
-``GET /files/<name>`` plays the next scripted download fault: a status, a dropped connection, a
-body cut short, a slow drip, a redirect, HTML, 0 bytes, or the image. It counts generations
-(POSTs answered 200) and GETs, and records each request's headers, so tests can assert that a
-paid image is never generated twice and that no download carries the API key.
+The operation (its method and path are the spec's) answers 200 with a URL on the same server (or
+a scripted body), and ``GET /files/<name>`` plays the next scripted download fault: a status, a
+dropped connection, a body cut short, a slow drip, a redirect, HTML, 0 bytes, or the image. It
+counts generations (POSTs answered 200) and GETs, and records each request's headers, so tests
+can assert that a paid image is never generated twice and that no download carries the API key.
 
 The reve_remix.testing mock is left alone on purpose: these faults are about a CDN, not the API.
 
@@ -28,9 +28,10 @@ from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from reve_remix._spec import spec
 from reve_remix.testing._png import gradient_png
 
-EDITS = "/v1/images/edits"
+EDITS = spec().path  # the operation, as the spec locates it
 FAULTS = ("503", "500", "404", "drop", "truncate", "drip", "slow", "redirect", "html", "empty")
 """Every download fault a script may name (``"ok"`` is the image itself)."""
 DRIP_SECONDS = 0.3  # a "drip" sends the whole image over this long, in small pieces

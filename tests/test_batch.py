@@ -30,12 +30,13 @@ from reve_remix._lifecycle import JobState
 from reve_remix._manifest import Manifest
 from reve_remix._retry import RATE_LIMIT_RETRIES
 from reve_remix._schedule import run_in_tasks
+from reve_remix._spec import spec
 from reve_remix.testing import Fault, MockServer
 
 from .conftest import API_KEY, IMAGE_URL, run_cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-EDITS = "/v1/images/edits"
+EDITS = spec().path  # the operation, as the spec locates it
 
 
 def posts(server):

@@ -26,6 +26,7 @@ from PIL import Image
 
 from reve_remix._progress import RetryNotices, bar_line, format_duration, spinner_line
 from reve_remix._retry import RetryEvent
+from reve_remix._spec import spec
 from reve_remix.testing import Fault, MockServer
 
 from . import conftest
@@ -245,7 +246,7 @@ def test_debug_shows_the_traceback_but_never_the_key(server, workdir):
     assert completed.returncode == 1
     assert "Traceback (most recent call last)" in completed.stderr
     assert "AuthenticationError" in completed.stderr
-    assert "/v1/images/edits (attempt 1)" in completed.stderr  # the debug log
+    assert f"{spec().path} (attempt 1)" in completed.stderr  # the debug log
     # run_cli has checked that the key appears in neither stream.
 
 
@@ -396,7 +397,7 @@ def test_mock_serves_until_ctrl_c(tmp_path):
         base_url = re.search(r"http://127\.0\.0\.1:\d+", first_line).group()
         body = {"model": "m", "prompt": "<img>0</img> x", "image_urls": [IMAGE_URL]}
         answer = httpx.post(
-            f"{base_url}/v1/images/edits",
+            f"{base_url}{spec().path}",
             json=body,
             headers={"Authorization": "Bearer sk-any"},
             timeout=60,  # a busy machine may take seconds to start answering
@@ -412,7 +413,7 @@ def test_mock_serves_until_ctrl_c(tmp_path):
     assert "curl -s " in stdout
     assert "Bearer sk-placeholder" in stdout
     assert "Mock server stopped." in stdout
-    assert '"POST /v1/images/edits HTTP/1.1" 200' in stderr
+    assert f'"{spec().method} {spec().path} HTTP/1.1" 200' in stderr
 
 
 def test_mock_on_a_busy_port_is_a_usage_error(tmp_path):

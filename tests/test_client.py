@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from reve_remix import AspectRatio, AsyncReveRemix, OutputFormat, ReveRemix, ValidationError
+from reve_remix._spec import spec
 from reve_remix.testing import MockServer
 
 from .conftest import API_KEY, IMAGE_URL
@@ -43,7 +44,7 @@ def test_b64_result_decodes_without_another_request(server, client, tmp_path):
 def test_request_carries_bearer_key_model_and_arguments(server, client):
     client.remix("<img>0</img> and <img>1</img>", [IMAGE_URL, IMAGE_URL], aspect_ratio="1:1")
     sent = server.requests[0]
-    assert sent.path == "/v1/images/edits"
+    assert sent.path == spec().path
     assert sent.headers["authorization"] == f"Bearer {API_KEY}"
     assert sent.headers["user-agent"].startswith("reve-remix-python/")
     assert sent.json == {

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from reve_remix import AsyncReveRemix, ReveRemix, ValidationError, _config, _redact
+from reve_remix._spec import spec
 from reve_remix.testing import MockServer
 
 from .conftest import API_KEY, IMAGE_URL
@@ -175,7 +176,7 @@ def test_a_base_url_with_a_path_prefix_is_posted_under_it():
     http = httpx.Client(transport=httpx.MockTransport(handler))
     client = ReveRemix(API_KEY, base_url="https://gateway.test/reve/", http_client=http)
     client.remix(PROMPT, [IMAGE_URL])
-    assert str(seen[0]) == "https://gateway.test/reve/v1/images/edits"
+    assert str(seen[0]) == f"https://gateway.test/reve{spec().path}"
 
 
 # --- the timeout ---------------------------------------------------------------------------------

@@ -5,6 +5,11 @@
 - every spec-valid response body (generated from the response schema) parses;
 - the aspect ratios and output formats the facade accepts are exactly the spec's;
 - the defaults (server, model) are the spec's and the provider's.
+
+This is also the one file that pins today's vendor values on purpose (the section at the end):
+every other test reads them from the spec, so that a vendor change that breaks no user leaves it
+green. When one of the pinned tests fails, ``scripts/spec_drift.py`` lists it as expected to
+change: update the value here (and the prose the test guards) to the new spec.
 """
 
 from __future__ import annotations
@@ -27,12 +32,20 @@ from reve_remix._client import DEFAULT_BASE_URL, DEFAULT_MODEL
 from reve_remix._download import Downloader
 from reve_remix._results import parse_response
 from reve_remix._spec import SpecError, read, spec
+from tests import regen_tree
+from tests.test_regenerate import (
+    LOCATOR,
+    additive_spec,
+    change_report,
+    committed_corrections,
+    corrections,
+)
 
 from .conftest import API_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 VENDOR = json.loads((ROOT / "openapi" / "vendor.openapi.json").read_bytes())
-OPERATION = VENDOR["paths"]["/v1/images/edits"]["post"]
+OPERATION = VENDOR["paths"][spec().path][spec().method.lower()]
 REQUEST_SCHEMA = OPERATION["requestBody"]["content"]["application/json"]["schema"]
 RESPONSE_SCHEMA = OPERATION["responses"]["200"]["content"]["application/json"]["schema"]
 
@@ -46,7 +59,8 @@ def client(reve_remix_mock):
 
 
 def matrix():
-    image_sets = [["https://example.com/a.png"] * count for count in range(1, 5)]
+    counts = range(spec().min_images, spec().max_images + 1)
+    image_sets = [["https://example.com/a.png"] * count for count in counts]
     yield from itertools.product(
         (None, *spec().aspect_ratios), spec().output_formats, image_sets, (False, True)
     )
@@ -64,8 +78,10 @@ def test_every_request_in_the_matrix_validates_against_the_vendor_schema(client,
         else:
             prompt = "Blend " + " and ".join(f"<img>{i}</img>" for i in range(len(urls)))
             client.remix(prompt, urls, aspect_ratio=ratio, output_format=fmt)
-    sent = reve_remix_mock.requests  # the remix requests: POST /v1/images/edits
-    assert len(sent) == len(cases) == 8 * 2 * 4 * 2
+    sent = reve_remix_mock.requests  # the remix requests
+    ratios, formats = len(spec().aspect_ratios) + 1, len(spec().output_formats)  # +1: None
+    counts = spec().max_images - spec().min_images + 1
+    assert len(sent) == len(cases) == ratios * formats * counts * 2
     validator = jsonschema.Draft202012Validator(REQUEST_SCHEMA)
     for request in sent:
         errors = [error.message for error in validator.iter_errors(request.json)]
@@ -80,7 +96,7 @@ def test_every_spec_valid_response_parses(body):
     response = httpx.Response(
         200,
         content=json.dumps(body).encode(),
-        request=httpx.Request("POST", "https://api.test/v1/images/edits"),
+        request=httpx.Request(spec().method, "https://api.test" + spec().path),
     )
     images = [item for item in body["data"] if item.get("url") or item.get("b64_json")]
     if not images:
@@ -142,8 +158,34 @@ def test_values_outside_the_spec_are_refused(bad, client, reve_remix_mock):
     assert reve_remix_mock.requests == []
 
 
+# --- today's vendor values, pinned on purpose: expected to change with the vendor's spec ---------
+
+
 def test_defaults_are_the_spec_server_and_the_provider_model():
     assert VENDOR["servers"][0]["url"] == DEFAULT_BASE_URL
     assert DEFAULT_MODEL == "reve-remix-image-to-image"
     assert REQUEST_SCHEMA["properties"]["image_urls"]["maxItems"] == 4
     assert REQUEST_SCHEMA["properties"]["image_urls"]["minItems"] == 1
+
+
+def test_the_operation_is_the_one_the_prose_names():
+    """The README and the docs name the operation in prose."""
+    assert (spec().method, spec().path) == ("POST", "/v1/images/edits")
+    for prose in ("README.md", "docs/index.md"):
+        assert f"{spec().method} {spec().path}" in (ROOT / prose).read_text(encoding="utf-8")
+
+
+def test_the_documented_example_is_what_the_script_prints():
+    """docs/spec-changes.md's example report: drills a, c, d and f on today's spec."""
+    doc = (ROOT / "docs" / "spec-changes.md").read_text(encoding="utf-8")
+    blocks = [block.split("```", 1)[0] for block in doc.split("```text\n")[1:]]
+    changed = regen_tree.moved(additive_spec())
+    report = change_report.compare(regen_tree.vendor(), changed, LOCATOR)
+    report.header = change_report.VENDOR_ONLY
+    assert blocks[0] == report.text()
+    with pytest.raises(corrections.CorrectionError) as caught:
+        corrections.apply(changed, committed_corrections())
+    assert blocks[1] == f"openapi/corrections.json: {caught.value}\n"
+    commands = doc.split("```bash\n")[1].split("```", 1)[0]
+    assert "scripts/regenerate.py --from NEW_SPEC" in commands
+    assert len(commands.strip().splitlines()) == 3

@@ -37,6 +37,7 @@ from reve_remix import (
     ValidationError,
 )
 from reve_remix._retry import RATE_LIMIT_RETRIES, AdaptiveRate, RetryEvent, SteadyRate
+from reve_remix._spec import spec
 from reve_remix.testing import Fault, MockServer
 
 from .conftest import API_KEY, IMAGE_URL, Twin
@@ -176,7 +177,7 @@ def test_invalid_request_reaching_the_mock_is_a_422_naming_the_violation(server)
     """The mock validates like the spec: a request the SDK would refuse, sent raw, is a 422."""
     with httpx.Client() as raw:
         response = raw.post(
-            f"{server.base_url}/v1/images/edits",
+            f"{server.base_url}{spec().path}",
             headers={"Authorization": f"Bearer {API_KEY}"},
             json={"model": "m", "prompt": "p", "image_urls": []},
         )

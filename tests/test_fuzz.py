@@ -52,7 +52,7 @@ pytestmark = pytest.mark.slow  # deep: .ci/run runs it after the README command
 
 ROOT = Path(__file__).resolve().parent.parent
 VENDOR = json.loads((ROOT / "openapi" / "vendor.openapi.json").read_bytes())
-OPERATION = VENDOR["paths"]["/v1/images/edits"]["post"]
+OPERATION = VENDOR["paths"][spec().path][spec().method.lower()]
 REQUEST_SCHEMA = OPERATION["requestBody"]["content"]["application/json"]["schema"]
 RESPONSE_SCHEMA = OPERATION["responses"]["200"]["content"]["application/json"]["schema"]
 REQUEST_VALIDATOR = jsonschema.Draft202012Validator(REQUEST_SCHEMA)

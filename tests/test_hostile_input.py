@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from reve_remix import AsyncReveRemix, ReveRemix, ReveRemixError, ValidationError
+from reve_remix._spec import spec
 from reve_remix.testing import Fault, MockServer
 
 from .conftest import API_KEY, IMAGE_URL, run_cli
@@ -36,7 +37,7 @@ from .conftest import API_KEY, IMAGE_URL, run_cli
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "reve_remix" / "_samples"
 VENDOR = json.loads((ROOT / "openapi" / "vendor.openapi.json").read_bytes())
-REQUEST_SCHEMA = VENDOR["paths"]["/v1/images/edits"]["post"]["requestBody"]["content"][
+REQUEST_SCHEMA = VENDOR["paths"][spec().path][spec().method.lower()]["requestBody"]["content"][
     "application/json"
 ]["schema"]
 REQUEST_VALIDATOR = jsonschema.Draft202012Validator(REQUEST_SCHEMA)
@@ -442,7 +443,7 @@ class Wire:
         if request.method == "GET":
             return httpx.Response(200, content=PNG, headers={"content-type": "image/png"})
         self.posts += 1
-        if not request.url.path.endswith("/v1/images/edits"):
+        if not request.url.path.endswith(spec().path):
             self.problems.append(f"posted to {request.url}")
         if request.headers.get("authorization") != f"Bearer {self.key}":
             self.problems.append("the key was not sent as given, stripped")

@@ -17,10 +17,11 @@ import pytest
 from PIL import Image
 
 from reve_remix._exceptions import ValidationError
+from reve_remix._spec import spec
 from reve_remix.testing import Fault, MockServer
 from reve_remix.testing._schema import violations
 
-EDITS = "/v1/images/edits"
+EDITS = spec().path  # the operation, as the spec locates it
 AUTH = {"Authorization": "Bearer sk-test"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -411,9 +412,9 @@ def test_without_jsonschema_the_import_error_says_what_to_install(monkeypatch):
 @pytest.mark.parametrize(
     ("request_head", "status"),
     [
-        (b"POST /v1/images/edits HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411),
-        (b"POST /v1/images/edits HTTP/1.1\r\nContent-Length: ten\r\n\r\n", 400),
-        (b"BREW /v1/images/edits HTTP/1.1\r\n\r\n", 501),
+        (f"POST {EDITS} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".encode(), 411),
+        (f"POST {EDITS} HTTP/1.1\r\nContent-Length: ten\r\n\r\n".encode(), 400),
+        (f"BREW {EDITS} HTTP/1.1\r\n\r\n".encode(), 501),
     ],
     ids=["chunked", "bad-content-length", "unknown-method"],
 )

@@ -19,6 +19,7 @@ from PIL import Image
 
 from reve_remix import Recipe, ReveRemix, read_recipe
 from reve_remix._recipe import PNG_KEYWORD, embed, sidecar_path
+from reve_remix._spec import spec
 from reve_remix._version import __version__
 from reve_remix.testing import Fault
 
@@ -233,14 +234,14 @@ def test_dry_run_prints_the_request_and_sends_nothing(server, workdir):
     assert done.returncode == 0, done.stderr
     assert not server.requests
     endpoint, body = done.stdout.split("\n", 1)
-    assert endpoint == f"POST {server.base_url}/v1/images/edits"
+    assert endpoint == f"{spec().method} {server.base_url}{spec().path}"
     size = (workdir / "cat.png").stat().st_size
     assert json.loads(body) == {
         "model": "reve-remix-image-to-image",
         "prompt": "<img>0</img> and <img>1</img>",
         "image_urls": [f"data:image/png;base64,… ({size:,} bytes)", IMAGE_URL],
         "aspect_ratio": "16:9",
-        "output_format": "url",
+        "output_format": spec().default_output_format,
         "n": 1,
     }
     assert not list(workdir.glob("*and*"))  # nothing saved

@@ -25,6 +25,7 @@ from reve_remix import AsyncReveRemix, RemixResult, ReveRemix, ReveRemixError, V
 from reve_remix._cli import Console
 from reve_remix._images import prepare_image
 from reve_remix._redact import redact
+from reve_remix._spec import spec
 from reve_remix.testing import Fault, MockServer
 
 from . import conftest
@@ -222,7 +223,7 @@ def cdn_url(cdn: MockServer) -> str:
     """The URL of an image the CDN serves (it serves only images it made itself)."""
     body = {"model": "m", "prompt": "p", "image_urls": [IMAGE_URL]}
     answer = httpx.post(
-        f"{cdn.base_url}/v1/images/edits", json=body, headers={"Authorization": "Bearer cdn"}
+        f"{cdn.base_url}{spec().path}", json=body, headers={"Authorization": "Bearer cdn"}
     )
     url: str = answer.json()["data"][0]["url"]
     return url

@@ -1,8 +1,9 @@
-"""The weekly spec-drift workflow: valid, and its steps run here as they run on GitHub.
+"""The weekly spec-drift workflow and the CI that checks its pull request: valid, and run here.
 
 Everything but the fetch and the pull request runs locally: the workflow's own
 "Change report, regeneration and tests" step, taken from the YAML and run with bash in a copy
-of the project, on a spec file standing in for the fetched one.
+of the project, on a spec file standing in for the fetched one, with the ``python`` of this
+environment (the runner's, set up with the ``dev`` extra) first on ``PATH``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,17 @@ import sys
 import pytest
 from ruamel.yaml import YAML
 
-from tests.regen_tree import ROOT, copy_tree, vendor, with_response_fields, write_spec
+from tests.regen_tree import (
+    NEW_RESPONSE_FIELD,
+    ROOT,
+    copy_tree,
+    vendor,
+    with_response_fields,
+    write_spec,
+)
 
-WORKFLOW = ROOT / ".github" / "workflows" / "spec-drift.yml"
+WORKFLOWS = ROOT / ".github" / "workflows"
+WORKFLOW = WORKFLOWS / "spec-drift.yml"
 CHECK_JSONSCHEMA = [sys.executable, "-m", "check_jsonschema"]
 # The copy's whole test suite: one remix through the regenerated client, not this suite again.
 COPY_TEST = """
@@ -43,9 +52,13 @@ def validate(path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
 
-def test_the_workflow_is_valid_and_the_validator_can_tell(tmp_path):
-    result = validate(WORKFLOW)
+@pytest.mark.parametrize("name", ["spec-drift.yml", "ci.yml"])
+def test_each_workflow_is_valid(name):
+    result = validate(WORKFLOWS / name)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_validator_can_tell(tmp_path):
     broken = tmp_path / "broken.yml"
     broken.write_text(WORKFLOW.read_text().replace("runs-on: ubuntu-latest", "runs_on: ubuntu"))
     assert validate(broken).returncode != 0
@@ -63,6 +76,16 @@ def test_the_workflow_runs_weekly_fetches_the_recorded_url_and_opens_a_pull_requ
     )
 
 
+def test_ci_runs_the_ci_script_on_every_push_and_pull_request_and_on_dispatch():
+    workflow = YAML(typ="safe").load((WORKFLOWS / "ci.yml").read_text())
+    assert {"push", "pull_request", "workflow_dispatch"} <= set(workflow["on"])
+    [job] = workflow["jobs"].values()
+    assert [step.get("run") for step in job["steps"]][-1] == "bash .ci/run"
+    # Pushed with the workflow's own token, the drift branch starts no workflow: dispatched.
+    opened = steps()["Open a pull request with the report"]["run"]
+    assert 'gh workflow run ci.yml --ref "$branch"' in opened
+
+
 def run_step(tree, spec, tmp_path) -> tuple[subprocess.CompletedProcess[str], dict[str, str], str]:
     """The workflow's drift step, run with bash in ``tree`` as the runner would."""
     runner_temp = tmp_path / "runner"
@@ -70,9 +93,13 @@ def run_step(tree, spec, tmp_path) -> tuple[subprocess.CompletedProcess[str], di
     shutil.copy(spec, runner_temp / "vendor-spec")
     outputs = runner_temp / "outputs"
     outputs.touch()
-    (tree / ".venv").symlink_to(ROOT / ".venv")
+    shim = tmp_path / "bin"  # the runner's `python`: this environment's, whatever its name
+    shim.mkdir()
+    (shim / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (shim / "python").chmod(0o755)
     env = {  # not this run's PYTEST_* options (.ci/run's coverage floor is for this tree)
         **{name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")},
+        "PATH": os.pathsep.join([str(shim), os.environ.get("PATH", "")]),
         "RUNNER_TEMP": str(runner_temp),
         "GITHUB_OUTPUT": str(outputs),
         "PYTEST_ADDOPTS": "-n 0",  # the copy's suite is one test: no pytest-xdist workers for it
@@ -94,10 +121,11 @@ def run_step(tree, spec, tmp_path) -> tuple[subprocess.CompletedProcess[str], di
     return completed, dict(line.split("=", 1) for line in lines), report.read_text()
 
 
-def copy_with_a_test(tmp_path, assertion: str = "True"):
+def copy_with_a_test(tmp_path, assertion: str = "True", name: str = "test_remix.py"):
     tree = copy_tree(tmp_path / "repo")
     (tree / "tests").mkdir()
-    (tree / "tests" / "test_remix.py").write_text(COPY_TEST.replace("ASSERTION", assertion))
+    (tree / "tests" / "__init__.py").touch()
+    (tree / "tests" / name).write_text(COPY_TEST.replace("ASSERTION", assertion))
     return tree
 
 
@@ -112,25 +140,35 @@ def test_a_changed_spec_gives_a_report_a_regenerated_client_and_test_results(tre
     assert completed.returncode == 0, completed.stderr
     assert outputs == {"changed": "true", "verdict": "additive", "tests": "passed"}
     assert report.startswith("Vendor spec change: additive (0 breaking, 2 additive)")
-    assert "- response.usage: added (object, optional)" in report
+    assert f"- response.{NEW_RESPONSE_FIELD}: added (object, optional)" in report
     assert "All tests pass on the regenerated client." in report
-    assert (
-        "usage"
-        in (tree / "generated" / "reve_remix_api" / "models" / "remix_response.py").read_text()
-    )
+    model = tree / "generated" / "reve_remix_api" / "models" / "remix_response.py"
+    assert NEW_RESPONSE_FIELD in model.read_text()
     assert json.loads((tree / "openapi" / "vendor.openapi.json").read_text()) == json.loads(
         spec.read_text()
     )
 
 
-def test_failing_tests_are_in_the_report(tmp_path):
-    tree = copy_with_a_test(tmp_path, assertion="'usage' == 'gone'")
+@pytest.mark.parametrize(
+    ("name", "outcome", "shown", "not_shown"),
+    [
+        ("test_remix.py", "failed", "assert 'usage' == 'gone'", "## Expected to change"),
+        (  # tests/test_contract.py pins today's vendor values: expected to change
+            "test_contract.py",
+            "contract",
+            "- `tests.test_contract::test_a_remix_through_the_regenerated_client`",
+            "## Tests fail",
+        ),
+    ],
+)
+def test_failing_tests_are_in_the_report(tmp_path, name, outcome, shown, not_shown):
+    tree = copy_with_a_test(tmp_path, assertion="'usage' == 'gone'", name=name)
     spec = write_spec(tmp_path / "fetched.json", with_response_fields(vendor()))
     completed, outputs, report = run_step(tree, spec, tmp_path)
     assert completed.returncode == 0, completed.stderr
-    assert outputs == {"changed": "true", "verdict": "additive", "tests": "failed"}
-    assert "## Tests fail" in report
-    assert "assert 'usage' == 'gone'" in report
+    assert outputs == {"changed": "true", "verdict": "additive", "tests": outcome}
+    assert shown in report
+    assert not_shown not in report
 
 
 def test_a_regeneration_failure_is_reported_not_hidden(tree, tmp_path):

@@ -27,6 +27,8 @@ from reve_remix._spec import ARGUMENT_FIELDS
 from reve_remix.testing import Fault
 from reve_remix.testing._schema import spec as shipped_spec
 from tests.regen_tree import (
+    NEW_IMAGE_FIELD,
+    NEW_RESPONSE_FIELD,
     copy_tree,
     regenerate,
     run_python,
@@ -134,12 +136,13 @@ import json
 from reve_remix import ReveRemix
 from reve_remix.testing import Fault, MockServer
 
-body = {"created": 1732480000, "usage": {"cost": 0.02},
-        "data": [{"url": "https://example.com/out.png", "seed": 7}]}
+body = {"created": 1732480000, RESPONSE_FIELD: {"cost": 0.02},
+        "data": [{"url": "https://example.com/out.png", IMAGE_FIELD: 7}]}
 with MockServer() as server, ReveRemix("sk-test", base_url=server.base_url) as client:
     server.enqueue(Fault(body=body))
     result = client.remix("<img>0</img>", ["https://example.com/in.png"])
-    print(json.dumps({"seed": result.image.raw.seed, "usage": result.raw.usage.to_dict()}))
+    image_field = getattr(result.image.raw, IMAGE_FIELD)
+    print(json.dumps([image_field, getattr(result.raw, RESPONSE_FIELD).to_dict()]))
 """
 
 
@@ -148,6 +151,7 @@ def test_a_new_response_fields_reach_users_with_no_facade_edit(tmp_path):
     new_spec = write_spec(tmp_path / "new.json", with_response_fields(vendor()))
     result = regenerate(tree, "--from", str(new_spec))
     assert result.returncode == 3, result.stderr
-    completed = run_python(tree, READ_NEW_FIELDS)
+    names = f"RESPONSE_FIELD = {NEW_RESPONSE_FIELD!r}\nIMAGE_FIELD = {NEW_IMAGE_FIELD!r}\n"
+    completed = run_python(tree, names + READ_NEW_FIELDS)
     assert completed.returncode == 0, completed.stderr
-    assert json.loads(completed.stdout) == {"seed": 7, "usage": {"cost": 0.02}}
+    assert json.loads(completed.stdout) == [7, {"cost": 0.02}]

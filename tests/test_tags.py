@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from reve_remix._exceptions import ValidationError
 from reve_remix._tags import (
     MAX_IMAGES,
+    MIN_IMAGES,
     TagProblem,
     bind_images,
     check_prompt,
@@ -35,6 +36,10 @@ FRAGMENTS = st.sampled_from(
 TAGGY_TEXT = st.lists(FRAGMENTS | st.text(max_size=5), max_size=30).map("".join)
 ANY_TEXT = st.text() | TAGGY_TEXT
 SETTINGS = settings(max_examples=150, deadline=None)
+# The spec's limits (maxItems, minItems), as the messages state them: never today's numbers.
+LAST = MAX_IMAGES - 1
+INDICES = f"from 0 to {LAST}"
+COUNTS = f"between {MIN_IMAGES} and {MAX_IMAGES}"
 
 
 def only_problem(prompt: str, image_count: int | None = None) -> TagProblem:
@@ -51,9 +56,9 @@ def test_img_writes_the_documented_tag(index: int):
     assert img(index) == f"<img>{index}</img>"
 
 
-@pytest.mark.parametrize("index", [-1, 4, 10, True, False, 1.0, "1", None])
-def test_img_rejects_anything_but_an_index_from_0_to_3(index: object):
-    with pytest.raises(ValidationError, match=r"img: the index must be an int from 0 to 3"):
+@pytest.mark.parametrize("index", [-1, MAX_IMAGES, MAX_IMAGES + 6, True, False, 1.0, "1", None])
+def test_img_rejects_anything_but_an_index_of_an_image(index: object):
+    with pytest.raises(ValidationError, match=f"img: the index must be an int {INDICES}"):
         img(index)  # type: ignore[arg-type]
 
 
@@ -92,12 +97,24 @@ def test_an_unclosed_opener_does_not_swallow_the_tag_after_it():
         ("x <img>a</img> y", "error", "<img>a</img>", "does not hold an image index", "<img>N"),
         ("x <img></img> y", "error", "<img></img>", "does not hold an image index", "<img>N"),
         ("x <img>1 y", "error", "<img>1", "never closed", "Write <img>1</img>."),
-        ("x <img> y", "error", "<img>", "never closed", "<img>N</img> with N from 0 to 3"),
+        ("x <img> y", "error", "<img>", "never closed", f"<img>N</img> with N {INDICES}"),
         ("x </img> y", "error", "</img>", "closes no tag", "Delete it, or write <img>N</img>"),
         ("x <ref>1</ref> y", "error", "<ref>1</ref>", "Reve's own API", "Write <img>1</img>."),
         ("x <img>1</ref> y", "error", "<img>1</ref>", "closed by `</ref>`", "<img>1</img>."),
-        ("x <img>4</img> y", "error", "<img>4</img>", "there is no image 4", "from 0 to 3"),
-        ("x <IMG>7</IMG> y", "error", "<IMG>7</IMG>", "not lower case", "from 0 to 3"),
+        (
+            f"x <img>{MAX_IMAGES}</img> y",
+            "error",
+            f"<img>{MAX_IMAGES}</img>",
+            f"there is no image {MAX_IMAGES}",
+            INDICES,
+        ),
+        (
+            f"x <IMG>{LAST + 4}</IMG> y",
+            "error",
+            f"<IMG>{LAST + 4}</IMG>",
+            "not lower case",
+            INDICES,
+        ),
         ("x <IMG>1</IMG> y", "warning", "<IMG>1</IMG>", "not lower case", "Write <img>1</img>."),
         ("x <img>1</IMG> y", "warning", "<img>1</IMG>", "not lower case", "Write <img>1</img>."),
         ("x <img> 1 </img> y", "warning", "<img> 1 </img>", "whitespace", "<img>1</img>."),
@@ -145,7 +162,7 @@ def test_a_huge_index_is_reported_briefly():
     assert len(problem.message) < 300
 
 
-@pytest.mark.parametrize("image_count", [0, 5, -1, True, 2.0, "2"])
+@pytest.mark.parametrize("image_count", [0, MAX_IMAGES + 1, -1, True, 2.0, "2"])
 def test_image_count_must_be_a_possible_number_of_images(image_count: object):
     with pytest.raises(ValidationError, match="image_count"):
         find_tag_problems("x", image_count)  # type: ignore[arg-type]
@@ -264,8 +281,11 @@ def test_bind_lists_every_problem_in_order_of_position():
 @pytest.mark.parametrize(
     ("images", "says"),
     [
-        ({}, "images: give between 1 and 4 images, got 0"),
-        ({f"i{n}": n for n in range(5)}, "images: give between 1 and 4 images, got 5"),
+        ({}, f"images: give {COUNTS} images, got 0"),
+        (
+            {f"i{n}": n for n in range(MAX_IMAGES + 1)},
+            f"images: give {COUNTS} images, got {MAX_IMAGES + 1}",
+        ),
         ({"a b": 1}, "images: 'a b' is not a usable name"),
         ({1: 1}, "images: 1 is not a usable name"),
         (["cat.png"], "images: expected a mapping from names to images, got list"),
@@ -329,10 +349,13 @@ def test_reindex_leaves_malformed_tags_as_written():
 @pytest.mark.parametrize(
     ("order", "says"),
     [
-        ([], "order: give between 1 and 4 old indices, got 0"),
-        ([0, 1, 2, 3, 0], "order: give between 1 and 4 old indices, got 5"),
+        ([], f"order: give between 1 and {MAX_IMAGES} old indices, got 0"),
+        (
+            [*range(MAX_IMAGES), 0],
+            f"order: give between 1 and {MAX_IMAGES} old indices, got {MAX_IMAGES + 1}",
+        ),
         ([0, 0], "order: old index 0 appears twice in"),
-        ([4], "order: 4 is not an image index"),
+        ([MAX_IMAGES], f"order: {MAX_IMAGES} is not an image index"),
         ([-1], "order: -1 is not an image index"),
         ([True], "order: True is not an image index"),
         ("10", "order: '1' is not an image index"),
@@ -544,7 +567,10 @@ FRAGMENTS = st.sampled_from(
 
 
 @settings(max_examples=500, deadline=None)
-@given(parts=st.lists(FRAGMENTS | st.text(max_size=3), max_size=8), count=st.integers(1, 4))
+@given(
+    parts=st.lists(FRAGMENTS | st.text(max_size=3), max_size=8),
+    count=st.integers(MIN_IMAGES, MAX_IMAGES),
+)
 def test_check_prompts_fast_path_agrees_with_the_full_scan(parts, count):
     """check_prompt skips the scan for prompts whose tags are all canonical and in range."""
     prompt = "x" + "".join(parts)

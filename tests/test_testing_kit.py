@@ -26,6 +26,7 @@ from reve_remix import (
     ReveRemix,
     ValidationError,
 )
+from reve_remix._spec import spec
 from reve_remix.testing import (
     MockServer,
     RecordedRequest,
@@ -38,7 +39,7 @@ from reve_remix.testing.cassettes import use_cassette
 from .conftest import IMAGE_URL
 
 CAT = Path(__file__).resolve().parent.parent / "reve_remix" / "_samples" / "cat.png"
-EDITS = "/v1/images/edits"
+EDITS = spec().path  # the operation, as the spec locates it
 VALID = {"model": "m", "prompt": "<img>0</img>", "image_urls": [IMAGE_URL]}
 
 

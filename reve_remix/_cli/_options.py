@@ -27,7 +27,8 @@ from ._console import Console, UsageError
 MAX_RETRIES = 100
 """The most ``--max-retries`` takes: with backoff, more would only delay a failure by hours."""
 
-FORMAT_HELP = "url (download the result; default) or b64_json (inline); the image is the same"
+# The values and the default are the spec's: a format the vendor adds is listed with no edit here.
+FORMAT_HELP = "one of {} (default: {}); url: downloaded, b64_json: inline; the same image"
 
 
 NO_METADATA_HELP = (
@@ -95,7 +96,7 @@ class SharedOptions:
             dest="output_format",
             choices=spec().output_formats,
             metavar="|".join(sorted(spec().output_formats, reverse=True)),
-            help=FORMAT_HELP,
+            help=FORMAT_HELP.format(", ".join(spec().output_formats), spec().default_output_format),
         )
         group.add_argument(
             "--model",

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 
 from reve_remix import ReveRemix
+from reve_remix._spec import spec
 
 
 def watercolour(photo: Path, out: Path) -> Path:
@@ -22,5 +23,5 @@ def post_raw(body: dict[str, object]) -> httpx.Response:
     base_url = os.environ["REVE_REMIX_BASE_URL"]
     key = os.environ["ONEROUTER_API_KEY"]
     return httpx.post(
-        f"{base_url}/v1/images/edits", json=body, headers={"Authorization": f"Bearer {key}"}
+        f"{base_url}{spec().path}", json=body, headers={"Authorization": f"Bearer {key}"}
     )

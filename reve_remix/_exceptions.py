@@ -123,7 +123,7 @@ class ValidationError(ReveRemixError, ValueError):
         try:
             client.remix("a cat", [])
         except ValidationError as exc:
-            print(exc)  # images: give between 1 and 4 images, got 0
+            print(exc)  # images: give between 1 and ... images (the spec's limits), got 0
     """
 
 

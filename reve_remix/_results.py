@@ -294,20 +294,22 @@ def parse_response(
     fields = _typed_fields(rest, response_checks)
     created = _created(body.get("created"))
     raw = RemixResponse.from_dict({**fields, "created": created, DATA_FIELD: data})
-    images = [RemixImage(image, request_id, downloader) for image in raw.data]
-    if recipe is not None:
-        images = [
-            dataclasses.replace(
-                image,
-                recipe=dataclasses.replace(
-                    recipe,
-                    revised_prompt=image.revised_prompt,
-                    request_id=request_id,
-                    created=created,
-                ),
-            )
-            for image in images
-        ]
+    images = [
+        RemixImage(
+            image,
+            request_id,
+            downloader,
+            None
+            if recipe is None
+            else dataclasses.replace(
+                recipe,
+                revised_prompt=_string(image.revised_prompt),
+                request_id=request_id,
+                created=created,
+            ),
+        )
+        for image in raw.data
+    ]
     return RemixResult(
         created=created,
         images=images,

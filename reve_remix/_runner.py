@@ -296,7 +296,7 @@ def lifecycle(
 
 
 def _send(job: PaidJob, ledger: Ledger, steps: Steps, base: JobRecord) -> Lifecycle:
-    fresh = base.evolve(
+    fresh = _first_attempt(base) if base.attempt == 0 else base.evolve(
         JobState.SENT,
         attempt=base.attempt + 1,
         request_id=None,
@@ -338,6 +338,13 @@ def _send(job: PaidJob, ledger: Ledger, steps: Steps, base: JobRecord) -> Lifecy
 _INTERRUPTED = f"{MAY_HAVE_BEEN_GENERATED}: interrupted while the request was out"
 
 
+def _first_attempt(base: JobRecord) -> JobRecord:
+    """The *sent* record of a job never sent before: nothing of an earlier answer to clear."""
+    return JobRecord(
+        base.id, JobState.SENT, base.fingerprint, 1, base.line, base.prompt, time=base.time
+    )
+
+
 def _paid(
     job: PaidJob, ledger: Ledger, steps: Steps, sent: JobRecord, result: RemixResult
 ) -> Lifecycle:
@@ -349,7 +356,9 @@ def _paid(
         status_code=result.status_code,
         url=image.url,
         revised_prompt=image.revised_prompt,
-        recipe=None if image.recipe is None else image.recipe.to_json().decode(),
+        # Kept for the run that saves the image (this one or a resume); a caller handed the
+        # result has it on the result.
+        recipe=_recipe_text(image) if job.destination is not None else None,
     )
     inline: bytes | None = None
     unreadable: ImageNotSavedError | None = None
@@ -486,6 +495,10 @@ def _write_quietly(ledger: Ledger, record: JobRecord) -> None:
     """A last record on the way out of an interrupt: the interrupt is what the caller sees."""
     with contextlib.suppress(OSError):
         ledger.write(record)
+
+
+def _recipe_text(image: RemixImage) -> str | None:
+    return None if image.recipe is None else image.recipe.to_json().decode()
 
 
 def _not_saved(record: JobRecord, cause: BaseException) -> ImageNotSavedError:

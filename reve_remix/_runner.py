@@ -296,18 +296,22 @@ def lifecycle(
 
 
 def _send(job: PaidJob, ledger: Ledger, steps: Steps, base: JobRecord) -> Lifecycle:
-    fresh = _first_attempt(base) if base.attempt == 0 else base.evolve(
-        JobState.SENT,
-        attempt=base.attempt + 1,
-        request_id=None,
-        status_code=None,
-        url=None,
-        spool=None,
-        revised_prompt=None,
-        file=None,
-        error=None,
-        body=None,
-        recipe=None,
+    fresh = (
+        _first_attempt(base)
+        if base.attempt == 0
+        else base.evolve(
+            JobState.SENT,
+            attempt=base.attempt + 1,
+            request_id=None,
+            status_code=None,
+            url=None,
+            spool=None,
+            revised_prompt=None,
+            file=None,
+            error=None,
+            body=None,
+            recipe=None,
+        )
     )
     try:
         request = yield Build(job.call)

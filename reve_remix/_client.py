@@ -57,6 +57,7 @@ from ._retry import (
 )
 from ._runner import Build, Call, Lifecycle, PaidJob, Read, Send, Settled, lifecycle
 from ._spec import spec
+from ._urls import http_url_problem
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -322,6 +323,9 @@ class _BaseClient(Generic[HttpClient]):
             image = client.paid_image(exc.url, request_id=exc.request_id)
             image.save("cat.png")  # a GET: free
         """
+        problem = _fetchable(url)
+        if problem:  # nothing to fetch: bad input, not a paid image
+            raise ValidationError(f"url {url!r}: {problem}")
         return paid_image(self._downloader, url, request_id, revised_prompt)
 
 
@@ -785,6 +789,15 @@ def _acyclic(response: httpx.Response) -> httpx.Response:
 def _parsed_url(url: str) -> httpx.URL:
     """``url`` parsed once: httpx would parse a ``str`` URL again on every request."""
     return httpx.URL(url)
+
+
+def _fetchable(url: object) -> str | None:
+    """Why ``url`` cannot be a result image's URL (an http(s) URL with a host), or ``None``."""
+    if not isinstance(url, str):
+        return f"expected a URL string, got {type(url).__name__}"
+    if url.split(":", 1)[0].lower() not in ("http", "https"):
+        return "is not an http(s) URL"
+    return http_url_problem(url)
 
 
 def _outcome(settled: Settled) -> RemixResult:

@@ -93,10 +93,11 @@ class ReveRemixError(Exception):
             for name, value in self.__dict__.items()
             if name not in _UNPICKLED
         }
-        return (_unpickle, (type(self), self.args, state))
+        return (_unpickle, (_class_key(type(self)), self.args, state))
 
 
-_UNPICKLED = frozenset({"request", "response"})
+# The request carries the key; a budget holds a lock and is the caller's, not the error's.
+_UNPICKLED = frozenset({"request", "response", "budget"})
 
 
 def _portable(value: object) -> object:
@@ -106,9 +107,16 @@ def _portable(value: object) -> object:
     return value
 
 
-def _unpickle(
-    cls: type[ReveRemixError], args: tuple[Any, ...], state: dict[str, Any]
-) -> ReveRemixError:
+def _class_key(cls: type[ReveRemixError]) -> object:
+    """How a pickle names an error's class: itself, or the key ``_error_class`` made it from."""
+    found = [key for key, made in _ERROR_CLASSES.items() if made is cls]
+    return found[0] if found else cls
+
+
+def _unpickle(cls_key: object, args: tuple[Any, ...], state: dict[str, Any]) -> ReveRemixError:
+    cls: type[ReveRemixError] = (
+        _error_class(*cls_key) if isinstance(cls_key, tuple) else cls_key  # type: ignore[assignment]
+    )
     error = cls.__new__(cls, *args)
     error.args = args
     error.__dict__.update(dict.fromkeys(_UNPICKLED), **state)

@@ -164,7 +164,9 @@ def prompt_grid(
         assert identity is not None  # paths and URLs always have one
         jobs.append(
             GridJob(
-                id=_job_id(values, identity),
+                # by axis name, not flag order: the same cell keeps its id (and is not paid for
+                # again) when the axes are given the other way round to turn the grid
+                id=_job_id([cell[name] for name in sorted(cell)], identity),
                 values=values,
                 job=RemixJob(text, job_images, ratio, output, chosen),
             )

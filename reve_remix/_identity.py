@@ -2,7 +2,9 @@
 
 Two jobs are the same job when they would send the same request: the prompt after named images
 are bound to tags, the images by content (a local file by the SHA-256 of its bytes, a URL by its
-text), the model, aspect ratio, output format and extra fields, with every default filled in.
+text), the model, aspect ratio and extra fields, with every default filled in. The output format
+is not part of it: ``url`` or ``b64_json`` is how the same image is delivered, so a resume with
+another ``--format`` never pays for an image it already has.
 So key order, ``"cat.png"`` vs ``./cat.png`` vs its absolute path, an explicit ``null`` equal to
 the default, or a new output name are the same job, and a ledger that knows the job's id with
 another fingerprint reports a conflict instead of calling it done.
@@ -56,7 +58,6 @@ def fingerprint(call: Call, model: str) -> str | None:
         "prompt": prepared.prompt,
         "images": images,
         "aspect_ratio": None if prepared.aspect_ratio is None else prepared.aspect_ratio.value,
-        "output_format": prepared.output_format.value,
         "fields": {**default_fields(), **prepared.extra_body},
         "fit": call.fit,
     }

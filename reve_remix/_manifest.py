@@ -24,9 +24,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -261,19 +263,32 @@ class Manifest:
     # --- the file ------------------------------------------------------------------------------
 
     def _spool(self, record: JobRecord, inline: bytes) -> str | None:
-        """Write ``inline`` durably into the spool; its path, or ``None`` if it cannot be."""
+        """Write ``inline`` durably into the spool; its path, or ``None`` if it cannot be.
+
+        When the output folder's disk cannot take it (full, read-only), the bytes go to a spool
+        in the system's temporary folder instead, most often another disk: a paid image is never
+        held only in memory while a disk anywhere can take it.
+        """
         extension = image_extension(inline) if is_known_image(inline) else _RAW_EXTENSION
-        path = self.spool_dir / f"{record.id}{extension}"  # ids are file-safe (JOB_ID)
-        try:
-            write_atomic(path, inline)  # written and fsync'd, then renamed into place
-            _fsync_folder(path.parent)
-        except OSError as exc:  # the bytes are still in memory: the runner saves them next
-            logger.error(
-                "could not keep job %s's inline image at %s (%s); saving it from memory",
-                record.id, path, exc.strerror or exc,
-            )  # fmt: skip
-            return None
-        return str(path)
+        name = f"{record.id}{extension}"  # ids are file-safe (JOB_ID)
+        for folder in (self.spool_dir, self._fallback_spool()):
+            path = folder / name
+            try:
+                write_atomic(path, inline)  # written and fsync'd, then renamed into place
+                _fsync_folder(path.parent)
+            except OSError as exc:
+                logger.error(
+                    "could not keep job %s's inline image at %s (%s)",
+                    record.id, path, exc.strerror or exc,
+                )  # fmt: skip
+                continue
+            return str(path)
+        return None  # the bytes are still in memory: the runner saves them next
+
+    def _fallback_spool(self) -> Path:
+        """A spool for this output folder in the system's temporary folder."""
+        tag = hashlib.sha256(str(self.out_dir.resolve()).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"reve-remix-spool-{tag}"
 
     def _append(self, record: JobRecord) -> None:
         """Append ``record`` and make it durable before returning; ``OSError`` if it cannot."""

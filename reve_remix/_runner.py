@@ -406,9 +406,12 @@ def _fetch(job: PaidJob, ledger: Ledger, steps: Steps, paid: JobRecord) -> Lifec
         else:
             return _save(job, ledger, steps, paid, data, None, Action.FETCH)
     assert paid.url is not None
-    image = steps.paid_image(
-        paid.url, request_id=paid.request_id, revised_prompt=paid.revised_prompt
-    )
+    try:
+        image = steps.paid_image(
+            paid.url, request_id=paid.request_id, revised_prompt=paid.revised_prompt
+        )
+    except ValidationError as exc:  # the API gave a URL nothing can fetch: kept, not re-made
+        return _settle(ledger, steps, paid, _not_saved(paid, exc), Action.FETCH)
     try:
         data = yield Read(image)
     except ImageNotSavedError as exc:

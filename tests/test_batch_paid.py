@@ -552,3 +552,51 @@ def test_a_jobs_file_that_is_a_device_is_refused(tmp_path):
     code, _, err = run_cli("batch", "/dev/zero", "--out", tmp_path / "out")
     assert code == 2
     assert "is not a file" in err
+
+
+def test_remix_keeps_an_inline_image_whose_save_fails_and_names_where(tmp_path):
+    # The output folder turns into a file while the request is out: the paid inline image is
+    # written to a file the warning names, with its request id, not thrown away.
+    png = gradient_png(8, 8, b"remix-save-fails")
+    (tmp_path / "cat.png").write_bytes(png)
+    out = tmp_path / "od"
+    out.mkdir()
+    body = {"created": 1, "data": [{"b64_json": base64.b64encode(png).decode()}]}
+    with PaidServer(post_latency=0.5, post_body=json.dumps(body).encode()) as server:
+        env = {**os.environ, "ONEROUTER_API_KEY": API_KEY, "REVE_REMIX_BASE_URL": server.base_url}
+        command = cli_command(
+            "remix", "<img>0</img> x", "-i", tmp_path / "cat.png", "-o", out / "x.png"
+        )
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            until(lambda: server.posted, "the POST")
+            out.rmdir()
+            out.write_text("a file where the folder was")
+            _, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+        assert server.generations == 1
+    assert process.returncode == 1, err
+    kept = err.split("kept at ", 1)[1].split(")", 1)[0]
+    assert Path(kept).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "request id " in err
+    assert API_KEY not in err
+
+
+def test_an_inline_image_the_folder_cannot_take_is_spooled_elsewhere(tmp_path):
+    # The output folder's disk cannot take the spooled bytes (here: the spool is a file): they go
+    # to a spool in the temporary folder, and the record says where.
+    png = gradient_png(8, 8, b"fallback-spool")
+    out = tmp_path / "out"
+    with Manifest(out) as manifest:
+        manifest.open()
+        manifest.spool_dir.parent.mkdir(parents=True, exist_ok=True)
+        manifest.spool_dir.write_text("not a folder")
+        record = JobRecord("cat", JobState.PAID, request_id="req-1")
+        kept = manifest.keep(record, None, png)  # type: ignore[arg-type]  # unused by the manifest
+        assert kept.spool is not None
+        assert not kept.spool.startswith(str(out))
+        assert manifest.unspool(kept) == png
+        Path(kept.spool).unlink()

@@ -281,7 +281,20 @@ def test_the_jobs_are_the_cross_product_of_the_axes(cat: Path) -> None:
     assert last.job.aspect_ratio == ratios[1]
     assert first.job.images == {"cat": str(cat)}
     assert len({job.id for job in grid.jobs}) == 4
-    assert first.id.startswith("ink-")
+    assert "-ink-" in first.id  # its values, by axis name (aspect_ratio before style)
+
+
+def test_the_order_of_the_axes_turns_the_grid_and_keeps_every_job(cat: Path) -> None:
+    # Swapping --axis flags to turn the picture must not make new (paid) jobs of the same cells.
+    ratios = spec().aspect_ratios[:2]
+    across = prompt_grid(
+        "{cat} in {style}", {"cat": cat}, {"style": ["ink", "oil"], "aspect_ratio": ratios}
+    )
+    down = prompt_grid(
+        "{cat} in {style}", {"cat": cat}, {"aspect_ratio": ratios, "style": ["ink", "oil"]}
+    )
+    assert {job.id for job in across.jobs} == {job.id for job in down.jobs}
+    assert [job.values for job in across.jobs] != [job.values for job in down.jobs]
 
 
 def test_a_job_keeps_its_id_wherever_it_runs_from_and_an_edit_changes_it(

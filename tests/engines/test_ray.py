@@ -71,9 +71,12 @@ class RateLimitedMock(MockServer):
         self.recent: deque[float] = deque()
         self.guard = threading.Lock()
         self.rejected = 0
+        # The API decides each request's fate (MockAPI.plan asks its _admit): wrap that one.
+        self._admit_scripted = self._api._admit
+        self._api._admit = self._admit  # type: ignore[method-assign]
 
     def _admit(self, request: RecordedRequest) -> Fault | None:
-        fault = super()._admit(request)
+        fault = self._admit_scripted(request)
         if request.method != "POST":
             return fault
         with self.guard:

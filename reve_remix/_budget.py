@@ -81,6 +81,11 @@ class Budget:
                     "max_cost: needs the price of a generation: pass price=... or set "
                     f"{_config.PRICE_ENV} (the API does not report what a generation costs)"
                 )
+            if self.price == 0:  # every generation free: the cap would never stop anything
+                raise ValidationError(
+                    "max_cost: the price of a generation is 0, so a cost caps nothing; give the "
+                    "real price, or cap with max_generations"
+                )
         self._limit = _limit(max_generations, self.max_cost, self.price)
         self._lock = threading.Lock()
         self._spent = 0

@@ -303,7 +303,7 @@ def parse_response(
             if recipe is None
             else dataclasses.replace(
                 recipe,
-                revised_prompt=_string(image.revised_prompt),
+                revised_prompt=_string(_read(image, "revised_prompt")),
                 request_id=request_id,
                 created=created,
             ),

@@ -267,3 +267,9 @@ def test_the_repr_shows_the_state():
         "Budget(spent=0, reserved=0, remaining=3, max_generations=3, price='0.04', cost='0.00')"
     )
     assert API_KEY not in repr(ReveRemix(API_KEY, budget=budget))
+
+
+def test_a_cost_cap_at_a_price_of_zero_is_refused():
+    # It would cap nothing: every generation free. Said, not silently ignored.
+    with pytest.raises(ValidationError, match="the price of a generation is 0"):
+        Budget(max_cost=1, price=0)

@@ -237,7 +237,10 @@ def test_numbers_are_checked_by_the_parser(tmp_path, args, message):
     completed = run_cli(*args, cwd=tmp_path)
     assert completed.returncode == 2
     assert message in completed.stderr
-    assert completed.stderr.startswith(f"usage: reve-remix {args[0]} ")  # the command's usage
+    # One line, naming the command and its --help: not argparse's whole usage first.
+    assert completed.stderr.count("\n") == 1
+    assert completed.stderr.startswith(f"reve-remix {args[0]}: error: ")
+    assert completed.stderr.endswith(f"(see 'reve-remix {args[0]} --help')\n")
 
 
 def test_debug_shows_the_traceback_but_never_the_key(server, workdir):

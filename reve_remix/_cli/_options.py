@@ -10,7 +10,7 @@ import argparse
 import math
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any, TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
 import httpx
 
@@ -38,11 +38,14 @@ NO_METADATA_HELP = (
 
 
 class CommandParser(argparse.ArgumentParser):
-    """A command's parser: an argument it does not know is reported with its own usage.
+    """A command's parser: a mistake is one line naming the command and its ``--help``.
 
-    (argparse hands a command's leftovers to the top-level parser, whose usage says nothing
-    about the command's options.)
+    argparse would print the whole usage first (ten lines for ``batch``) and report a command's
+    unknown arguments through the top-level parser, whose usage says nothing of the command.
     """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None

@@ -134,7 +134,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
             _interrupted(console, ledger, output, exc)
             raise
     if settled.error is not None:
-        if settled.record.status is JobState.PAID and not settled.record.url:
+        if settled.result is not None and not settled.record.url:
             ledger.abandon("not saved")  # inline bytes: written to a file it names, not lost
         raise settled.error
     assert settled.result is not None

@@ -33,7 +33,7 @@ from ._batch_plan import ID_DIGITS
 from ._client import DEFAULT_MODEL
 from ._exceptions import ValidationError, names_content_policy
 from ._grid import GRID_FIELDS, GRID_JOBS, GRID_NAME, Grid, GridJob, draw_grid, prompt_grid
-from ._jobs_file import JobLine, read_jobs
+from ._jobs_file import STATE_DIR, JobLine, read_jobs
 from ._ledger import JobRecord
 from ._lifecycle import JobState
 from ._manifest import read_history
@@ -103,6 +103,34 @@ def contact_sheet(
 _ERROR_TYPE = re.compile(r"[0-9]{3} [^\[:]*\[([^\]]*)\]")
 
 
+JOBS_FILE_NOTE = "jobs-file"
+"""In a batch's state folder: the path of the jobs file its last run read (for the sheet)."""
+
+
+def remember_jobs_file(out_dir: Path, jobs_file: Path) -> None:
+    """Note which jobs file ran in ``out_dir``, so that ``review DIR`` finds its references."""
+    note = out_dir / STATE_DIR / JOBS_FILE_NOTE
+    try:
+        note.parent.mkdir(parents=True, exist_ok=True)
+        note.write_text(str(jobs_file.resolve()), encoding="utf-8", errors="surrogateescape")
+    except OSError:  # a convenience: the sheet then shows fewer references, nothing more
+        pass
+
+
+def last_jobs_file(out_dir: Path) -> Path | None:
+    """The jobs file the last batch in ``out_dir`` ran, else ``out_dir/jobs.jsonl``, if any."""
+    try:
+        noted = (out_dir / STATE_DIR / JOBS_FILE_NOTE).read_text(
+            encoding="utf-8", errors="surrogateescape"
+        )
+    except OSError:
+        noted = ""
+    for candidate in (Path(noted) if noted else None, out_dir / GRID_JOBS):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return None
+
+
 def cards_from_ledger(
     out_dir: str | os.PathLike[str],
     jobs_file: str | os.PathLike[str] | None = None,
@@ -112,12 +140,12 @@ def cards_from_ledger(
     """The cards of the batch in ``out_dir``: every job of its jobs file, then every other job of
     its ledger (``manifest.jsonl``), by line.
 
-    The ledger holds each job's status, prompt, line, result, request id, revised prompt and
-    error; the jobs file (``jobs_file``, by default ``out_dir/jobs.jsonl`` when there is one, as
-    ``reve-remix grid`` writes) adds the references. A line with an ``id`` is that job's; a line
-    without one is the job the ledger recorded for that line and prompt. A job of the file the
-    ledger does not know yet is ``pending``. With a ``price`` (USD per generation; default
-    ``$REVE_REMIX_PRICE``), each job that was or may have been paid for gets a cost. Reads
+    The ledger holds each job's status, prompt, line, result, request id, revised prompt and error;
+    the jobs file (``jobs_file``, by default the one the folder's last batch ran, else
+    ``out_dir/jobs.jsonl`` as ``reve-remix grid`` writes) adds the references. A line with an ``id``
+    is that job's; a line without one is the job the ledger recorded for that line and prompt. A job
+    of the file the ledger does not know yet is ``pending``. With a ``price`` (USD per generation;
+    default ``$REVE_REMIX_PRICE``), each job that was or may have been paid for gets a cost. Reads
     without the folder's lock, so it works while a batch runs. Raises ``ValidationError`` if the
     jobs file cannot be read.
 
@@ -127,8 +155,8 @@ def cards_from_ledger(
             print(card.line, card.status, card.image)
     """
     folder = Path(out_dir)
-    if jobs_file is None and (folder / GRID_JOBS).is_file():
-        jobs_file = folder / GRID_JOBS
+    if jobs_file is None:
+        jobs_file = last_jobs_file(folder)
     lines = read_jobs(Path(jobs_file))[0] if jobs_file is not None else []
     history, _unreadable = read_history(folder)
     latest = {record.id: record for record in history}

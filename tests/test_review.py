@@ -21,19 +21,22 @@ from reve_remix import ValidationError
 from reve_remix._cli import _review
 from reve_remix._cli._console import Console
 from reve_remix._grid import CELL_PIXELS, PILLOW_NEEDED, _Layout
-from reve_remix._jobs_file import MANIFEST_NAME
+from reve_remix._jobs_file import MANIFEST_NAME, STATE_DIR
 from reve_remix._ledger import JobRecord
 from reve_remix._lifecycle import JobState
 from reve_remix._manifest import read_history
 from reve_remix._spec import spec
 from reve_remix.review import (
     GRID_JOBS,
+    JOBS_FILE_NOTE,
     Card,
     Reference,
     cards_from_ledger,
     contact_sheet,
     draw_grid,
+    last_jobs_file,
     prompt_grid,
+    remember_jobs_file,
 )
 from reve_remix.testing import MockServer
 from tests.conftest import run_cli
@@ -122,6 +125,7 @@ def test_without_the_jobs_file_every_job_of_the_ledger_still_has_a_card(
     batch: tuple[Path, dict[str, str]],
 ) -> None:
     folder, expected = batch
+    (folder / "out" / STATE_DIR / JOBS_FILE_NOTE).unlink()  # the jobs file gone, or unknown
     cards = cards_from_ledger(folder / "out")
     recorded = {record.id for record in read_history(folder / "out")[0]}
     assert {card.id for card in cards} == recorded == set(expected) - {"cat-pending"}
@@ -790,3 +794,13 @@ def test_the_dry_run_reports_what_would_stop_a_run(cat: Path, tmp_path: Path) ->
     assert "1 invalid" in run.stdout
     assert "exists but no finished job of this batch wrote it" in run.stderr
     assert "--strict: 1 invalid line(s); nothing would be sent" in run.stderr
+
+
+def test_review_without_jobs_finds_the_jobs_file_the_batch_ran(tmp_path: Path) -> None:
+    # A batch notes its jobs file: 'review DIR' alone keeps the references the batch's sheet had.
+    out, jobs = tmp_path / "out", tmp_path / "elsewhere" / "my-jobs.jsonl"
+    jobs.parent.mkdir()
+    jobs.write_text("")
+    assert last_jobs_file(out) is None
+    remember_jobs_file(out, jobs)
+    assert last_jobs_file(out) == jobs.resolve()

@@ -15,7 +15,7 @@ from .. import _config
 from .._exceptions import ValidationError
 from .._jobs_file import MANIFEST_NAME
 from .._sheet import Card
-from ..review import GRID_JOBS, contact_sheet
+from ..review import GRID_JOBS, contact_sheet, last_jobs_file, remember_jobs_file
 from ._console import DEBUG_HINT, EXIT_OK, PROG, Console, UsageError
 from ._options import Commands, SharedOptions
 
@@ -37,7 +37,8 @@ def add(commands: Commands, shared: SharedOptions) -> None:
     review.add_argument(
         "--jobs",
         metavar="JOBS.jsonl",
-        help=f"the batch's jobs file, for the references (default: DIR/{GRID_JOBS})",
+        help="the batch's jobs file, for the references (default: the one DIR's last batch "
+        f"ran, else DIR/{GRID_JOBS})",
     )
     review.set_defaults(run=run)
 
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(f"{out_dir}: not a folder")
     jobs_file = Path(args.jobs) if args.jobs else None
     manifest = out_dir / MANIFEST_NAME
-    if jobs_file is None and not manifest.is_file() and not (out_dir / GRID_JOBS).is_file():
+    if jobs_file is None and not manifest.is_file() and last_jobs_file(out_dir) is None:
         raise UsageError(
             f"{out_dir} holds no {manifest.name}: run "
             f"'{PROG} batch JOBS.jsonl --out {out_dir}' first, or pass --jobs"
@@ -68,6 +69,7 @@ def refresh_sheet(
     """At the end of a run: rewrite ``DIR/index.html`` (of ``cards``, else of the ledger) unless
     ``--no-review``, and print its path. A sheet that cannot be written is a warning: the run
     itself is over, and its images are saved."""
+    remember_jobs_file(out_dir, jobs_file)  # for a later 'review DIR' without --jobs
     if args.no_review:
         return
     price = getattr(args, "price", None)  # a command without --price: $REVE_REMIX_PRICE

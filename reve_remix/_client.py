@@ -55,7 +55,7 @@ from ._retry import (
     RetryPolicy,
     check_rate_limiter,
 )
-from ._runner import Build, Call, Lifecycle, PaidJob, Read, Send, Settled, lifecycle
+from ._runner import Build, Call, Effect, Lifecycle, PaidJob, Read, Send, Settled, lifecycle
 from ._spec import spec
 from ._urls import http_url_problem
 from ._version import __version__
@@ -500,24 +500,20 @@ class ReveRemix(_BaseClient[httpx.Client]):
 
     def _drive(self, run: Lifecycle) -> Settled:
         """Run a job's lifecycle, doing each of its effects with this client's transport."""
-        reply: Any = None
-        failure: BaseException | None = None
-        while True:
+        step = _advance(run, None, None)
+        while not isinstance(step, Settled):
             try:
-                effect = run.send(reply) if failure is None else run.throw(failure)
-            except StopIteration as stop:
-                settled: Settled = stop.value
-                return settled
-            reply = failure = None
-            try:
-                if isinstance(effect, Send):
-                    reply = self._send(effect.request)
-                elif isinstance(effect, Read):
-                    reply = effect.image.read()
+                if isinstance(step, Send):
+                    reply: Any = self._send(step.request)
+                elif isinstance(step, Read):
+                    reply = step.image.read()
                 else:
-                    reply = self._build(effect)
+                    reply = self._build(step)
             except BaseException as exc:  # the lifecycle records it, then decides
-                failure = exc
+                step = _advance(run, None, exc)
+            else:
+                step = _advance(run, reply, None)
+        return step
 
     def _build(self, build: Build) -> httpx.Request:
         call = build.call
@@ -683,24 +679,20 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
 
     async def _drive(self, run: Lifecycle) -> Settled:
         """Async twin of :meth:`ReveRemix._drive`: the same lifecycle, awaited effects."""
-        reply: Any = None
-        failure: BaseException | None = None
-        while True:
+        step = _advance(run, None, None)
+        while not isinstance(step, Settled):
             try:
-                effect = run.send(reply) if failure is None else run.throw(failure)
-            except StopIteration as stop:
-                settled: Settled = stop.value
-                return settled
-            reply = failure = None
-            try:
-                if isinstance(effect, Send):
-                    reply = await self._send(effect.request)
-                elif isinstance(effect, Read):
-                    reply = await effect.image.aread()
+                if isinstance(step, Send):
+                    reply: Any = await self._send(step.request)
+                elif isinstance(step, Read):
+                    reply = await step.image.aread()
                 else:
-                    reply = await self._build(effect)
+                    reply = await self._build(step)
             except BaseException as exc:  # the lifecycle records it, then decides
-                failure = exc
+                step = _advance(run, None, exc)
+            else:
+                step = _advance(run, reply, None)
+        return step
 
     async def _build(self, build: Build) -> httpx.Request:
         import asyncio
@@ -789,6 +781,16 @@ def _acyclic(response: httpx.Response) -> httpx.Response:
 def _parsed_url(url: str) -> httpx.URL:
     """``url`` parsed once: httpx would parse a ``str`` URL again on every request."""
     return httpx.URL(url)
+
+
+def _advance(run: Lifecycle, reply: object, failure: BaseException | None) -> Effect | Settled:
+    """The lifecycle's next effect, given the last one's ``reply`` (or ``failure``), or how the
+    job settled: the one way both clients' drivers step a lifecycle."""
+    try:
+        return run.send(reply) if failure is None else run.throw(failure)
+    except StopIteration as stop:
+        settled: Settled = stop.value
+        return settled
 
 
 def _fetchable(url: object) -> str | None:

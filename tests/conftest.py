@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -163,6 +164,31 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """Backoff in milliseconds, so retry tests measure behaviour rather than patience."""
     monkeypatch.setattr("reve_remix._retry.INITIAL_BACKOFF", 0.01)
     monkeypatch.setattr("reve_remix._retry.MAX_BACKOFF", 0.02)
+
+
+@pytest.fixture
+def signals_as_at_a_terminal() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP act as in a foreground terminal while the test runs.
+
+    For a test that sends one of them, to a child process or to itself. A shell starts a
+    background job (``pytest &`` in a script) with SIGINT ignored, and ``nohup`` ignores SIGHUP;
+    an ignored signal stays ignored in every child, and Python installs no Ctrl-C handler when
+    SIGINT is ignored, so the signal would do nothing. Only for the test: the run as a whole
+    keeps what it was started with.
+    """
+    defaults = {
+        signal.SIGINT: signal.default_int_handler,
+        signal.SIGTERM: signal.SIG_DFL,
+        signal.SIGHUP: signal.SIG_DFL,
+    }
+    ignored = [signum for signum in defaults if signal.getsignal(signum) == signal.SIG_IGN]
+    for signum in ignored:
+        signal.signal(signum, defaults[signum])
+    try:
+        yield
+    finally:
+        for signum in ignored:
+            signal.signal(signum, signal.SIG_IGN)
 
 
 @pytest.fixture

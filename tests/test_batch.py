@@ -490,6 +490,7 @@ def test_batch_of_50_with_rate_limits_outages_and_drops_never_pays_twice(
     print("batch request counts:", counts)
 
 
+@pytest.mark.usefixtures("signals_as_at_a_terminal")
 @pytest.mark.slow  # a 32-job batch killed and resumed, twice: about 10 s
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
 def test_a_batch_killed_half_way_resumes_without_paying_twice(tmp_path, sample_png, how):

@@ -175,6 +175,7 @@ def test_two_runs_at_once_pay_once_and_wait_waits(tmp_path):
 # --- 2. SIGTERM and SIGHUP, like Ctrl-C --------------------------------------------------------
 
 
+@pytest.mark.usefixtures("signals_as_at_a_terminal")
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_a_signal_finishes_the_running_jobs_and_saves_what_was_paid(tmp_path, how):
     jobs = write_jobs(tmp_path / "jobs.jsonl", [line(n, id=f"j{n}") for n in range(4)])
@@ -208,6 +209,7 @@ def test_a_signal_finishes_the_running_jobs_and_saves_what_was_paid(tmp_path, ho
     assert len(list(out.glob("*.png"))) == 4
 
 
+@pytest.mark.usefixtures("signals_as_at_a_terminal")
 def test_a_second_signal_quits_at_once_listing_what_is_held(tmp_path):
     jobs = write_jobs(tmp_path / "jobs.jsonl", [line(n, id=f"j{n}") for n in range(3)])
     out = tmp_path / "out"
@@ -335,6 +337,7 @@ def test_a_manifest_that_fails_mid_run_stops_sending_and_saves_what_was_paid(
 # --- 6. remix interrupted after the 2xx: the URL and a fetch that does not pay -----------------
 
 
+@pytest.mark.usefixtures("signals_as_at_a_terminal")
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
 def test_remix_interrupted_while_downloading_prints_a_fetch_command_that_does_not_pay(
     tmp_path, how

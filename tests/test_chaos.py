@@ -53,6 +53,7 @@ EVENTS = ("sigterm", "sigkill", "second-run", "output-fails")
 WAIT = 60  # seconds any one condition may take on a busy machine
 
 
+@pytest.mark.usefixtures("signals_as_at_a_terminal")
 def test_chaos_short(tmp_path, record_property):
     """Every event once, on a small batch: the README suite's version (a few seconds)."""
     seed = int(os.environ.get("CHAOS_SEED", time.time_ns() % 1_000_000))
@@ -65,6 +66,7 @@ def test_chaos_short(tmp_path, record_property):
     assert counts["events"] == dict.fromkeys(EVENTS, 1)
 
 
+@pytest.mark.usefixtures("signals_as_at_a_terminal")
 @pytest.mark.slow  # five seeds, thirty jobs, a dozen random events each: about a minute or two
 @pytest.mark.parametrize("run", range(5))
 def test_chaos_many_seeds(tmp_path, record_property, run):

@@ -334,6 +334,7 @@ def test_on_a_terminal_a_live_line_shows_elapsed_time_and_retry_waits(workdir):
     assert stdout.strip().endswith(".png")
 
 
+@pytest.mark.usefixtures("signals_as_at_a_terminal")
 def test_ctrl_c_during_a_remix_exits_130(workdir):
     # The server holds the answer a minute: the signal reaches the CLI while it waits for it.
     with MockServer(latency=60) as server:
@@ -386,6 +387,7 @@ def test_demo_without_jsonschema_says_what_to_install(tmp_path, monkeypatch):
     assert not (tmp_path / "reve-remix-demo.png").exists()
 
 
+@pytest.mark.usefixtures("signals_as_at_a_terminal")
 def test_mock_serves_until_ctrl_c(tmp_path):
     command = cli_command("mock", "--port", "0")
     with child(

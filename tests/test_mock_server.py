@@ -376,6 +376,7 @@ def test_a_fixed_port_is_used_and_history_survives_a_restart():
     assert server.connections == 2
 
 
+@pytest.mark.usefixtures("signals_as_at_a_terminal")
 @pytest.mark.skipif(os.name != "posix", reason="needs signal.pthread_kill")
 def test_serve_forever_runs_until_ctrl_c():
     server = MockServer()

@@ -107,6 +107,7 @@ class TestSync:
             assert "nothing was sent" in str(failed)
             assert generations(server) == 2
 
+    @pytest.mark.usefixtures("signals_as_at_a_terminal")
     def test_ctrl_c_stops_sending_and_hands_over_what_was_paid(self, caplog):
         with MockServer() as server, ReveRemix(API_KEY, base_url=server.base_url) as client:
             server.enqueue(Fault(delay=0.2), Fault(delay=0.2))

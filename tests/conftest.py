@@ -10,7 +10,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 from unittest import mock
@@ -29,6 +30,9 @@ collect_ignore = ["user_project"]
 # Recognisable on purpose: the secrets tests grep every output for it.
 API_KEY = "sk-or-TEST-SECRET-7f3a9c2e51d84b60"
 IMAGE_URL = "https://example.com/cat.png"
+# Seconds a readiness condition (a child's first line, a request arriving) may take on a busy
+# machine before the test fails: a safety net against a hang, never a measure of speed.
+WAIT = 60
 
 
 def claim_by_a_stopped_process(store: str, job_id: str, attempt: int = 1) -> None:
@@ -164,6 +168,30 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """Backoff in milliseconds, so retry tests measure behaviour rather than patience."""
     monkeypatch.setattr("reve_remix._retry.INITIAL_BACKOFF", 0.01)
     monkeypatch.setattr("reve_remix._retry.MAX_BACKOFF", 0.02)
+
+
+def until(condition: Callable[[], object], what: str) -> None:
+    """Wait for ``condition()``: a readiness condition, never a guess at how long things take."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def child(command: Sequence[object], **options: Any) -> Iterator[subprocess.Popen[Any]]:
+    """``subprocess.Popen(command, **options)``, killed on the way out if it is still running.
+
+    A failing test never leaves its process behind: a ``reve-remix mock`` would serve until
+    killed, and ``Popen``'s own exit waits for the process to end by itself.
+    """
+    process = subprocess.Popen([str(part) for part in command], **options)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()  # reaps it and closes its pipes
 
 
 @pytest.fixture

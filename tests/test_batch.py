@@ -33,7 +33,7 @@ from reve_remix._schedule import run_in_tasks
 from reve_remix._spec import spec
 from reve_remix.testing import Fault, MockServer
 
-from .conftest import API_KEY, IMAGE_URL, run_cli
+from .conftest import API_KEY, IMAGE_URL, WAIT, child, run_cli, until
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EDITS = spec().path  # the operation, as the spec locates it
@@ -498,17 +498,15 @@ def test_a_batch_killed_half_way_resumes_without_paying_twice(tmp_path, sample_p
     out_dir = tmp_path / "out"
     with MockServer(latency=0.25) as server:
         command = batch_command(server, tmp_path / "jobs.jsonl", out_dir, "--concurrency", "4")
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env()
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            manifest = out_dir / "manifest.jsonl"
-            if manifest.exists() and manifest.read_text().count('"status":"done"') >= 8:
-                break
-            time.sleep(0.02)
-        process.send_signal(how)
-        stdout, stderr = process.communicate(timeout=30)
+        manifest = out_dir / "manifest.jsonl"
+        options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+        with child(command, env=cli_env(), **options) as process:
+            until(
+                lambda: manifest.exists() and manifest.read_text().count('"status":"done"') >= 8,
+                "eight jobs done",
+            )
+            process.send_signal(how)
+            stdout, stderr = process.communicate(timeout=WAIT)
         assert API_KEY not in stdout + stderr
         first_posts = len(posts(server))
         latest_first = latest_by_id(out_dir)

@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -33,10 +32,9 @@ from reve_remix._recipe import embed
 from reve_remix._runner import Action, Policy
 from reve_remix.testing._png import gradient_png
 
-from .conftest import API_KEY, IMAGE_URL, run_cli
+from . import conftest
+from .conftest import API_KEY, IMAGE_URL, WAIT, run_cli, until
 from .paid_server import PaidServer
-
-WAIT = 60  # seconds a readiness condition may take on a busy machine before the test fails
 
 
 @pytest.fixture(autouse=True)
@@ -67,14 +65,6 @@ def batch(server: PaidServer, jobs: Path, out: Path, *extra: str):
     return run_cli("batch", jobs, "--out", out, "--base-url", server.base_url, *extra)
 
 
-def until(condition, what: str) -> None:
-    """Wait for ``condition()``: a readiness condition, never a guess at how long things take."""
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
 def posted(server: PaidServer) -> int:
     with server.lock:
         return sum(server.posted.values())
@@ -82,18 +72,14 @@ def posted(server: PaidServer) -> int:
 
 @contextlib.contextmanager
 def child(command: list[str], stderr: Path | None = None):
-    """A ``reve-remix`` process; killed on the way out whatever happened."""
+    """A ``reve-remix`` process with the key, stderr to a file if given; ended on the way out."""
     env = {**os.environ, "ONEROUTER_API_KEY": API_KEY}
     env.pop("REVE_REMIX_BASE_URL", None)
-    with contextlib.ExitStack() as files:
-        err = files.enter_context(stderr.open("w")) if stderr else subprocess.PIPE
-        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                process.kill()
-            process.communicate(timeout=30)
+    with contextlib.ExitStack() as stack:
+        err = stack.enter_context(stderr.open("w")) if stderr else subprocess.PIPE
+        yield stack.enter_context(
+            conftest.child(command, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+        )
 
 
 def cli_command(*args: object) -> list[str]:
@@ -570,16 +556,12 @@ def test_remix_keeps_an_inline_image_whose_save_fails_and_names_where(tmp_path):
         command = cli_command(
             "remix", "<img>0</img> x", "-i", tmp_path / "cat.png", "-o", out / "x.png"
         )
-        process = subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        try:
+        options = {"env": env, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+        with conftest.child(command, **options) as process:
             until(lambda: server.posted, "the POST")
             out.rmdir()
             out.write_text("a file where the folder was")
-            _, err = process.communicate(timeout=60)
-        finally:
-            process.kill()
+            _, err = process.communicate(timeout=WAIT)
         assert server.generations == 1
     assert process.returncode == 1, err
     kept = err.split("kept at ", 1)[1].split(")", 1)[0]

@@ -36,7 +36,7 @@ from reve_remix import read_recipe
 from reve_remix._ledger import JobRecord
 from reve_remix._recipe import embed
 
-from .conftest import API_KEY, IMAGE_URL
+from .conftest import API_KEY, IMAGE_URL, WAIT
 from .paid_server import PaidServer
 
 FAULT_WEIGHTS = {
@@ -50,7 +50,6 @@ FAULT_WEIGHTS = {
     "empty": 7,
 }
 EVENTS = ("sigterm", "sigkill", "second-run", "output-fails")
-WAIT = 60  # seconds any one condition may take on a busy machine
 
 
 @pytest.mark.usefixtures("signals_as_at_a_terminal")

@@ -6,7 +6,6 @@ process where only one will do: the console script, Ctrl-C, a terminal, a server
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -30,7 +29,7 @@ from reve_remix._spec import spec
 from reve_remix.testing import Fault, MockServer
 
 from . import conftest
-from .conftest import API_KEY, IMAGE_URL
+from .conftest import API_KEY, IMAGE_URL, WAIT, child
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SAMPLES = Path(__file__).parents[1] / "reve_remix" / "_samples"
@@ -54,19 +53,6 @@ def run_cli(*args, cwd, server=None, key=API_KEY, env=None):
     if server is not None:
         args = (*args, "--base-url", server.base_url)
     return conftest.run_cli(*args, cwd=cwd, key=key, env=env)
-
-
-@contextlib.contextmanager
-def child(command, **options):
-    """``subprocess.Popen(command)`` that is always ended: a failing test never leaves it running
-    (a ``reve-remix mock`` would serve until killed, and ``Popen``'s own exit waits for it)."""
-    process = subprocess.Popen(command, **options)
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()  # reaps it and closes its pipes
 
 
 def remix(prompt, options, **kwargs):
@@ -292,10 +278,9 @@ def read_terminal(process, master):
     """Everything the process writes to the terminal ``master`` until it exits."""
     output = b""
     while True:
-        ready, _, _ = select.select([master], [], [], 30)
-        if not ready:
-            process.kill()
-            raise AssertionError(f"no output for 30 s; so far: {output!r}")
+        ready, _, _ = select.select([master], [], [], WAIT)
+        if not ready:  # the caller's child() ends the process
+            raise AssertionError(f"no output for {WAIT} s; so far: {output!r}")
         try:
             chunk = os.read(master, 4096)
         except OSError as exc:  # EIO: the terminal's other end is closed
@@ -305,7 +290,7 @@ def read_terminal(process, master):
         if not chunk:
             break
         output += chunk
-    process.wait(timeout=30)
+    process.wait(timeout=WAIT)
     return output.decode()
 
 
@@ -316,7 +301,7 @@ def test_on_a_terminal_a_live_line_shows_elapsed_time_and_retry_waits(workdir):
         master, slave = pty.openpty()
         options = f"-i cat.png --base-url {server.base_url}"
         command = cli_command("remix", "<img>0</img> x", *options.split())
-        with subprocess.Popen(
+        with child(
             command, cwd=workdir, env=cli_env(), stdout=subprocess.PIPE, stderr=slave
         ) as process:
             os.close(slave)

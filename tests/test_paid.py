@@ -35,7 +35,7 @@ from reve_remix._ledger import JobRecord
 from reve_remix._results import parse_response
 from reve_remix._spec import spec
 
-from .conftest import API_KEY, IMAGE_URL, run_cli
+from .conftest import API_KEY, IMAGE_URL, WAIT, child, run_cli, until
 from .paid_server import PaidServer
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -125,16 +125,14 @@ def test_sigkill_during_the_download_leaves_it_paid_and_the_resume_downloads(tmp
     with PaidServer(downloads=lambda rng: "slow") as server:
         command = [sys.executable, "-m", "reve_remix", "batch", str(jobs), "--out", str(out)]
         command += ["--base-url", server.base_url, "--concurrency", "3"]
-        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 20
-        while server.gets < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        process.send_signal(signal.SIGKILL)
-        process.communicate(timeout=10)
+        with child(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+            until(lambda: server.gets >= 3, "three downloads")
+            process.send_signal(signal.SIGKILL)
+            process.communicate(timeout=WAIT)
         assert server.generations == 3
         assert {record.status for record in latest(out).values()} == {"paid"}
         server.chooser = lambda rng: "ok"
-        resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=WAIT)
         assert resumed.returncode == 0, resumed.stderr
         assert server.generations == 3  # the resume downloaded, and generated nothing
     assert {record.status for record in latest(out).values()} == {"done"}

@@ -7,6 +7,7 @@ and count what :class:`PaidServer` answered: the cap holds across all of them.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from reve_remix import BudgetExceededError, PaidStore, ValidationError
 from reve_remix._engine import capped, remix_rows
 from reve_remix._store_budget import BUDGET, StoreBudget
 
-from .conftest import API_KEY, IMAGE_URL
+from .conftest import API_KEY, IMAGE_URL, WAIT, child
 from .paid_server import PaidServer
 
 
@@ -84,16 +85,18 @@ def test_processes_sharing_one_store_send_exactly_the_cap(tmp_path):
         "                   api_key=sys.argv[3], base_url=sys.argv[4])\n"
         "print(' '.join(o.status for o in found))\n"
     )
-    with PaidServer(post_latency=0.2) as server:
+    with PaidServer(post_latency=0.2) as server, contextlib.ExitStack() as running:
         processes = [
-            subprocess.Popen(
-                [sys.executable, "-c", script, budget_file, name, API_KEY, server.base_url],
-                stdout=subprocess.PIPE,
-                text=True,
+            running.enter_context(
+                child(
+                    [sys.executable, "-c", script, budget_file, name, API_KEY, server.base_url],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
             )
             for name in "xy"
         ]
-        printed = " ".join(process.communicate(timeout=60)[0] for process in processes)
+        printed = " ".join(process.communicate(timeout=WAIT)[0] for process in processes)
     assert all(process.returncode == 0 for process in processes)
     assert server.generations == 3
     assert sorted(printed.split()) == ["done"] * 3 + ["pending"] * 3

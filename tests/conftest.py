@@ -7,6 +7,7 @@ import contextlib
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -192,6 +193,34 @@ def child(command: Sequence[object], **options: Any) -> Iterator[subprocess.Pope
         if process.poll() is None:
             process.kill()
         process.communicate()  # reaps it and closes its pipes
+
+
+class RefusedPort:
+    """A port on 127.0.0.1 that refuses connections until released (or the ``with`` block ends).
+
+    Bound but not listening: a connection is refused, and no other process (another test run
+    on the machine) can take the port meanwhile, as it could a port found free and let go.
+
+    Example::
+
+        with RefusedPort() as refused:
+            ReveRemix(API_KEY, base_url=f"http://127.0.0.1:{refused.port}")
+    """
+
+    def __init__(self) -> None:
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self.port: int = self._socket.getsockname()[1]
+
+    def release(self) -> None:
+        """Let the port go, e.g. for a server to start on it. Idempotent."""
+        self._socket.close()
+
+    def __enter__(self) -> RefusedPort:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
 
 
 @pytest.fixture

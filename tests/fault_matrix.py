@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -54,7 +53,7 @@ from reve_remix._download import DOWNLOAD_MAX_RETRIES, Downloader
 from reve_remix._results import paid_image
 from reve_remix.testing import Fault, MockServer
 
-from .conftest import API_KEY, IMAGE_URL, Twin
+from .conftest import API_KEY, IMAGE_URL, RefusedPort, Twin
 from .paid_server import DRIP_SECONDS, SLOW_SECONDS, PaidServer
 
 MAX_RETRIES = 2
@@ -294,16 +293,12 @@ def run(row: Row, kind: str = "sync") -> Outcome:
             server = stack.enter_context(MockServer())
             base_url = server.base_url
         else:
-            # Bound but not listening: a connection is refused, and no other process (another
-            # test run on the machine) can take the port and answer in the server's place.
-            held = stack.enter_context(socket.socket())
-            held.bind(("127.0.0.1", 0))
-            port = held.getsockname()[1]
-            server = MockServer(port=port)
+            refused = stack.enter_context(RefusedPort())
+            server = MockServer(port=refused.port)
             stack.callback(server.stop)
-            base_url = f"http://127.0.0.1:{port}"
+            base_url = f"http://127.0.0.1:{refused.port}"
             if row.refused == "once":
-                on_retry = _opening(held, server)
+                on_retry = _opening(refused, server)
         faults, not_before = _scripted(row)
         server.enqueue(*faults)
         error: ReveRemixError | None = None
@@ -330,16 +325,18 @@ def run(row: Row, kind: str = "sync") -> Outcome:
     return Outcome(row, error, posts, elapsed, ended_at, not_before)
 
 
-def _opening(held: socket.socket, server: MockServer) -> Callable[[object], None]:
-    """An ``on_retry`` that lets go of ``held`` and starts ``server`` on its port, once.
+def _opening(refused: RefusedPort, server: MockServer) -> Callable[[object], None]:
+    """An ``on_retry`` that releases ``refused`` and starts ``server`` on its port, once.
 
     The server is up for the retry because the client decided to retry, not because a timer
     happened to fire before the client ran out of retries.
     """
+    opened: list[bool] = []
 
     def open_port(_event: object) -> None:
-        if held.fileno() != -1:
-            held.close()
+        if not opened:
+            opened.append(True)
+            refused.release()
             server.start()
 
     return open_port

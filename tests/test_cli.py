@@ -29,7 +29,7 @@ from reve_remix._spec import spec
 from reve_remix.testing import Fault, MockServer
 
 from . import conftest
-from .conftest import API_KEY, IMAGE_URL, WAIT, child
+from .conftest import API_KEY, IMAGE_URL, WAIT, RefusedPort, child
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SAMPLES = Path(__file__).parents[1] / "reve_remix" / "_samples"
@@ -258,11 +258,9 @@ def test_validation_errors_exit_2_before_sending(server, workdir):
 
 
 def test_a_network_error_exits_1_with_a_hint(workdir):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
-    options = f"-i cat.png --base-url http://127.0.0.1:{closed_port} --max-retries 0"
-    completed = remix("<img>0</img> x", options, cwd=workdir)
+    with RefusedPort() as refused:
+        options = f"-i cat.png --base-url http://127.0.0.1:{refused.port} --max-retries 0"
+        completed = remix("<img>0</img> x", options, cwd=workdir)
     assert completed.returncode == 1
     assert "could not talk to the API" in completed.stderr
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 import time
 
@@ -40,7 +39,7 @@ from reve_remix._retry import RATE_LIMIT_RETRIES, AdaptiveRate, RetryEvent, Stea
 from reve_remix._spec import spec
 from reve_remix.testing import Fault, MockServer
 
-from .conftest import API_KEY, IMAGE_URL, Twin
+from .conftest import API_KEY, IMAGE_URL, RefusedPort, Twin
 
 pytestmark = pytest.mark.usefixtures("fast_backoff")
 
@@ -57,12 +56,11 @@ def posts(server: MockServer) -> int:
 
 
 def test_connection_refused_gives_up_with_a_connection_error(make_twin):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    client = make_twin(api_key=API_KEY, base_url=f"http://127.0.0.1:{port}", max_retries=1)
-    with pytest.raises(APIConnectionError, match="ConnectError"):
-        remix(client)
+    with RefusedPort() as refused:
+        url = f"http://127.0.0.1:{refused.port}"
+        client = make_twin(api_key=API_KEY, base_url=url, max_retries=1)
+        with pytest.raises(APIConnectionError, match="ConnectError"):
+            remix(client)
 
 
 def test_rate_limit_holds_back_other_callers_of_the_same_client(server, make_twin):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import socket
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,7 +28,7 @@ from reve_remix._spec import spec
 from reve_remix.testing import Fault, MockServer
 
 from . import conftest
-from .conftest import API_KEY, IMAGE_URL
+from .conftest import API_KEY, IMAGE_URL, RefusedPort
 
 PROMPT = "<img>0</img> in the rain"
 STATUSES = [400, 401, 402, 403, 404, 408, 413, 422, 429, 500, 502, 503, 504]
@@ -80,13 +79,6 @@ def raised_by(call: Callable[[], object]) -> ReveRemixError:
     return info.value
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 # --- the library's error paths ---------------------------------------------------------------
 
 
@@ -126,7 +118,10 @@ def test_no_connection_timeout_or_response_error_shows_the_key(server: MockServe
 
 @pytest.mark.usefixtures("fast_backoff")  # its retries wait; what they wait is not the point
 def test_connection_refused_does_not_show_the_key():
-    with ReveRemix(API_KEY, base_url=f"http://127.0.0.1:{closed_port()}", max_retries=1) as client:
+    with (
+        RefusedPort() as refused,
+        ReveRemix(API_KEY, base_url=f"http://127.0.0.1:{refused.port}", max_retries=1) as client,
+    ):
         raised_by(lambda: client.remix(PROMPT, [IMAGE_URL]))
 
 
@@ -179,9 +174,9 @@ def test_no_download_error_shows_the_key(server: MockServer, path: str):
 
 @pytest.mark.usefixtures("fast_backoff")  # its retries wait; what they wait is not the point
 def test_a_download_from_a_closed_port_does_not_show_the_key(server: MockServer):
-    url = f"http://127.0.0.1:{closed_port()}/out.png"
-    server.enqueue(Fault(status=200, body={"created": 1_700_000_000, "data": [{"url": url}]}))
-    with ReveRemix(API_KEY, base_url=server.base_url) as client:
+    with RefusedPort() as refused, ReveRemix(API_KEY, base_url=server.base_url) as client:
+        url = f"http://127.0.0.1:{refused.port}/out.png"
+        server.enqueue(Fault(status=200, body={"created": 1_700_000_000, "data": [{"url": url}]}))
         raised_by(client.remix(PROMPT, [IMAGE_URL]).read)
 
 

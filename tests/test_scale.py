@@ -31,7 +31,7 @@ from reve_remix._pool import AsyncShardedTransport, ShardedTransport, tls_contex
 from reve_remix._request import RequestBody, encode_body
 from reve_remix.testing import Fault
 from reve_remix.testing._png import gradient_png
-from tests.conftest import API_KEY, IMAGE_URL
+from tests.conftest import API_KEY, IMAGE_URL, WAIT
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _Server = TypeVar("_Server", bound=ThreadingHTTPServer)
@@ -39,13 +39,17 @@ ANSWER = json.dumps({"created": 1, "data": [{"url": "https://cdn.example.com/a.p
 
 
 class _Gathering(ThreadingHTTPServer):
-    """Answers no request until ``gather`` of them are in flight at once; counts connections."""
+    """Answers no request until ``gather`` of them are in flight at once; counts connections.
+
+    If they never are, every request gets a 504 after ``WAIT`` seconds (a safety net: a busy
+    machine may take seconds to open them all).
+    """
 
     daemon_threads = True
     request_queue_size = 512
 
     def __init__(self, gather: int) -> None:
-        self.barrier = threading.Barrier(gather, timeout=10)
+        self.barrier = threading.Barrier(gather, timeout=WAIT)
         self.connections = 0
         self.lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _GatheringHandler)

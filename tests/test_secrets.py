@@ -106,7 +106,7 @@ def test_no_status_error_shows_the_key(server: MockServer, status: int):
         Fault(status=200, body=b'{"created": 1, "data": []}', truncate=True),
         Fault(status=200, body=b"<html>not json</html>"),
         Fault(status=200, body={"created": "yesterday", "data": []}),
-        Fault(delay=1.0),
+        Fault(delay=3600),  # held until the server stops: however slow the client, it times out
     ],
     ids=["dropped", "truncated", "not-json", "off-schema", "timeout"],
 )

@@ -195,6 +195,31 @@ def test_a_signal_finishes_the_running_jobs_and_saves_what_was_paid(tmp_path, ho
     assert len(list(out.glob("*.png"))) == 4
 
 
+def test_a_signal_ignored_at_the_start_stays_ignored(tmp_path):
+    # nohup starts a command with SIGHUP ignored so that it outlives its terminal.
+    jobs = write_jobs(tmp_path / "jobs.jsonl", [line(n, id=f"j{n}") for n in range(4)])
+    out = tmp_path / "out"
+    gate = threading.Lock()
+    with PaidServer(gate=gate) as server:
+        command = cli_command("batch", jobs, "--out", out, "--base-url", server.base_url)
+        previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # inherited by the child
+        gate.acquire()
+        try:
+            with child([*command, "--concurrency", "2"], tmp_path / "err") as process:
+                signal.signal(signal.SIGHUP, previous)
+                until(lambda: posted(server) == 2, "two requests in flight")
+                process.send_signal(signal.SIGHUP)  # dropped by the kernel: it is ignored
+                gate.release()
+                code = process.wait(timeout=WAIT)
+        finally:
+            signal.signal(signal.SIGHUP, previous)
+            if gate.locked():
+                gate.release()
+    assert code == 0, (tmp_path / "err").read_text()
+    assert server.generations == 4
+    assert {record.status for record in latest(out).values()} == {JobState.DONE}
+
+
 @pytest.mark.usefixtures("signals_as_at_a_terminal")
 def test_a_second_signal_quits_at_once_listing_what_is_held(tmp_path):
     jobs = write_jobs(tmp_path / "jobs.jsonl", [line(n, id=f"j{n}") for n in range(3)])

@@ -10,6 +10,9 @@ billed, with it. So for the length of a paid command:
 - :func:`raising` (``remix``, one request): SIGTERM and SIGHUP raise :class:`Interrupted`, a
   ``KeyboardInterrupt``, as Ctrl-C does: the runner records the request as it stands, and the
   command says what was paid and how to get it.
+
+A signal the process was started with ignored stays ignored: ``nohup`` ignores SIGHUP so that a
+command outlives its terminal, and a shell ignores SIGINT for a job it runs in the background.
 """
 
 from __future__ import annotations
@@ -76,7 +79,11 @@ def _handlers(handle: Callable[[int, FrameType | None], None]) -> Iterator[None]
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {signum: signal.signal(signum, handle) for signum in SIGNALS}
+    previous = {
+        signum: signal.signal(signum, handle)
+        for signum in SIGNALS
+        if signal.getsignal(signum) != signal.SIG_IGN
+    }
     try:
         yield
     finally:

@@ -247,8 +247,11 @@ def in_flight(process, server) -> bool:
 
 
 def kill_outside_the_paid_window(process, gate, server, out, prompt_of) -> bool:
-    """SIGKILL ``process`` while no 200 it was sent lacks its ``paid`` record."""
-    give_up = time.monotonic() + 5
+    """SIGKILL ``process`` while no 200 it was sent lacks its ``paid`` record.
+
+    A busy machine may take seconds to write a record; only after ``WAIT`` does it kill anyway.
+    """
+    give_up = time.monotonic() + WAIT
     while True:
         with gate:  # no POST is answered while this is held
             if process.poll() is not None:

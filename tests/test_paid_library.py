@@ -8,7 +8,9 @@ import asyncio
 import contextlib
 import logging
 import pickle
+import signal
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -22,6 +24,9 @@ from reve_remix import (
 )
 from reve_remix.testing import Fault, MockServer
 
+from .conftest import WAIT, until
+from .paid_server import PaidServer
+
 API_KEY = "sk-test-paid-library-0123456789"
 IMAGE_URL = "https://example.com/cat.png"
 
@@ -30,11 +35,18 @@ def job(n: int) -> dict[str, object]:
     return {"prompt": f"<img>0</img> variation {n}", "images": [IMAGE_URL]}
 
 
-def generations(server: MockServer) -> int:
+def generations(server: MockServer | PaidServer) -> int:
+    if isinstance(server, PaidServer):
+        return server.generations
     return sum(1 for request in server.requests if request.is_remix)
 
 
-def warnings_about(caplog: pytest.LogCaptureFixture, server: MockServer) -> list[str]:
+def posted(server: PaidServer) -> int:
+    with server.lock:
+        return sum(server.posted.values())
+
+
+def warnings_about(caplog: pytest.LogCaptureFixture, server: MockServer | PaidServer) -> list[str]:
     """The WARNING lines that name a paid image of ``server`` with its request id."""
     return [
         record.getMessage()
@@ -42,8 +54,26 @@ def warnings_about(caplog: pytest.LogCaptureFixture, server: MockServer) -> list
         if record.levelno == logging.WARNING
         and "generated, not saved" in record.getMessage()
         and server.base_url in record.getMessage()
-        and "request id req_" in record.getMessage()
+        and "request id req" in record.getMessage()
     ]
+
+
+def opened(gate: threading.Lock, server: PaidServer, in_flight: int) -> threading.Thread:
+    """Release ``gate`` (held: no POST is answered) once ``in_flight`` POSTs have arrived.
+
+    So every job a test counts on is out before the first answer, however a busy machine
+    schedules the threads or tasks that send them.
+    """
+
+    def watch() -> None:
+        try:
+            until(lambda: posted(server) >= in_flight, f"{in_flight} requests in flight")
+        finally:
+            gate.release()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
 
 
 class TestSync:
@@ -51,7 +81,13 @@ class TestSync:
         def broken(progress: object) -> None:
             raise RuntimeError("bug in on_progress")
 
-        with MockServer() as server, ReveRemix(API_KEY, base_url=server.base_url) as client:
+        gate = threading.Lock()
+        gate.acquire()
+        with (
+            PaidServer(gate=gate) as server,
+            ReveRemix(API_KEY, base_url=server.base_url) as client,
+        ):
+            opened(gate, server, in_flight=2)
             with pytest.raises(RuntimeError, match="bug in on_progress") as caught:
                 client.remix_many([job(n) for n in range(6)], concurrency=2, on_progress=broken)
             assert generations(server) == 2  # the slot of the first outcome was never handed on
@@ -65,16 +101,19 @@ class TestSync:
         with MockServer() as server, ReveRemix(API_KEY, base_url=server.base_url) as client:
             for _job, outcome in client.iter_remix([job(n) for n in range(8)], concurrency=4):
                 assert isinstance(outcome, RemixResult)
+                until(lambda: generations(server) == 4, "the other three sent")
                 break
             # Nothing new starts; each job already sent is waited for, and all but the one
-            # received are logged (a job whose thread had not started yet is never sent).
-            assert 2 <= generations(server) <= 4
-            assert len(warnings_about(caplog, server)) == generations(server) - 1
+            # received are logged.
+            assert generations(server) == 4
+            assert len(warnings_about(caplog, server)) == 3
 
     def test_a_raising_job_iterable_stops_sending_and_hands_over_what_was_paid(self, caplog):
         def jobs():
             yield job(0)
             yield job(1)
+            # Both out first: a job drawn but not yet taken up by a thread is never sent.
+            until(lambda: generations(server) == 2, "both jobs sent")
             raise ValueError("the jobs file broke")
 
         with MockServer() as server, ReveRemix(API_KEY, base_url=server.base_url) as client:
@@ -107,18 +146,23 @@ class TestSync:
             assert "nothing was sent" in str(failed)
             assert generations(server) == 2
 
-    @pytest.mark.usefixtures("signals_as_at_a_terminal")
+    @pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs signal.pthread_kill")
     def test_ctrl_c_stops_sending_and_hands_over_what_was_paid(self, caplog):
-        with MockServer() as server, ReveRemix(API_KEY, base_url=server.base_url) as client:
-            server.enqueue(Fault(delay=0.2), Fault(delay=0.2))
-            interrupted = _interrupt_main_when(lambda: generations(server) >= 2)
+        # Both requests are held until the Ctrl-C has reached the main thread: however slowly
+        # it does, no answer can let a third job start first.
+        gate = threading.Lock()
+        gate.acquire()
+        with (
+            PaidServer(gate=gate) as server,
+            ReveRemix(API_KEY, base_url=server.base_url) as client,
+            ctrl_c_after(lambda: posted(server) == 2, then=gate.release) as interrupted,
+        ):
             with pytest.raises(KeyboardInterrupt) as caught:
                 client.remix_many([job(n) for n in range(6)], concurrency=2)
             interrupted.join()
-            paid = len(caught.value.paid_results)
-            assert generations(server) <= 4  # nothing more started once it was seen
-            assert paid == generations(server)  # every generation was handed over
-            assert len(warnings_about(caplog, server)) == paid
+            assert generations(server) == 2  # nothing more started once it was seen
+            assert len(caught.value.paid_results) == 2  # every generation was handed over
+            assert len(warnings_about(caplog, server)) == 2
 
 
 class TestAsync:
@@ -127,7 +171,10 @@ class TestAsync:
         def broken(progress: object) -> None:
             raise RuntimeError("bug in on_progress")
 
-        with MockServer() as server:
+        gate = threading.Lock()
+        gate.acquire()
+        with PaidServer(gate=gate) as server:
+            opened(gate, server, in_flight=2)
             async with AsyncReveRemix(API_KEY, base_url=server.base_url) as client:
                 with pytest.raises(RuntimeError, match="bug in on_progress") as caught:
                     await client.remix_many(
@@ -145,9 +192,11 @@ class TestAsync:
                 async with contextlib.aclosing(run):
                     async for _job, outcome in run:
                         assert isinstance(outcome, RemixResult)
+                        while generations(server) < 4:  # the other three sent
+                            await asyncio.sleep(0.01)
                         break
-            assert 2 <= generations(server) <= 4
-            assert len(warnings_about(caplog, server)) == generations(server) - 1
+            assert generations(server) == 4
+            assert len(warnings_about(caplog, server)) == 3
 
     @pytest.mark.anyio
     async def test_a_raising_job_iterable_stops_sending_and_hands_over_what_was_paid(self, caplog):
@@ -167,7 +216,7 @@ class TestAsync:
     @pytest.mark.anyio
     async def test_cancellation_logs_the_requests_that_were_out(self, caplog):
         with MockServer() as server:
-            server.enqueue(Fault(delay=5), Fault(delay=5))
+            server.enqueue(Fault(delay=3600), Fault(delay=3600))  # until the server stops
             async with AsyncReveRemix(API_KEY, base_url=server.base_url) as client:
                 task = asyncio.ensure_future(
                     client.remix_many([job(n) for n in range(6)], concurrency=2)
@@ -228,18 +277,36 @@ def test_an_image_not_saved_error_pickles_with_where_the_image_is():
     )
 
 
-def _interrupt_main_when(condition: object) -> threading.Thread:
-    """Deliver Ctrl-C to the main thread once ``condition()`` holds (polled, no timing)."""
-    import _thread
+@contextlib.contextmanager
+def ctrl_c_after(condition: Callable[[], object], then: Callable[[], object]):
+    """Ctrl-C to the main thread once ``condition()`` holds; ``then()`` once it has arrived there.
+
+    Yields the watching thread. The handler is this test's own (restored after), so the
+    interrupt arrives even in a run started with SIGINT ignored, and says when it arrived.
+    """
+    arrived = threading.Event()
+
+    def on_ctrl_c(_signum: int, _frame: object) -> None:
+        arrived.set()
+        raise KeyboardInterrupt
 
     def watch() -> None:
-        while not condition():  # type: ignore[operator]
-            threading.Event().wait(0.005)
-        _thread.interrupt_main()
+        try:
+            until(condition, "the moment to press Ctrl-C")
+            # A real signal, to the main thread: it wakes a wait there, as Ctrl-C does
+            # (_thread.interrupt_main() would only be seen once the wait ended by itself).
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            arrived.wait(WAIT)
+        finally:
+            then()
 
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
-    return thread
+    try:
+        yield thread
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _png() -> bytes:

@@ -99,11 +99,15 @@ class JobRecord:
         Built from the fields' values in one call: ``dataclasses.replace`` reads the class's
         fields anew on every call, and the runner makes a record at every step of every job.
         """
-        values = dict(zip(_FIELDS, _values(self), strict=True))
+        values = list(_values(self))
         if status is not None:
-            values["status"] = status
-        values.update(changes)
-        return JobRecord(**values)
+            values[_INDEX["status"]] = status
+        for name, value in changes.items():
+            index = _INDEX.get(name)
+            if index is None:
+                raise TypeError(f"JobRecord has no field {name!r}")
+            values[index] = value
+        return JobRecord(*values)
 
     def stamped(self) -> JobRecord:
         """A copy stamped with the time now: what a durable ledger writes."""
@@ -155,6 +159,7 @@ class JobRecord:
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(JobRecord))
 _values = operator.attrgetter(*_FIELDS)
+_INDEX = {name: index for index, name in enumerate(_FIELDS)}
 _INT_FIELDS = ("attempt", "line", "status_code")
 _TEXT_FIELDS = tuple(name for name in _FIELDS if name not in ("id", "status", *_INT_FIELDS))
 _STATES = frozenset(state.value for state in JobState)

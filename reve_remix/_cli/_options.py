@@ -18,6 +18,7 @@ from .. import _config
 from .._budget import Budget
 from .._client import BASE_URL_ENV, DEFAULT_MAX_RETRIES, ReveRemix
 from .._exceptions import ValidationError
+from .._money import amount, usd
 from .._pool import tls_context
 from .._request import check_model
 from .._retry import RATE_LIMIT_RETRIES
@@ -126,7 +127,7 @@ class SharedOptions:
         )
         group.add_argument(
             "--max-cost",
-            type=checked(lambda value: _config.amount(value, "--max-cost")),
+            type=checked(lambda value: amount(value, "--max-cost")),
             metavar="USD",
             help="spend at most this in this run, at --price USD a generation",
         )
@@ -239,7 +240,7 @@ def caps(args: argparse.Namespace) -> str:
     if getattr(args, "max_generations", None) is not None:
         given.append(f"--max-generations {args.max_generations}")
     if getattr(args, "max_cost", None) is not None:
-        given.append(f"--max-cost {args.max_cost} at {price(args)} USD a generation")
+        given.append(f"--max-cost {usd(args.max_cost)} at {usd(price(args) or 0)} a generation")
     return " and ".join(given)
 
 

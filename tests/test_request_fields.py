@@ -160,13 +160,16 @@ def batch(server: MockServer, folder: Path, jobs: Path, *args: str) -> Any:
     )  # fmt: skip
 
 
-def test_batch_lines_without_the_field_are_refused_naming_the_ways_to_give_it(
+def test_a_batch_line_without_the_field_is_refused_naming_the_ways_to_give_it(
     required: str, server: MockServer, tmp_path: Path
 ) -> None:
     jobs = jobs_file(tmp_path, {"prompt": PROMPT, "images": [IMAGE_URL], "id": "a"})
-    run = batch(server, tmp_path, jobs, "--strict")
-    assert run.returncode != 0
-    assert f"--field {NAME}=JSON" in run.stderr
+    for check in ("--strict", "--dry-run"):  # a run and its dry run refuse it alike
+        refused = batch(server, tmp_path, jobs, check)
+        assert refused.returncode != 0
+        assert f"--field {NAME}=JSON" in refused.stdout + refused.stderr
+    planned = batch(server, tmp_path, jobs, "--dry-run", "--field", f'{NAME}="high"')
+    assert planned.returncode == 0, planned.stdout + planned.stderr
     assert sent(server) == []
 
 
@@ -185,18 +188,6 @@ def test_batch_sends_field_to_every_line_and_a_lines_own_extra_body_wins(
     again = batch(server, tmp_path, jobs, "--field", f'{NAME}="standard"', "--field", "seed=3")
     assert again.returncode == 0, again.stderr
     assert len(sent(server)) == 2  # the same fields: the same jobs, done, not paid again
-
-
-def test_a_batch_dry_run_checks_the_field_as_a_run_does(
-    required: str, server: MockServer, tmp_path: Path
-) -> None:
-    jobs = jobs_file(tmp_path, {"prompt": PROMPT, "images": [IMAGE_URL], "id": "a"})
-    refused = batch(server, tmp_path, jobs, "--dry-run")
-    assert refused.returncode != 0
-    assert f"--field {NAME}=JSON" in refused.stdout + refused.stderr
-    planned = batch(server, tmp_path, jobs, "--dry-run", "--field", f'{NAME}="high"')
-    assert planned.returncode == 0, planned.stdout + planned.stderr
-    assert sent(server) == []
 
 
 # --- grid -----------------------------------------------------------------------------------------

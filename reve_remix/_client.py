@@ -871,11 +871,9 @@ def _abandoned_on_exit(ledger: MemoryLedger, why: str) -> Iterator[None]:
     """Whatever stops a call early, its paid results are logged and attached, never dropped."""
     try:
         yield
-    except _ClientClosing as exc:
-        _attach(exc, ledger.abandon(f"{why} (its client was closed)"))
-        raise
     except BaseException as exc:
-        _attach(exc, ledger.abandon(why))
+        closed = " (its client was closed)" if isinstance(exc, _ClientClosing) else ""
+        _attach(exc, ledger.abandon(why + closed))
         raise
 
 

@@ -92,8 +92,9 @@ class PaidJob:
     """One job for the runner: its id, what to send, and where its image goes.
 
     ``fingerprint`` is what would be sent (``_identity.fingerprint``); a ledger that outlives the
-    process compares it with the record's. ``destination`` ``None`` hands the result to the
-    caller instead of saving it (``remix``, ``remix_many``).
+    process compares it with the record's, and ``parts`` (``_identity.Identity.parts``) says
+    what changed when they differ. ``destination`` ``None`` hands the result to the caller
+    instead of saving it (``remix``, ``remix_many``).
     """
 
     id: str
@@ -101,6 +102,7 @@ class PaidJob:
     fingerprint: str | None = None
     line: int | None = None
     destination: Destination | None = None
+    parts: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,12 +279,15 @@ def lifecycle(
     action = plan(previous, job, policy)
     prompt = job.call.prompt if isinstance(job.call.prompt, str) else None
     if previous is None:
-        base = JobRecord(job.id, JobState.PENDING, job.fingerprint, line=job.line, prompt=prompt)
+        base = JobRecord(
+            job.id, JobState.PENDING, job.fingerprint, line=job.line, prompt=prompt, parts=job.parts
+        )
     else:
         base = previous.evolve(
             line=job.line,
             fingerprint=job.fingerprint or previous.fingerprint,
             prompt=prompt or previous.prompt,
+            parts=job.parts if job.fingerprint else previous.parts,  # the fingerprint's parts
         )
     if action in (Action.SKIP, Action.HOLD, Action.CONFLICT):
         return Settled(base, action)
@@ -345,7 +350,14 @@ _INTERRUPTED = f"{MAY_HAVE_BEEN_GENERATED}: interrupted while the request was ou
 def _first_attempt(base: JobRecord) -> JobRecord:
     """The *sent* record of a job never sent before: nothing of an earlier answer to clear."""
     return JobRecord(
-        base.id, JobState.SENT, base.fingerprint, 1, base.line, base.prompt, time=base.time
+        base.id,
+        JobState.SENT,
+        base.fingerprint,
+        1,
+        base.line,
+        base.prompt,
+        time=base.time,
+        parts=base.parts,
     )
 
 

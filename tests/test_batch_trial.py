@@ -194,9 +194,7 @@ def test_a_dry_run_under_a_cap_names_the_jobs_it_leaves_and_the_run_sends_the_ot
             "pending  j4 (line 5): left pending by --max-generations 2",
             "pending  j5 (line 6): left pending by --max-generations 2",
         ]
-        code, stdout, _ = batch(
-            server, jobs, out, "--dry-run", "--json", "--max-generations", "2"
-        )
+        code, stdout, _ = batch(server, jobs, out, "--dry-run", "--json", "--max-generations", "2")
         planned = json.loads(stdout)
         capped = [job["id"] for job in planned["jobs"] if job.get("capped")]
         assert capped == ["j3", "j4", "j5"]

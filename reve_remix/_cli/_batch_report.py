@@ -106,7 +106,11 @@ class Report:
             )
             if not self.console.live:
                 path = self.out_dir / str(record.file)
-                self.console.say(f"{PROG}: {counter} done {where} -> {path}{how}")
+                also = "".join(
+                    f", line {copy.number} -> {copy.target(self.out_dir)}"
+                    for copy in planned.copies
+                )
+                self.console.say(f"{PROG}: {counter} done {where} -> {path}{also}{how}")
             return
         status = JobState.AMBIGUOUS if settled.action is Action.HOLD else record.status
         self.ended[status] += 1

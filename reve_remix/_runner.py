@@ -350,15 +350,9 @@ _INTERRUPTED = f"{MAY_HAVE_BEEN_GENERATED}: interrupted while the request was ou
 def _first_attempt(base: JobRecord) -> JobRecord:
     """The *sent* record of a job never sent before: nothing of an earlier answer to clear."""
     return JobRecord(
-        base.id,
-        JobState.SENT,
-        base.fingerprint,
-        1,
-        base.line,
-        base.prompt,
-        time=base.time,
+        base.id, JobState.SENT, base.fingerprint, 1, base.line, base.prompt, time=base.time,
         parts=base.parts,
-    )
+    )  # fmt: skip
 
 
 def _paid(

@@ -30,7 +30,7 @@ from reve_remix.testing._png import gradient_png
 
 from .conftest import IMAGE_URL, run_cli
 from .paid_server import PaidServer
-from .test_batch_paid import WAIT, batch, latest, line, posted, seed, until, write_jobs
+from .test_batch_paid import batch, held_back, latest, line, posted, seed, until, write_jobs
 
 
 @pytest.fixture(autouse=True)
@@ -101,20 +101,11 @@ def test_a_batch_whose_output_folder_goes_stops_sending_and_a_resume_saves_what_
     out = tmp_path / "out"
     gate = threading.Lock()
     with PaidServer(gate=gate) as server:
-        finished: list = []
-        gate.acquire()
-        runner = threading.Thread(
-            target=lambda: finished.append(batch(server, jobs, out, "--concurrency", "2"))
-        )
-        runner.start()
-        try:
+        with held_back(server, gate, jobs, out, "--concurrency", "2") as finished:
             until(lambda: posted(server) == 2, "two requests in flight")
             (out / "img").mkdir(exist_ok=True)  # made by the first save; none was made yet
             (out / "img").rename(out / "img.moved")  # the folder goes: a file where it was
             (out / "img").write_text("not a folder any more")
-        finally:
-            gate.release()
-            runner.join(WAIT)
         code, stdout, err = finished[0]
         assert server.generations == 2  # the two in flight; nothing sent after
         assert code == 1

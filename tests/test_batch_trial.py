@@ -30,7 +30,17 @@ from reve_remix.testing._png import gradient_png
 
 from .conftest import IMAGE_URL, run_cli
 from .paid_server import PaidServer
-from .test_batch_paid import batch, held_back, latest, line, posted, seed, until, write_jobs
+from .test_batch_paid import (
+    b64_body,
+    batch,
+    held_back,
+    latest,
+    line,
+    posted,
+    seed,
+    until,
+    write_jobs,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -90,17 +100,19 @@ def test_a_copy_whose_output_another_line_takes_is_refused_and_the_job_still_run
 # --- 2. images that cannot be saved stop the batch ----------------------------------------------
 
 
-def output_lines(count: int) -> list[dict]:
-    return [line(n, id=f"j{n}", output=f"img/j{n}") for n in range(count)]
+def output_lines(count: int, **extra) -> list[dict]:
+    return [line(n, id=f"j{n}", output=f"img/j{n}", **extra) for n in range(count)]
 
 
+@pytest.mark.parametrize("fmt", ["url", "b64_json"])
 def test_a_batch_whose_output_folder_goes_stops_sending_and_a_resume_saves_what_was_paid(
-    tmp_path,
+    tmp_path, fmt
 ):
-    jobs = write_jobs(tmp_path / "jobs.jsonl", output_lines(6))
+    jobs = write_jobs(tmp_path / "jobs.jsonl", output_lines(6, output_format=fmt))
     out = tmp_path / "out"
     gate = threading.Lock()
-    with PaidServer(gate=gate) as server:
+    inline = b64_body(gradient_png(16, 16, seed=seed("inline"))) if fmt == "b64_json" else None
+    with PaidServer(gate=gate, post_body=inline) as server:
         with held_back(server, gate, jobs, out, "--concurrency", "2") as finished:
             until(lambda: posted(server) == 2, "two requests in flight")
             (out / "img").mkdir(exist_ok=True)  # made by the first save; none was made yet
@@ -116,13 +128,19 @@ def test_a_batch_whose_output_folder_goes_stops_sending_and_a_resume_saves_what_
         assert "4 not started" in stdout
         paid = [r for r in latest(out).values() if r.status is JobState.PAID]
         assert len(paid) == 2
-        assert all(r.url for r in paid)  # recoverable without paying
+        if fmt == "url":
+            assert all(r.url for r in paid)  # recoverable without paying
+        else:  # the bytes kept before the save was tried
+            assert all(Path(r.spool).is_file() for r in paid)
 
         (out / "img").unlink()
         (out / "img.moved").rename(out / "img")
+        gets = server.gets
         code, stdout, err = batch(server, jobs, out)  # a plain resume
         assert code == 0, err
         assert server.generations == 6
+        # the two paid ones fetched again (free) or saved from the spool, never generated again
+        assert server.gets == gets + (6 if fmt == "url" else 0)
     assert len(list((out / "img").glob("j*.png"))) == 6
 
 

@@ -215,6 +215,7 @@ def test_a_dry_run_under_a_cap_names_the_jobs_it_leaves_and_the_run_sends_the_ot
         sent = {prompt for prompt, count in server.posted.items() if count}
         assert sent == {line(n)["prompt"] for n in (0, 1, 2)}  # what the dry run said
         assert server.generations == 3
+        assert set(latest(out)) == {"j0", "j1", "j2"}  # the others were not even started
 
 
 # --- 4. grid refused by the lock writes nothing -------------------------------------------------

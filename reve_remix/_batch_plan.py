@@ -33,7 +33,7 @@ from ._jobs_file import JobLine, LineProblem, Target, target_problems, unwritabl
 from ._ledger import JobRecord
 from ._lifecycle import JobState
 from ._recipe import read_recipe, save_image
-from ._runner import Action, PaidJob, Policy, plan
+from ._runner import Action, PaidJob, Policy, changed, plan
 
 ID_DIGITS = 16
 """Hex digits of the fingerprint that name a job whose line has no ``id``."""
@@ -264,45 +264,9 @@ def plan_batch(
     clashes = target_problems(every_line, out_dir)  # in file order: the later line is named
     planned: list[Planned] = []
     for job in jobs.values():
-        line = job.line
-        previous = records.get(line.id)
-        copies = []
-        for copy in job.copies:
-            if copy.number in clashes:
-                found.append(LineProblem(copy.number, clashes[copy.number]))
-            else:
-                copies.append(copy)
-        output = OutputFile(
-            out_dir,
-            line.target(out_dir),
-            defaults.metadata,
-            tuple(c.target(out_dir) for c in copies),
-        )
-        paid = PaidJob(
-            line.id, line.call(fit=defaults.fit), job.fingerprint, line.number, output, job.parts
-        )
-        action = plan(previous, paid, policy)
-        problem = clashes.get(line.number)
-        if problem is None and action in (Action.SEND, Action.FETCH, Action.PLACE):
-            problem = _overwrites(output.target, output, previous, defaults.force)
-            for copy in list(copies):  # a copy that would overwrite a file is left out, alone
-                trouble = _overwrites(copy.target(out_dir), output, previous, defaults.force)
-                if trouble is not None:
-                    found.append(LineProblem(copy.number, trouble))
-                    copies.remove(copy)
-            if len(copies) < len(output.copies):
-                output = dataclasses.replace(
-                    output, copies=tuple(c.target(out_dir) for c in copies)
-                )
-                paid = dataclasses.replace(paid, destination=output)
-        if problem is not None:
-            found.append(LineProblem(line.number, problem))
-            found.extend(  # the job is not run: nor are its copies
-                LineProblem(c.number, f"the same job as line {line.number}, which is not run")
-                for c in copies
-            )
-            continue
-        planned.append(Planned(line, paid, action, previous, tuple(copies)))
+        made = _plan_job(job, records.get(job.line.id), clashes, out_dir, defaults, policy, found)
+        if made is not None:
+            planned.append(made)
     found.sort(key=lambda problem: problem.number)
     return BatchPlan(planned, found, notes)
 
@@ -324,12 +288,65 @@ class _Job:
         return None if self.identity is None else self.identity.parts
 
 
+def _plan_job(
+    job: _Job,
+    previous: JobRecord | None,
+    clashes: Mapping[int, str],
+    out_dir: Path,
+    defaults: Defaults,
+    policy: Policy,
+    found: list[LineProblem],
+) -> Planned | None:
+    """``job``'s action against its ``previous`` record, with the copies that can be saved;
+    ``None`` when its own file cannot be. Adds the problems of its lines to ``found``."""
+    line = job.line
+
+    def planned(copies: list[JobLine]) -> Planned:
+        targets = tuple(copy.target(out_dir) for copy in copies)
+        output = OutputFile(out_dir, line.target(out_dir), defaults.metadata, targets)
+        paid = PaidJob(
+            line.id, line.call(fit=defaults.fit), job.fingerprint, line.number, output, job.parts
+        )
+        return Planned(line, paid, plan(previous, paid, policy), previous, tuple(copies))
+
+    copies = [copy for copy in job.copies if copy.number not in clashes]
+    found.extend(LineProblem(c.number, clashes[c.number]) for c in job.copies if c not in copies)
+    made = planned(copies)
+    if line.number in clashes:
+        problem: str | None = clashes[line.number]
+    elif made.action in (Action.SEND, Action.FETCH, Action.PLACE):
+        # A file the job's previous record (of the same request) wrote may be overwritten;
+        # that of a changed job is the old request's image, kept unless --force.
+        owner = None if previous is None or changed(made.job, previous) else previous
+        output = made.job.destination
+        assert isinstance(output, OutputFile)
+        troubled = {
+            copy.number: trouble
+            for copy in copies
+            if (trouble := _overwrites(copy.target(out_dir), output, owner, defaults.force))
+        }
+        if troubled:  # a copy that would overwrite a file is left out, alone
+            found.extend(LineProblem(number, trouble) for number, trouble in troubled.items())
+            made = planned([copy for copy in copies if copy.number not in troubled])
+        problem = _overwrites(output.target, output, owner, defaults.force)
+    else:
+        problem = None
+    if problem is not None:
+        found.append(LineProblem(line.number, problem))
+        found.extend(  # the job is not run: nor are its copies
+            LineProblem(c.number, f"the same job as line {line.number}, which is not run")
+            for c in made.copies
+        )
+        return None
+    return made
+
+
 def _overwrites(
-    target: Target, output: OutputFile, previous: JobRecord | None, force: bool
+    target: Target, output: OutputFile, owner: JobRecord | None, force: bool
 ) -> str | None:
     """Why saving at ``target`` would overwrite a file no finished job of the batch wrote."""
     existing = target.existing()
-    if existing is None or force or output.mine(existing, previous):
+    if existing is None or force or output.mine(existing, owner):
         return None
     return (
         f"{existing} exists but no finished job of this batch wrote it; remove it, "

@@ -197,10 +197,7 @@ def plan(
     """
     if previous is None or previous.status is JobState.PENDING:
         return Action.SEND
-    changed = bool(job.fingerprint and previous.fingerprint) and (
-        job.fingerprint != previous.fingerprint
-    )
-    if changed:
+    if changed(job, previous):
         return Action.SEND if policy.replace_changed else Action.CONFLICT
     status = previous.status
     if status is JobState.DONE:
@@ -219,6 +216,14 @@ def plan(
     if status is JobState.FLAGGED:
         return Action.SEND if policy.resend_flagged else Action.HOLD
     return Action.SEND if policy.resend_ambiguous else Action.HOLD  # sent, ambiguous
+
+
+def changed(job: PaidJob, previous: JobRecord) -> bool:
+    """Whether ``previous`` is the record of another request under ``job``'s id (both have a
+    fingerprint, and they differ): a conflict, never the job's own."""
+    return (
+        bool(job.fingerprint and previous.fingerprint) and job.fingerprint != previous.fingerprint
+    )
 
 
 def state_after_error(error: BaseException) -> JobState:

@@ -97,6 +97,27 @@ def test_a_copy_whose_output_another_line_takes_is_refused_and_the_job_still_run
     assert (out / "a.png").exists()
 
 
+def test_a_copy_that_would_overwrite_a_file_no_job_wrote_waits_for_force(tmp_path):
+    same = {"prompt": "<img>0</img> twice", "images": [IMAGE_URL]}
+    jobs = write_jobs(
+        tmp_path / "jobs.jsonl", [{**same, "output": "a.png"}, {**same, "output": "b.png"}]
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    theirs = gradient_png(8, 8, seed=seed("theirs"))
+    (out / "b.png").write_bytes(theirs)
+    with PaidServer() as server:
+        code, _, err = batch(server, jobs, out)
+        assert code == 1
+        assert f"line 2: {out / 'b.png'} exists but no finished job of this batch wrote it" in err
+        assert (out / "b.png").read_bytes() == theirs  # left alone
+        assert (out / "a.png").exists()  # the job itself ran
+        code, _, err = batch(server, jobs, out, "--force")
+        assert code == 0, err
+        assert server.generations == 1  # the copy is placed, not generated again
+    assert (out / "b.png").read_bytes() == (out / "a.png").read_bytes()
+
+
 # --- 2. images that cannot be saved stop the batch ----------------------------------------------
 
 

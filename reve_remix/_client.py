@@ -137,7 +137,7 @@ class _BaseClient(Generic[HttpClient]):
         self.base_url = _config.base_url(base_url)
         self.model = check_model(model)
         self.auth_scheme = auth_scheme
-        self._made_headers: tuple[str, httpx.Headers] | None = None
+        self._made_headers: tuple[str, list[tuple[bytes, bytes]], httpx.Headers] | None = None
         self.uploader = uploader
         self.on_retry = on_retry
         self.retry_policy = RetryPolicy(max_retries, retry_on_ambiguous)
@@ -203,50 +203,63 @@ class _BaseClient(Generic[HttpClient]):
         """The HTTP request: the spec's method and path, the body, the call's options, and the
         recipe of what it asks for (``extensions``, read back by ``_result``).
 
-        A body with inline images is a ``RequestBody`` stream. httpx's ``content=`` would take it
-        for a sync-only iterator sent chunked, so the request is built without a body and made
-        again around the stream, with its ``Content-Length``.
+        Built as ``httpx.Client.build_request`` builds it (the ``http_client``'s headers, then
+        this client's, then the call's; the timeout as an extension), from headers merged once
+        (:meth:`_headers`): httpx merges them again for every request, which costs more than the
+        rest of the request together. A body with inline images (a ``RequestBody`` stream, sent
+        with its ``Content-Length``, which httpx would send chunked) and an ``http_client`` with
+        cookies or query parameters of its own are left to httpx to build.
         """
         operation = spec()
         options: RequestOptions = prepared.options
         content = prepared.body(images)
-        headers = self._headers()
-        if options.headers:  # after the client's own, so that they replace them (not the key)
-            headers = headers.copy()
-            headers.update(options.headers)
-        request = self._http.build_request(
-            operation.method,
-            _parsed_url(self.base_url + operation.path),
+        method, url = operation.method, _parsed_url(self.base_url + operation.path)
+        client = self._http
+        timeout = client.timeout if options.timeout is None else httpx.Timeout(options.timeout)
+        extensions = {"timeout": timeout.as_dict(), _RECIPE: prepared.recipe()}
+        if isinstance(content, bytes) and not (client.cookies or client.params):
+            headers = self._headers()
+            if options.headers:  # after the client's own, so that they replace them (not the key)
+                headers = headers.copy()
+                headers.update(options.headers)
+            return httpx.Request(
+                method, url, content=content, headers=headers, extensions=extensions
+            )
+        request = client.build_request(
+            method,
+            url,
             content=content if isinstance(content, bytes) else None,
-            headers=headers,
-            timeout=httpx.USE_CLIENT_DEFAULT if options.timeout is None else options.timeout,
-            extensions={_RECIPE: prepared.recipe()},
+            headers={**self._own_headers(), **options.headers},
+            extensions=extensions,
         )
         if isinstance(content, bytes):
             return request
         request.headers["Content-Length"] = str(content.length)
         return httpx.Request(
-            request.method,
-            request.url,
-            headers=request.headers,
-            stream=content,
-            extensions=request.extensions,
+            method, request.url, headers=request.headers, stream=content, extensions=extensions
         )
 
     def _headers(self) -> httpx.Headers:
-        """The headers of every request, made once: httpx reads a ready ``Headers`` as a copy,
-        where a ``dict`` is checked and encoded header by header on every call."""
-        scheme = self.auth_scheme
-        if self._made_headers is None or self._made_headers[0] != scheme:
-            headers = httpx.Headers(
-                {
-                    "Content-Type": "application/json",
-                    "User-Agent": USER_AGENT,
-                    "Authorization": self._authorization(),
-                }
-            )
-            self._made_headers = (scheme, headers)
-        return self._made_headers[1]
+        """The headers of every request: the ``http_client``'s own, then :meth:`_own_headers`.
+
+        Merged once, and again only when the ``http_client``'s headers or the auth scheme
+        change; ``httpx.Request`` copies them, so that each request has its own.
+        """
+        scheme, defaults = self.auth_scheme, self._http.headers.raw
+        made = self._made_headers
+        if made is None or made[0] != scheme or made[1] != defaults:
+            headers = httpx.Headers(self._http.headers)
+            headers.update(self._own_headers())
+            made = self._made_headers = (scheme, defaults, headers)
+        return made[2]
+
+    def _own_headers(self) -> dict[str, str]:
+        """What this client adds to every request's headers: the key, the JSON body, its name."""
+        return {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "Authorization": self._authorization(),
+        }
 
     def _redacted(self, response: httpx.Response) -> httpx.Response:
         """A 2xx that echoes the key (a proxy repeating the request's headers), without it: no

@@ -26,7 +26,7 @@ from typing import Any
 
 from ._exceptions import ValidationError
 from ._files import PART_FILE
-from ._identity import fingerprint
+from ._identity import Identity, identity
 from ._images import IMAGE_FORMATS, UNKNOWN_EXTENSION, image_extension, url_scheme
 from ._jobs import JOB_FIELDS, RemixJob, check_job_keys
 from ._lifecycle import JOB_ID, JOB_ID_RULE
@@ -91,6 +91,11 @@ class Target:
         if not self.add_extension:
             return [self.path]
         return [self.path.with_name(self.path.name + ext) for ext in _ALL_EXTENSIONS]
+
+    def __str__(self) -> str:
+        """The path a message names: the file, or its stem with ``.*`` when the image's bytes
+        decide the extension."""
+        return f"{self.path}.*" if self.add_extension else str(self.path)
 
     def existing(self) -> Path | None:
         """The first candidate that already exists, if any."""
@@ -187,13 +192,18 @@ class JobLine:
         )
 
     def fingerprint(self, default_model: str, *, fit: bool = False) -> str | None:
-        """What this job would send, fingerprinted (``_identity.fingerprint``).
+        """What this job would send, fingerprinted: :meth:`identity`'s fingerprint."""
+        found = self.identity(default_model, fit=fit)
+        return None if found is None else found.fingerprint
+
+    def identity(self, default_model: str, *, fit: bool = False) -> Identity | None:
+        """What this job would send, fingerprinted, and its parts (``_identity.identity``).
 
         Validates the job as ``remix`` would, without sending it (``ValidationError`` if not):
         local images by their size and leading bytes, and their content hashed, so that a bad
         file is reported with its line before any job of the batch is paid for.
         """
-        return fingerprint(self.call(fit=fit), default_model)
+        return identity(self.call(fit=fit), default_model)
 
 
 @dataclass(frozen=True, slots=True)

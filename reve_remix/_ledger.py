@@ -58,7 +58,9 @@ class JobRecord:
       reports and the contact sheet;
     - ``recipe``: what made the image (``Recipe`` as JSON), written into the saved file, so that
       an image saved by a later run (a resumed download) carries it too;
-    - ``time``: when the record was written (ISO 8601, UTC), for ``spend --by day``.
+    - ``time``: when the record was written (ISO 8601, UTC), for ``spend --by day``;
+    - ``parts``: each part of what would be sent (the prompt, each image, the model...),
+      digested on its own (``_identity.Identity``), so that a conflict can say what changed.
 
     Example::
 
@@ -82,6 +84,7 @@ class JobRecord:
     body: str | None = None
     recipe: str | None = None
     time: str | None = None
+    parts: str | None = None
 
     @property
     def where(self) -> str:

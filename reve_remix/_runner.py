@@ -92,8 +92,9 @@ class PaidJob:
     """One job for the runner: its id, what to send, and where its image goes.
 
     ``fingerprint`` is what would be sent (``_identity.fingerprint``); a ledger that outlives the
-    process compares it with the record's. ``destination`` ``None`` hands the result to the
-    caller instead of saving it (``remix``, ``remix_many``).
+    process compares it with the record's, and ``parts`` (``_identity.Identity.parts``) says
+    what changed when they differ. ``destination`` ``None`` hands the result to the caller
+    instead of saving it (``remix``, ``remix_many``).
     """
 
     id: str
@@ -101,6 +102,7 @@ class PaidJob:
     fingerprint: str | None = None
     line: int | None = None
     destination: Destination | None = None
+    parts: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +197,7 @@ def plan(
     """
     if previous is None or previous.status is JobState.PENDING:
         return Action.SEND
-    changed = bool(job.fingerprint and previous.fingerprint) and (
-        job.fingerprint != previous.fingerprint
-    )
-    if changed:
+    if changed(job, previous):
         return Action.SEND if policy.replace_changed else Action.CONFLICT
     status = previous.status
     if status is JobState.DONE:
@@ -217,6 +216,14 @@ def plan(
     if status is JobState.FLAGGED:
         return Action.SEND if policy.resend_flagged else Action.HOLD
     return Action.SEND if policy.resend_ambiguous else Action.HOLD  # sent, ambiguous
+
+
+def changed(job: PaidJob, previous: JobRecord) -> bool:
+    """Whether ``previous`` is the record of another request under ``job``'s id (both have a
+    fingerprint, and they differ): a conflict, never the job's own."""
+    return (
+        bool(job.fingerprint and previous.fingerprint) and job.fingerprint != previous.fingerprint
+    )
 
 
 def state_after_error(error: BaseException) -> JobState:
@@ -282,6 +289,7 @@ def lifecycle(
         line=job.line,
         fingerprint=job.fingerprint or previous.fingerprint,
         prompt=prompt or previous.prompt,
+        parts=job.parts if job.fingerprint else previous.parts,  # the fingerprint's parts
     )
     if action in (Action.SKIP, Action.HOLD, Action.CONFLICT):
         return Settled(base, action)
@@ -338,11 +346,14 @@ def _unclaimed(fresh: JobRecord) -> JobRecord:
 def _next_attempt(job: PaidJob, base: JobRecord | None, prompt: str | None) -> JobRecord:
     """The *sent* record of the job's next attempt, keeping nothing of an earlier answer."""
     if base is None:  # never recorded: built outright, the one record of most jobs' claim
-        return JobRecord(job.id, JobState.SENT, job.fingerprint, 1, job.line, prompt)
+        return JobRecord(
+            job.id, JobState.SENT, job.fingerprint, 1, job.line, prompt, parts=job.parts
+        )
     if base.attempt == 0:  # recorded, never sent: nothing of an earlier answer to clear
         return JobRecord(
-            base.id, JobState.SENT, base.fingerprint, 1, base.line, base.prompt, time=base.time
-        )
+            base.id, JobState.SENT, base.fingerprint, 1, base.line, base.prompt, time=base.time,
+            parts=base.parts,
+        )  # fmt: skip
     return base.evolve(
         JobState.SENT,
         attempt=base.attempt + 1,

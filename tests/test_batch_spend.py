@@ -80,7 +80,11 @@ def test_a_dry_run_text_says_what_each_job_would_do_and_the_cap(tmp_path):
             "--dry-run", "--max-generations", "2", env={"REVE_REMIX_PRICE": "0.5"},
         )  # fmt: skip
     assert code == 1  # one job would be left pending by the cap
-    assert stdout.splitlines()[:3] == [f"send     j{n} (line {n + 1})" for n in range(3)]
+    assert stdout.splitlines()[:3] == [
+        "send     j0 (line 1)",
+        "send     j1 (line 2)",
+        "pending  j2 (line 3): left pending by --max-generations 2",
+    ]
     assert "would send 2 of 3 job(s) (2 generation(s), 1.00 USD at 0.50 USD each)" in stdout
     assert "1 left pending by --max-generations 2" in stdout
     assert posted(server) == 0

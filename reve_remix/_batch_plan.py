@@ -23,6 +23,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._exceptions import ValidationError
 from ._images import is_known_image
@@ -31,6 +32,9 @@ from ._ledger import JobRecord
 from ._lifecycle import JobState
 from ._recipe import save_image
 from ._runner import Action, PaidJob, Policy, plan
+
+if TYPE_CHECKING:
+    from reve_remix_api._literals import AspectRatioValue, OutputFormatValue
 
 ID_DIGITS = 16
 """Hex digits of the fingerprint that name a job whose line has no ``id``."""
@@ -80,8 +84,9 @@ class Defaults:
 
     model: str
     """The client's model: what a line without ``model`` sends."""
-    aspect_ratio: str | None = None
-    output_format: str | None = None
+    aspect_ratio: AspectRatioValue | None = None
+    """``--aspect-ratio``: one of the spec's values (the parser's choices), or ``None``."""
+    output_format: OutputFormatValue | None = None
     line_model: str | None = None
     """``--model``: what a line without ``model`` says (``None``: the client's)."""
     fit: bool = False

@@ -61,6 +61,7 @@ from ._urls import http_url_problem
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from reve_remix_api._literals import AspectRatioValue, OutputFormatValue
     from reve_remix_api.models import AspectRatio, OutputFormat
 
     from ._jobs import BatchProgress, Outcome
@@ -384,8 +385,8 @@ class ReveRemix(_BaseClient[httpx.Client]):
         prompt: str,
         images: Images,
         *,
-        aspect_ratio: AspectRatio | str | None = None,
-        output_format: OutputFormat | str | None = None,
+        aspect_ratio: AspectRatio | AspectRatioValue | None = None,
+        output_format: OutputFormat | OutputFormatValue | None = None,
         model: str | None = None,
         fit: bool = False,
         extra_body: Mapping[str, Any] | None = None,
@@ -597,8 +598,8 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
         prompt: str,
         images: Images,
         *,
-        aspect_ratio: AspectRatio | str | None = None,
-        output_format: OutputFormat | str | None = None,
+        aspect_ratio: AspectRatio | AspectRatioValue | None = None,
+        output_format: OutputFormat | OutputFormatValue | None = None,
         model: str | None = None,
         fit: bool = False,
         extra_body: Mapping[str, Any] | None = None,

@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._client import DEFAULT_MODEL
 from ._exceptions import ValidationError
@@ -32,6 +32,8 @@ from ._tags import IMAGE_NAME, field_names, fill_fields
 
 if TYPE_CHECKING:
     from PIL import Image, ImageDraw, ImageFont
+    from reve_remix_api._literals import AspectRatioValue, OutputFormatValue
+    from reve_remix_api.models import AspectRatio, OutputFormat
 
     from ._sheet import Card
 
@@ -118,8 +120,8 @@ def prompt_grid(
     images: Sequence[str | os.PathLike[str]] | Mapping[str, str | os.PathLike[str]],
     axes: Mapping[str, Sequence[str]],
     *,
-    aspect_ratio: str | None = None,
-    output_format: str | None = None,
+    aspect_ratio: AspectRatio | AspectRatioValue | None = None,
+    output_format: OutputFormat | OutputFormatValue | None = None,
     model: str | None = None,
     fit: bool = False,
 ) -> Grid:
@@ -153,7 +155,11 @@ def prompt_grid(
             prompt, {k: v for k, v in cell.items() if k not in GRID_FIELDS}, escape_braces=named
         )
         job_images: list[str] | dict[str, str] = sources if named else list(sources.values())
-        ratio, output, chosen = fields["aspect_ratio"], fields["output_format"], fields["model"]
+        # An axis's values are any strings: typed as the spec's values here because the
+        # fingerprint just below checks them as remix does, before a job is made of them.
+        ratio = cast("AspectRatioValue | None", fields["aspect_ratio"])
+        output = cast("OutputFormatValue | None", fields["output_format"])
+        chosen = fields["model"]
         call = Call(text, job_images, ratio, output, chosen, fit=fit)
         try:
             # checked as remix checks it, and identified as the batch identifies it

@@ -142,7 +142,7 @@ class _BaseClient(Generic[HttpClient]):
         self.uploader = uploader
         self.on_retry = on_retry
         self.retry_policy = RetryPolicy(max_retries, retry_on_ambiguous)
-        self.budget = Budget() if budget is None else budget
+        self.budget: Budget = Budget() if budget is None else budget
         """What this client may spend and has spent (without ``budget=``, counted, not capped)."""
         self._rate_limiter = check_rate_limiter(rate_limiter)
         # Awaited instead of next_slot by the async client, if the limiter waits on I/O.

@@ -91,11 +91,6 @@ class Grid:
         """Write the jobs as a batch file (JSONL, one job a line) at ``path``; its path."""
         return write_atomic(path, self.jobs_text().encode("utf-8"))
 
-    def job_lines(self) -> tuple[list[JobLine], list[LineProblem]]:
-        """The jobs as the batch reads them from the file :meth:`write_jobs` writes: what a
-        dry run plans with, the same lines a real run has."""
-        return parse_jobs(self.jobs_text(), Path.cwd())  # every local image path is absolute
-
     def cells(self, cards: Iterable[Card]) -> dict[tuple[str, ...], Card]:
         """The card of each cell that ``cards`` has, by the cell's values."""
         by_id = {card.id: card for card in cards}
@@ -113,6 +108,13 @@ class Grid:
             path,
             notes={values: card.status for values, card in cells.items()},
         )
+
+
+def job_lines(grid: Grid) -> tuple[list[JobLine], list[LineProblem]]:
+    """The grid's jobs as the batch reads them from the file ``Grid.write_jobs`` writes: what a
+    dry run plans with, the same lines a real run has (a helper of ``reve-remix grid``, kept off
+    ``Grid``, whose users get public types only)."""
+    return parse_jobs(grid.jobs_text(), Path.cwd())  # every local image path is absolute
 
 
 def prompt_grid(

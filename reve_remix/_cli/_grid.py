@@ -14,7 +14,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from .._grid import pillow
+from .._grid import job_lines, pillow
 from .._jobs_file import unwritable
 from ..review import GRID_JOBS, GRID_NAME, cards_from_ledger, prompt_grid
 from . import _batch
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         **{**vars(args), "jobs": str(jobs_file), "strict": True, "no_review": True}
     )
     if args.dry_run:  # the batch's own dry run of the grid's lines: nothing written
-        return _batch.plan_only(batch_args, console, *grid.job_lines())
+        return _batch.plan_only(batch_args, console, *job_lines(grid))
     blocked = unwritable(out_dir)
     if blocked:
         raise UsageError(f"--out {out_dir}: {blocked}; nothing was sent")

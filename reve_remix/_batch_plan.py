@@ -23,7 +23,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ValidationError
 from ._images import is_known_image
@@ -89,6 +89,8 @@ class Defaults:
     output_format: OutputFormatValue | None = None
     line_model: str | None = None
     """``--model``: what a line without ``model`` says (``None``: the client's)."""
+    fields: Mapping[str, Any] | None = None
+    """``--field``: request fields for every line; a line's ``extra_body`` wins field by field."""
     fit: bool = False
     force: bool = False
     """Overwrite files in the output folder that no finished job wrote."""
@@ -155,6 +157,7 @@ def plan_batch(
             aspect_ratio=defaults.aspect_ratio,
             output_format=defaults.output_format,
             model=defaults.line_model,
+            extra_body=defaults.fields,
         )
         try:
             fingerprint = line.fingerprint(defaults.model, fit=defaults.fit)

@@ -17,6 +17,7 @@ import inspect
 import logging
 import platform
 import time
+import weakref
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -138,7 +139,7 @@ class _BaseClient(Generic[HttpClient]):
         self.base_url = _config.base_url(base_url)
         self.model = check_model(model)
         self.auth_scheme = auth_scheme
-        self._made_headers: tuple[str, httpx.Headers] | None = None
+        self._made_headers: tuple[str, list[tuple[bytes, bytes]], httpx.Headers] | None = None
         self.uploader = uploader
         self.on_retry = on_retry
         self.retry_policy = RetryPolicy(max_retries, retry_on_ambiguous)
@@ -159,6 +160,8 @@ class _BaseClient(Generic[HttpClient]):
         else:
             self._http = http_client
         self._downloader = Downloader(self._http)  # results fetch their URLs through the pool
+        # The iter_remix loops not yet finished: closing the client settles them first.
+        self._open_runs: weakref.WeakSet[Any] = weakref.WeakSet()
 
     @staticmethod
     def _new_http(
@@ -186,6 +189,8 @@ class _BaseClient(Generic[HttpClient]):
 
     def _prepare(self, call: Call) -> PreparedRemix:
         self._authorization()  # fail on a missing key before reading any image
+        if self._http.is_closed:  # httpx's RuntimeError would read as "may have been generated"
+            raise ValidationError(f"{type(self).__name__} is closed: make a new client to send")
         return prepare_remix(
             call.prompt,
             call.images,
@@ -204,50 +209,63 @@ class _BaseClient(Generic[HttpClient]):
         """The HTTP request: the spec's method and path, the body, the call's options, and the
         recipe of what it asks for (``extensions``, read back by ``_result``).
 
-        A body with inline images is a ``RequestBody`` stream. httpx's ``content=`` would take it
-        for a sync-only iterator sent chunked, so the request is built without a body and made
-        again around the stream, with its ``Content-Length``.
+        Built as ``httpx.Client.build_request`` builds it (the ``http_client``'s headers, then
+        this client's, then the call's; the timeout as an extension), from headers merged once
+        (:meth:`_headers`): httpx merges them again for every request, which costs more than the
+        rest of the request together. A body with inline images (a ``RequestBody`` stream, sent
+        with its ``Content-Length``, which httpx would send chunked) and an ``http_client`` with
+        cookies or query parameters of its own are left to httpx to build.
         """
         operation = spec()
         options: RequestOptions = prepared.options
         content = prepared.body(images)
-        headers = self._headers()
-        if options.headers:  # after the client's own, so that they replace them (not the key)
-            headers = headers.copy()
-            headers.update(options.headers)
-        request = self._http.build_request(
-            operation.method,
-            _parsed_url(self.base_url + operation.path),
+        method, url = operation.method, _parsed_url(self.base_url + operation.path)
+        client = self._http
+        timeout = client.timeout if options.timeout is None else httpx.Timeout(options.timeout)
+        extensions = {"timeout": timeout.as_dict(), _RECIPE: prepared.recipe()}
+        if isinstance(content, bytes) and not (client.cookies or client.params):
+            headers = self._headers()
+            if options.headers:  # after the client's own, so that they replace them (not the key)
+                headers = headers.copy()
+                headers.update(options.headers)
+            return httpx.Request(
+                method, url, content=content, headers=headers, extensions=extensions
+            )
+        request = client.build_request(
+            method,
+            url,
             content=content if isinstance(content, bytes) else None,
-            headers=headers,
-            timeout=httpx.USE_CLIENT_DEFAULT if options.timeout is None else options.timeout,
-            extensions={_RECIPE: prepared.recipe()},
+            headers={**self._own_headers(), **options.headers},
+            extensions=extensions,
         )
         if isinstance(content, bytes):
             return request
         request.headers["Content-Length"] = str(content.length)
         return httpx.Request(
-            request.method,
-            request.url,
-            headers=request.headers,
-            stream=content,
-            extensions=request.extensions,
+            method, request.url, headers=request.headers, stream=content, extensions=extensions
         )
 
     def _headers(self) -> httpx.Headers:
-        """The headers of every request, made once: httpx reads a ready ``Headers`` as a copy,
-        where a ``dict`` is checked and encoded header by header on every call."""
-        scheme = self.auth_scheme
-        if self._made_headers is None or self._made_headers[0] != scheme:
-            headers = httpx.Headers(
-                {
-                    "Content-Type": "application/json",
-                    "User-Agent": USER_AGENT,
-                    "Authorization": self._authorization(),
-                }
-            )
-            self._made_headers = (scheme, headers)
-        return self._made_headers[1]
+        """The headers of every request: the ``http_client``'s own, then :meth:`_own_headers`.
+
+        Merged once, and again only when the ``http_client``'s headers or the auth scheme
+        change; ``httpx.Request`` copies them, so that each request has its own.
+        """
+        scheme, defaults = self.auth_scheme, self._http.headers.raw
+        made = self._made_headers
+        if made is None or made[0] != scheme or made[1] != defaults:
+            headers = httpx.Headers(self._http.headers)
+            headers.update(self._own_headers())
+            made = self._made_headers = (scheme, defaults, headers)
+        return made[2]
+
+    def _own_headers(self) -> dict[str, str]:
+        """What this client adds to every request's headers: the key, the JSON body, its name."""
+        return {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "Authorization": self._authorization(),
+        }
 
     def _redacted(self, response: httpx.Response) -> httpx.Response:
         """A 2xx that echoes the key (a proxy repeating the request's headers), without it: no
@@ -309,6 +327,12 @@ class _BaseClient(Generic[HttpClient]):
         result = parse_response(response, self._downloader, recipe)
         logger.debug("remix done (request id %s)", result.request_id)
         return result
+
+    def _runs_to_settle(self) -> list[Any]:
+        """The ``iter_remix`` loops to settle before the pool closes (each settled once)."""
+        runs = list(self._open_runs)
+        self._open_runs.clear()
+        return runs
 
     def paid_image(
         self, url: str, *, request_id: str | None = None, revised_prompt: str | None = None
@@ -473,7 +497,9 @@ class ReveRemix(_BaseClient[httpx.Client]):
         ``concurrency`` jobs in flight. ``job`` is the item as given; ``outcome`` its
         ``RemixResult`` or the ``ReveRemixError`` that ended it. A job's slot is handed on
         once the loop body has dealt with its outcome. Leaving the loop early (``break``, an
-        exception) starts nothing more and waits for the running jobs.
+        exception) starts nothing more and waits for the running jobs; a paid result the loop
+        did not deliver is logged at WARNING with its URL and request id. Closing the client
+        under a loop left with ``break`` but still referenced settles it the same way first.
 
         Example::
 
@@ -491,7 +517,9 @@ class ReveRemix(_BaseClient[httpx.Client]):
         run = iter_in_threads(
             work, enumerate(jobs), concurrency=self._batch_concurrency(concurrency)
         )
-        return _delivered(run, ledger)
+        delivered = _delivered(run, ledger)
+        self._open_runs.add(delivered)
+        return delivered
 
     def _remix_job(
         self, ledger: MemoryLedger, numbered: tuple[int, RemixJob | Mapping[str, Any]]
@@ -556,7 +584,21 @@ class ReveRemix(_BaseClient[httpx.Client]):
             time.sleep(decision)
 
     def close(self) -> None:
-        """Close the connection pool (only if this client created it)."""
+        """Settle the client's open ``iter_remix`` loops, then close the connection pool (only if
+        this client created it).
+
+        A loop left with ``break`` while its iterator is still referenced has requests out: they
+        are answered over the pool before it closes, and each paid result the loop did not
+        deliver is logged at WARNING with its URL and request id (see :meth:`iter_remix`).
+        """
+        self._close(None)
+
+    def _close(self, exc: BaseException | None) -> None:
+        paid: list[RemixResult] = []
+        for run in self._runs_to_settle():
+            with _settling(paid, run) as closing:
+                run.throw(closing)
+        _attach_on_close(exc, paid)
         if self._owns_http:
             self._http.close()
 
@@ -569,7 +611,7 @@ class ReveRemix(_BaseClient[httpx.Client]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        self._close(exc)
 
 
 class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
@@ -656,8 +698,9 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
     ) -> AsyncIterator[tuple[JobT, Outcome]]:
         """Async twin of :meth:`ReveRemix.iter_remix`: ``async for job, outcome in ...``.
 
-        Leaving the loop early cancels the jobs still running (close the iterator with
-        ``contextlib.aclosing`` to do it at once rather than when it is collected).
+        Leaving the loop early starts nothing more and waits for the jobs still running, when
+        the iterator is closed: with ``contextlib.aclosing``, when it is collected, or when the
+        client closes, whichever comes first.
 
         Example::
 
@@ -670,7 +713,9 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
         ledger = MemoryLedger()
         work = functools.partial(self._remix_job, ledger)
         run = iter_in_tasks(work, enumerate(jobs), concurrency=self._batch_concurrency(concurrency))
-        return _adelivered(run, ledger)
+        delivered = _adelivered(run, ledger)
+        self._open_runs.add(delivered)
+        return delivered
 
     async def _remix_job(
         self, ledger: MemoryLedger, numbered: tuple[int, RemixJob | Mapping[str, Any]]
@@ -743,7 +788,15 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
         return limiter.next_slot()
 
     async def aclose(self) -> None:
-        """Close the connection pool (only if this client created it)."""
+        """Async twin of :meth:`ReveRemix.close`: open ``iter_remix`` loops are settled first."""
+        await self._aclose(None)
+
+    async def _aclose(self, exc: BaseException | None) -> None:
+        paid: list[RemixResult] = []
+        for run in self._runs_to_settle():
+            with _settling(paid, run) as closing:
+                await run.athrow(closing)
+        _attach_on_close(exc, paid)
         if self._owns_http:
             await self._http.aclose()
 
@@ -756,7 +809,7 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        await self._aclose(exc)
 
 
 def _discard(awaitable: Awaitable[object]) -> None:
@@ -833,8 +886,49 @@ def _abandoned_on_exit(ledger: MemoryLedger, why: str) -> Iterator[None]:
     try:
         yield
     except BaseException as exc:
-        _attach(exc, ledger.abandon(why))
+        closed = " (its client was closed)" if isinstance(exc, _ClientClosing) else ""
+        _attach(exc, ledger.abandon(why + closed))
         raise
+
+
+class _ClientClosing(BaseException):
+    """Thrown into an ``iter_remix`` loop the caller still holds when its client closes.
+
+    The loop stops as a ``break`` would (nothing more starts, the requests out are answered),
+    its undelivered paid results are logged and attached here, and ``close()`` collects them.
+    A ``BaseException`` so that no ``except Exception`` in between takes it for a failure.
+    """
+
+
+@contextlib.contextmanager
+def _settling(paid: list[RemixResult], run: object) -> Iterator[_ClientClosing]:
+    """Settle one open loop, ``run`` (the body throws the signal in): its paid results join
+    ``paid``.
+
+    A loop another thread or task is stepping at that moment cannot be entered: it is left to
+    that thread, whose requests the closing pool cuts off, and said so (close a client once the
+    loops using it have stopped).
+    """
+    closing = _ClientClosing()
+    try:
+        yield closing
+    except _ClientClosing as settled:
+        paid.extend(getattr(settled, "paid_results", ()))
+    except (ValueError, RuntimeError) as exc:  # "generator already executing", and only that
+        if not (getattr(run, "gi_running", False) or getattr(run, "ag_running", False)):
+            raise
+        logger.warning(
+            "iter_remix was running in another thread or task when its client closed: "
+            "its requests still out may have been generated (%s)",
+            exc,
+        )
+
+
+def _attach_on_close(exc: BaseException | None, paid: list[RemixResult]) -> None:
+    """Put the paid results of loops settled by closing on the exception leaving ``with``, if
+    one is; otherwise their WARNING lines are their record."""
+    if exc is not None:
+        _attach(exc, paid)
 
 
 def _attach(exc: BaseException, results: list[RemixResult]) -> None:

@@ -61,7 +61,7 @@ class GridJob:
         """The job as a line of a batch file (local image paths absolute)."""
         job = self.job
         line: dict[str, Any] = {"id": self.id, "prompt": job.prompt, "images": job.images}
-        for name in GRID_FIELDS:
+        for name in (*GRID_FIELDS, "extra_body"):
             if getattr(job, name) is not None:
                 line[name] = getattr(job, name)
         return line
@@ -126,13 +126,15 @@ def prompt_grid(
     output_format: OutputFormat | OutputFormatValue | None = None,
     model: str | None = None,
     fit: bool = False,
+    extra_body: Mapping[str, Any] | None = None,
 ) -> Grid:
     """The jobs of a prompt matrix: one per combination of the values of ``axes``.
 
     An axis is the name of a ``{NAME}`` placeholder of ``prompt`` or one of ``aspect_ratio``,
     ``model`` and ``output_format``; the other fields take the value given here (or the
-    client's default). ``images`` are paths or URLs, a list (``<img>N</img>`` in the prompt) or a
-    mapping of names (``{name}``). Every job is checked as ``remix`` would check it (with
+    client's default); ``extra_body`` is sent with every job, as ``remix`` sends it. ``images``
+    are paths or URLs, a list (``<img>N</img>`` in the prompt) or a mapping of names
+    (``{name}``). Every job is checked as ``remix`` would check it (with
     ``fit``, as ``remix(..., fit=True)`` would), local images by their size and leading bytes;
     raises ``ValidationError`` before anything is sent.
 
@@ -147,6 +149,8 @@ def prompt_grid(
         raise ValidationError(f"prompt: expected a string, got {type(prompt).__name__}")
     named = isinstance(images, Mapping)
     sources = _sources(images)
+    if isinstance(extra_body, Mapping):  # written into the jobs file as JSON; else refused below
+        extra_body = dict(extra_body) or None
     fixed = {"aspect_ratio": aspect_ratio, "output_format": output_format, "model": model}
     checked = _checked_axes(prompt, axes, fixed, names=list(sources) if named else [])
     jobs: list[GridJob] = []
@@ -162,7 +166,7 @@ def prompt_grid(
         ratio = cast("AspectRatioValue | None", fields["aspect_ratio"])
         output = cast("OutputFormatValue | None", fields["output_format"])
         chosen = fields["model"]
-        call = Call(text, job_images, ratio, output, chosen, fit=fit)
+        call = Call(text, job_images, ratio, output, chosen, fit=fit, extra_body=extra_body)
         try:
             # checked as remix checks it, and identified as the batch identifies it
             identity = fingerprint(call, DEFAULT_MODEL)
@@ -176,7 +180,7 @@ def prompt_grid(
                 # again) when the axes are given the other way round to turn the grid
                 id=_job_id([cell[name] for name in sorted(cell)], identity),
                 values=values,
-                job=RemixJob(text, job_images, ratio, output, chosen),
+                job=RemixJob(text, job_images, ratio, output, chosen, extra_body=extra_body),
             )
         )
     return Grid(axes=checked, jobs=tuple(jobs))

@@ -22,7 +22,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ValidationError
 from ._files import PART_FILE
@@ -157,9 +157,12 @@ class JobLine:
         aspect_ratio: AspectRatioValue | None,
         output_format: OutputFormatValue | None,
         model: str | None,
+        extra_body: Mapping[str, Any] | None = None,
     ) -> JobLine:
-        """This job, with the options its line leaves out taken from the command line."""
+        """This job, with the options its line leaves out taken from the command line
+        (``extra_body``: ``--field``, under the line's own ``extra_body``, field by field)."""
         job = self.job
+        fields = {**extra_body, **(job.extra_body or {})} if extra_body else job.extra_body
         # Only a missing key (or null) takes the default: an empty string is refused later, as
         # remix refuses it.
         return dataclasses.replace(
@@ -169,6 +172,7 @@ class JobLine:
                 aspect_ratio=aspect_ratio if job.aspect_ratio is None else job.aspect_ratio,
                 output_format=output_format if job.output_format is None else job.output_format,
                 model=model if job.model is None else job.model,
+                extra_body=fields,
             ),
         )
 

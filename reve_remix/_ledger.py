@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import operator
 import os
 import tempfile
 import threading
@@ -93,14 +94,24 @@ class JobRecord:
         return bool(self.url or self.spool)
 
     def evolve(self, status: JobState | None = None, **changes: Any) -> JobRecord:  # noqa: ANN401 - any field
-        """A copy with ``status`` and ``changes``."""
+        """A copy with ``status`` and ``changes`` (``TypeError`` for a name that is no field).
+
+        Built from the fields' values in one call: ``dataclasses.replace`` reads the class's
+        fields anew on every call, and the runner makes a record at every step of every job.
+        """
+        values = list(_values(self))
         if status is not None:
-            changes["status"] = status
-        return dataclasses.replace(self, **changes)
+            values[_INDEX["status"]] = status
+        for name, value in changes.items():
+            index = _INDEX.get(name)
+            if index is None:
+                raise TypeError(f"JobRecord has no field {name!r}")
+            values[index] = value
+        return JobRecord(*values)
 
     def stamped(self) -> JobRecord:
         """A copy stamped with the time now: what a durable ledger writes."""
-        return dataclasses.replace(self, time=_now())
+        return self.evolve(time=_now())
 
     def to_json(self) -> str:
         """The record as one line of compact JSON (no newline), empty fields left out.
@@ -147,6 +158,8 @@ class JobRecord:
 
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(JobRecord))
+_values = operator.attrgetter(*_FIELDS)
+_INDEX = {name: index for index, name in enumerate(_FIELDS)}
 _INT_FIELDS = ("attempt", "line", "status_code")
 _TEXT_FIELDS = tuple(name for name in _FIELDS if name not in ("id", "status", *_INT_FIELDS))
 _STATES = frozenset(state.value for state in JobState)
@@ -314,9 +327,7 @@ class MemoryLedger:
                 inline = result.image.b64_json
                 if record.url is None and inline is not None:
                     spool_dir = spool_dir or tempfile.mkdtemp(prefix="reve-remix-unreceived-")
-                    record = dataclasses.replace(
-                        record, spool=_spool_inline(spool_dir, record.id, result)
-                    )
+                    record = record.evolve(spool=_spool_inline(spool_dir, record.id, result))
             logger.warning(
                 "%s: job %s was %s and not received (%s)",
                 why, record.id, GENERATED_NOT_SAVED, record.where,

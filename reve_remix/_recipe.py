@@ -89,6 +89,25 @@ class Recipe:
     created: int | None = None
     sdk_version: str = __version__
 
+    def answered(
+        self, revised_prompt: str | None, request_id: str | None, created: int | None
+    ) -> Recipe:
+        """This request's recipe completed with what the API answered for one of its images.
+
+        Built outright rather than with ``dataclasses.replace``, which reads the class's fields
+        anew each time: every paid image gets one.
+
+        Example::
+
+            >>> Recipe("a", "a", "m", None, "url").answered("a cat", "req-1", 7).request_id
+            'req-1'
+        """
+        return Recipe(
+            self.prompt, self.prompt_sent, self.model, self.aspect_ratio, self.output_format,
+            self.references, self.extra_body, revised_prompt, request_id, created,
+            self.sdk_version,
+        )  # fmt: skip
+
     def to_dict(self) -> dict[str, Any]:
         """The recipe as JSON-ready data: the form files hold.
 

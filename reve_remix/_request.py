@@ -215,11 +215,12 @@ def default_fields() -> dict[str, Any]:
     return {name: schema["default"] for name, schema in properties.items() if "default" in schema}
 
 
-def check_extra_body(extra_body: object) -> dict[str, Any]:
+def check_extra_body(extra_body: object, label: str = "extra_body") -> dict[str, Any]:
     """``extra_body`` as request fields to send, each field the spec defines checked against it.
 
     Fields ``remix`` has an argument for are refused (pass the argument), and the whole must be
-    JSON. Raises ``ValidationError``.
+    JSON. Raises ``ValidationError``, its message starting with ``label`` (where the fields came
+    from: the CLI's ``--field`` says so).
 
     Example::
 
@@ -230,33 +231,34 @@ def check_extra_body(extra_body: object) -> dict[str, Any]:
         return {}
     if not isinstance(extra_body, Mapping):
         raise ValidationError(
-            f"extra_body: expected a mapping of request fields, got {type(extra_body).__name__}"
+            f"{label}: expected a mapping of request fields, got {type(extra_body).__name__}"
         )
     properties = spec().request_properties
     fields: dict[str, Any] = {}
     for name, value in extra_body.items():
         if not isinstance(name, str):
-            raise ValidationError(f"extra_body: field names must be strings, got {name!r}")
+            raise ValidationError(f"{label}: field names must be strings, got {name!r}")
         if name in ARGUMENT_FIELDS:
             raise ValidationError(
-                f"extra_body: {name!r} is set by remix's {ARGUMENT_FIELDS[name]}= argument"
+                f"{label}: {name!r} is set by remix's {ARGUMENT_FIELDS[name]}= argument"
             )
         found = problem(value, properties[name]) if name in properties else None
         if found:
-            raise ValidationError(f"extra_body: {name!r} {found}")
+            raise ValidationError(f"{label}: {name!r} {found}")
         fields[name] = value
     try:
         _JSON_ENCODER.encode(fields).encode()
     except (TypeError, ValueError) as exc:  # UnicodeEncodeError (a lone surrogate) included
-        raise ValidationError(f"extra_body: cannot be sent as JSON: {exc}") from None
+        raise ValidationError(f"{label}: cannot be sent as JSON: {exc}") from None
     return fields
 
 
 def check_required(extras: Mapping[str, Any]) -> None:
     """Refuse a request without a field the spec requires that ``remix`` has no argument for.
 
-    A field the vendor made required since this SDK was written is sent through ``extra_body``;
-    the error names it (and its schema), rather than let the request model fail on it.
+    A field the vendor made required since this SDK was written is sent through ``extra_body``
+    (on the command line ``--field NAME=JSON``; in a jobs file a line's ``"extra_body"``); the
+    error names it, its schema and those ways, rather than let the request model fail on it.
 
     Example::
 
@@ -267,7 +269,9 @@ def check_required(extras: Mapping[str, Any]) -> None:
         if name not in ARGUMENT_FIELDS and name not in extras and name not in default_fields():
             raise ValidationError(
                 f"{name}: the API requires this request field and remix has no argument for it "
-                f"yet: pass extra_body={{{name!r}: ...}} ({_schema_text(fields.get(name, {}))})"
+                f"yet: pass extra_body={{{name!r}: ...}} ({_schema_text(fields.get(name, {}))}); "
+                f"on the command line --field {name}=JSON, in a jobs file "
+                f'"extra_body": {{"{name}": ...}}'
             )
 
 

@@ -17,7 +17,6 @@ a disk error) is an ``ImageNotSavedError`` naming the request id and URL.
 from __future__ import annotations
 
 import binascii
-import dataclasses
 import functools
 import json
 import math
@@ -301,12 +300,7 @@ def parse_response(
             downloader,
             None
             if recipe is None
-            else dataclasses.replace(
-                recipe,
-                revised_prompt=_string(_read(image, "revised_prompt")),
-                request_id=request_id,
-                created=created,
-            ),
+            else recipe.answered(_string(_read(image, "revised_prompt")), request_id, created),
         )
         for image in raw.data
     ]
@@ -365,12 +359,17 @@ def _typed_fields(item: Mapping[str, Any], checks: FieldChecks) -> dict[str, Any
     }
 
 
+_LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a datetime can show
+
+
 def _created(value: object) -> int:
     """The API's ``created`` as whole Unix seconds: an int, a float, a numeric or ISO string.
 
     Anything else (or a time no clock can show) gives the time the response was read: the field
     says when the image was made, which is not a reason to lose it.
     """
+    if type(value) is int and 0 <= value <= _LAST_SECOND:  # what the API sends: nothing to fix
+        return value
     seconds: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = value

@@ -277,14 +277,13 @@ def lifecycle(
         previous = ledger.lookup(job.id)
     action = plan(previous, job, policy)
     prompt = job.call.prompt if isinstance(job.call.prompt, str) else None
-    if previous is None:
-        base = JobRecord(job.id, JobState.PENDING, job.fingerprint, line=job.line, prompt=prompt)
-    else:
-        base = previous.evolve(
-            line=job.line,
-            fingerprint=job.fingerprint or previous.fingerprint,
-            prompt=prompt or previous.prompt,
-        )
+    if previous is None:  # never sent: its first record is the claim (plan says SEND)
+        return (yield from _send(job, ledger, steps, None, prompt))
+    base = previous.evolve(
+        line=job.line,
+        fingerprint=job.fingerprint or previous.fingerprint,
+        prompt=prompt or previous.prompt,
+    )
     if action in (Action.SKIP, Action.HOLD, Action.CONFLICT):
         return Settled(base, action)
     if action is Action.PLACE:
@@ -293,27 +292,14 @@ def lifecycle(
         settled = yield from _fetch(job, ledger, steps, base)
         if settled.record.status is JobState.DONE or not policy.regenerate_paid:
             return settled
-    return (yield from _send(job, ledger, steps, base))
+    return (yield from _send(job, ledger, steps, base, prompt))
 
 
-def _send(job: PaidJob, ledger: Ledger, steps: Steps, base: JobRecord) -> Lifecycle:
-    fresh = (
-        _first_attempt(base)
-        if base.attempt == 0
-        else base.evolve(
-            JobState.SENT,
-            attempt=base.attempt + 1,
-            request_id=None,
-            status_code=None,
-            url=None,
-            spool=None,
-            revised_prompt=None,
-            file=None,
-            error=None,
-            body=None,
-            recipe=None,
-        )
-    )
+def _send(
+    job: PaidJob, ledger: Ledger, steps: Steps, base: JobRecord | None, prompt: str | None
+) -> Lifecycle:
+    """Claim, send, and on a 2xx go on to :func:`_paid`; ``base``: the last record, if any."""
+    fresh = _next_attempt(job, base, prompt)
     try:
         request = yield Build(job.call)
     except Exception as exc:  # nothing was sent: bad input, or the caller's uploader raising
@@ -323,9 +309,11 @@ def _send(job: PaidJob, ledger: Ledger, steps: Steps, base: JobRecord) -> Lifecy
         claimed = ledger.claim(fresh)
     except OSError as exc:
         error = LedgerError(_ledger_location(ledger), exc, None)
-        return Settled(base, Action.SEND, error=error)
+        return Settled(base or _unclaimed(fresh), Action.SEND, error=error)
     if not claimed:
-        held = base.evolve(error="claimed by another run that is still sending it")
+        held = (base or _unclaimed(fresh)).evolve(
+            error="claimed by another run that is still sending it"
+        )
         return Settled(held, Action.HOLD)
     try:
         response = yield Send(request)
@@ -343,10 +331,31 @@ def _send(job: PaidJob, ledger: Ledger, steps: Steps, base: JobRecord) -> Lifecy
 _INTERRUPTED = f"{MAY_HAVE_BEEN_GENERATED}: interrupted while the request was out"
 
 
-def _first_attempt(base: JobRecord) -> JobRecord:
-    """The *sent* record of a job never sent before: nothing of an earlier answer to clear."""
-    return JobRecord(
-        base.id, JobState.SENT, base.fingerprint, 1, base.line, base.prompt, time=base.time
+def _unclaimed(fresh: JobRecord) -> JobRecord:
+    """What a job never sent before is while its claim is not written: pending."""
+    return fresh.evolve(JobState.PENDING, attempt=0)
+
+
+def _next_attempt(job: PaidJob, base: JobRecord | None, prompt: str | None) -> JobRecord:
+    """The *sent* record of the job's next attempt, keeping nothing of an earlier answer."""
+    if base is None:  # never recorded: built outright, the one record of most jobs' claim
+        return JobRecord(job.id, JobState.SENT, job.fingerprint, 1, job.line, prompt)
+    if base.attempt == 0:  # recorded, never sent: nothing of an earlier answer to clear
+        return JobRecord(
+            base.id, JobState.SENT, base.fingerprint, 1, base.line, base.prompt, time=base.time
+        )
+    return base.evolve(
+        JobState.SENT,
+        attempt=base.attempt + 1,
+        request_id=None,
+        status_code=None,
+        url=None,
+        spool=None,
+        revised_prompt=None,
+        file=None,
+        error=None,
+        body=None,
+        recipe=None,
     )
 
 

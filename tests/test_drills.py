@@ -146,14 +146,15 @@ def test_e_a_new_required_field_is_breaking_and_named_not_blamed_on_extra_body(t
     name = NEW_REQUIRED_FIELD
     assert (
         f"- request.{name}: added (string, required): remix has no argument for it; callers "
-        f"must pass extra_body={{{name!r}: ...}}"
+        f"must pass extra_body={{{name!r}: ...}} (the CLI: --field {name}=JSON)"
     ) in result.stdout
     completed = run_python(tree, f"NAME = {name!r}\n" + USE_REQUIRED_FIELD)
     assert completed.returncode == 0, completed.stderr
     facts = json.loads(completed.stdout)
     assert facts["refused"] == (
         f"{name}: the API requires this request field and remix has no argument for it yet: "
-        f"pass extra_body={{{name!r}: ...}} (string, one of ['standard', 'high'])"
+        f"pass extra_body={{{name!r}: ...}} (string, one of ['standard', 'high']); on the "
+        f'command line --field {name}=JSON, in a jobs file "extra_body": {{"{name}": ...}}'
     )
     assert "extra_body:" not in facts["refused"]
     assert facts["sent before"] == 0

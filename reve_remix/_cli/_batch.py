@@ -25,7 +25,16 @@ from . import _signals
 from ._batch_dry_run import dry_run
 from ._batch_report import Report, announce
 from ._console import ACCOUNT_HINTS, EXIT_API_ERROR, EXIT_OK, EXIT_USAGE, PROG, Console, UsageError
-from ._options import NO_METADATA_HELP, Commands, SharedOptions, caps, client, folder, number
+from ._options import (
+    NO_METADATA_HELP,
+    Commands,
+    SharedOptions,
+    caps,
+    client,
+    folder,
+    number,
+    request_fields,
+)
 from ._review import refresh_sheet
 
 MAX_CONCURRENCY = 256
@@ -243,6 +252,7 @@ def defaults_of(args: argparse.Namespace, model: str) -> Defaults:
         aspect_ratio=args.aspect_ratio,
         output_format=args.output_format,
         line_model=args.model,
+        fields=request_fields(args),
         fit=args.fit,
         force=args.force,
         metadata=not args.no_metadata,

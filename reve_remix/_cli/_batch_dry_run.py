@@ -27,6 +27,7 @@ from .._batch_plan import BatchPlan, Defaults, plan_batch
 from .._exceptions import ReveRemixError
 from .._jobs_file import JobLine, LineProblem
 from .._manifest import lock_holder, read_history
+from .._money import usd
 from .._pool import tls_context
 from .._runner import Action, Policy
 from ._batch_report import announce
@@ -116,7 +117,7 @@ def _text(plan: BatchPlan, summary: dict[str, Any], price: Decimal | None, cap: 
     ]
     send, generations = summary["send"], summary["generations"]
     sending = f"{generations} of {send}" if generations < send else f"{send}"
-    cost = f", {generations * price} USD at {price} USD each" if price is not None else ""
+    cost = f", {usd(generations * price)} at {usd(price)} each" if price is not None else ""
     parts = [
         f"dry run, nothing sent: would send {sending} job(s) ({generations} generation(s){cost})"
     ]

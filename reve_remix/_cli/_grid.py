@@ -19,7 +19,7 @@ from .._jobs_file import unwritable
 from ..review import GRID_JOBS, GRID_NAME, cards_from_ledger, prompt_grid
 from . import _batch
 from ._console import Console, UsageError
-from ._options import Commands, SharedOptions
+from ._options import Commands, SharedOptions, request_fields
 from ._remix import add_images, parse_images
 from ._review import refresh_sheet
 
@@ -68,6 +68,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         output_format=args.output_format,
         model=args.model,
         fit=args.fit,
+        extra_body=request_fields(args),
     )
     out_dir = Path(args.out)
     shape = " x ".join(f"{len(values)} {name}" for name, values in grid.axes.items())

@@ -25,7 +25,7 @@ import errno
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ReveRemixError, ValidationError
 from ._identity import Identity
@@ -35,6 +35,9 @@ from ._ledger import JobRecord
 from ._lifecycle import JobState
 from ._recipe import read_recipe, save_image
 from ._runner import Action, PaidJob, Policy, changed, plan
+
+if TYPE_CHECKING:
+    from reve_remix_api._literals import AspectRatioValue, OutputFormatValue
 
 ID_DIGITS = 16
 """Hex digits of the fingerprint that name a job whose line has no ``id``."""
@@ -142,8 +145,9 @@ class Defaults:
 
     model: str
     """The client's model: what a line without ``model`` sends."""
-    aspect_ratio: str | None = None
-    output_format: str | None = None
+    aspect_ratio: AspectRatioValue | None = None
+    """``--aspect-ratio``: one of the spec's values (the parser's choices), or ``None``."""
+    output_format: OutputFormatValue | None = None
     line_model: str | None = None
     """``--model``: what a line without ``model`` says (``None``: the client's)."""
     fields: Mapping[str, Any] | None = None

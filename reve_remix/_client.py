@@ -62,6 +62,7 @@ from ._urls import http_url_problem
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from reve_remix_api._literals import AspectRatioValue, OutputFormatValue
     from reve_remix_api.models import AspectRatio, OutputFormat
 
     from ._jobs import BatchProgress, Outcome
@@ -142,7 +143,7 @@ class _BaseClient(Generic[HttpClient]):
         self.uploader = uploader
         self.on_retry = on_retry
         self.retry_policy = RetryPolicy(max_retries, retry_on_ambiguous)
-        self.budget = Budget() if budget is None else budget
+        self.budget: Budget = Budget() if budget is None else budget
         """What this client may spend and has spent (without ``budget=``, counted, not capped)."""
         self._rate_limiter = check_rate_limiter(rate_limiter)
         # Awaited instead of next_slot by the async client, if the limiter waits on I/O.
@@ -408,8 +409,8 @@ class ReveRemix(_BaseClient[httpx.Client]):
         prompt: str,
         images: Images,
         *,
-        aspect_ratio: AspectRatio | str | None = None,
-        output_format: OutputFormat | str | None = None,
+        aspect_ratio: AspectRatio | AspectRatioValue | None = None,
+        output_format: OutputFormat | OutputFormatValue | None = None,
         model: str | None = None,
         fit: bool = False,
         extra_body: Mapping[str, Any] | None = None,
@@ -639,8 +640,8 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
         prompt: str,
         images: Images,
         *,
-        aspect_ratio: AspectRatio | str | None = None,
-        output_format: OutputFormat | str | None = None,
+        aspect_ratio: AspectRatio | AspectRatioValue | None = None,
+        output_format: OutputFormat | OutputFormatValue | None = None,
         model: str | None = None,
         fit: bool = False,
         extra_body: Mapping[str, Any] | None = None,

@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._client import DEFAULT_MODEL
 from ._exceptions import ValidationError
@@ -32,6 +32,8 @@ from ._tags import IMAGE_NAME, field_names, fill_fields
 
 if TYPE_CHECKING:
     from PIL import Image, ImageDraw, ImageFont
+    from reve_remix_api._literals import AspectRatioValue, OutputFormatValue
+    from reve_remix_api.models import AspectRatio, OutputFormat
 
     from ._sheet import Card
 
@@ -89,11 +91,6 @@ class Grid:
         """Write the jobs as a batch file (JSONL, one job a line) at ``path``; its path."""
         return write_atomic(path, self.jobs_text().encode("utf-8"))
 
-    def job_lines(self) -> tuple[list[JobLine], list[LineProblem]]:
-        """The jobs as the batch reads them from the file :meth:`write_jobs` writes: what a
-        dry run plans with, the same lines a real run has."""
-        return parse_jobs(self.jobs_text(), Path.cwd())  # every local image path is absolute
-
     def cells(self, cards: Iterable[Card]) -> dict[tuple[str, ...], Card]:
         """The card of each cell that ``cards`` has, by the cell's values."""
         by_id = {card.id: card for card in cards}
@@ -113,13 +110,20 @@ class Grid:
         )
 
 
+def job_lines(grid: Grid) -> tuple[list[JobLine], list[LineProblem]]:
+    """The grid's jobs as the batch reads them from the file ``Grid.write_jobs`` writes: what a
+    dry run plans with, the same lines a real run has (a helper of ``reve-remix grid``, kept off
+    ``Grid``, whose users get public types only)."""
+    return parse_jobs(grid.jobs_text(), Path.cwd())  # every local image path is absolute
+
+
 def prompt_grid(
     prompt: str,
     images: Sequence[str | os.PathLike[str]] | Mapping[str, str | os.PathLike[str]],
     axes: Mapping[str, Sequence[str]],
     *,
-    aspect_ratio: str | None = None,
-    output_format: str | None = None,
+    aspect_ratio: AspectRatio | AspectRatioValue | None = None,
+    output_format: OutputFormat | OutputFormatValue | None = None,
     model: str | None = None,
     fit: bool = False,
     extra_body: Mapping[str, Any] | None = None,
@@ -157,7 +161,11 @@ def prompt_grid(
             prompt, {k: v for k, v in cell.items() if k not in GRID_FIELDS}, escape_braces=named
         )
         job_images: list[str] | dict[str, str] = sources if named else list(sources.values())
-        ratio, output, chosen = fields["aspect_ratio"], fields["output_format"], fields["model"]
+        # An axis's values are any strings: typed as the spec's values here because the
+        # fingerprint just below checks them as remix does, before a job is made of them.
+        ratio = cast("AspectRatioValue | None", fields["aspect_ratio"])
+        output = cast("OutputFormatValue | None", fields["output_format"])
+        chosen = fields["model"]
         call = Call(text, job_images, ratio, output, chosen, fit=fit, extra_body=extra_body)
         try:
             # checked as remix checks it, and identified as the batch identifies it

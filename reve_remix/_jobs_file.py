@@ -22,7 +22,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ValidationError
 from ._files import PART_FILE
@@ -32,6 +32,9 @@ from ._jobs import JOB_FIELDS, RemixJob, check_job_keys
 from ._lifecycle import JOB_ID, JOB_ID_RULE
 from ._runner import Call
 from ._tags import strip_tags
+
+if TYPE_CHECKING:
+    from reve_remix_api._literals import AspectRatioValue, OutputFormatValue
 
 MANIFEST_NAME = "manifest.jsonl"
 STATE_DIR = ".reve-remix"
@@ -156,8 +159,8 @@ class JobLine:
     def with_defaults(
         self,
         *,
-        aspect_ratio: str | None,
-        output_format: str | None,
+        aspect_ratio: AspectRatioValue | None,
+        output_format: OutputFormatValue | None,
         model: str | None,
         extra_body: Mapping[str, Any] | None = None,
     ) -> JobLine:

@@ -50,6 +50,7 @@ from ._lifecycle import (
 from ._retry import classify_error, classify_status
 
 if TYPE_CHECKING:
+    from reve_remix_api._literals import AspectRatioValue, OutputFormatValue
     from reve_remix_api.models import AspectRatio, OutputFormat
 
     from ._request import Images
@@ -62,8 +63,8 @@ class Call:
 
     prompt: str
     images: Images
-    aspect_ratio: AspectRatio | str | None = None
-    output_format: OutputFormat | str | None = None
+    aspect_ratio: AspectRatio | AspectRatioValue | None = None
+    output_format: OutputFormat | OutputFormatValue | None = None
     model: str | None = None
     fit: bool = False
     extra_body: Mapping[str, Any] | None = None

@@ -16,7 +16,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from .._grid import pillow
+from .._grid import job_lines, pillow
 from ..review import GRID_JOBS, GRID_NAME, cards_from_ledger, prompt_grid
 from . import _batch
 from ._console import Console, UsageError
@@ -81,13 +81,13 @@ def run(args: argparse.Namespace, console: Console) -> int:
         **{**vars(args), "jobs": str(jobs_file), "strict": True, "no_review": True}
     )
     if args.dry_run:  # the batch's own dry run of the grid's lines: nothing written
-        return _batch.plan_only(batch_args, console, *grid.job_lines())
+        return _batch.plan_only(batch_args, console, *job_lines(grid))
     _batch.check_out(batch_args)
     written: list[Path] = []  # the jobs file, written once the batch holds the folder's lock
     code = _batch.run_lines(
         batch_args,
         console,
-        *grid.job_lines(),
+        *job_lines(grid),
         locked=lambda: written.append(grid.write_jobs(jobs_file)),
     )
     if not written:  # refused (another run holds the folder): it is that run's to draw

@@ -118,7 +118,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         args.prompt,
         images,
         aspect_ratio=args.aspect_ratio,
-        output_format=args.output_format or spec().default_output_format,
+        output_format=args.output_format,
         fit=args.fit,
         extra_body=request_fields(args),
     )

@@ -139,7 +139,10 @@ class _BaseClient(Generic[HttpClient]):
         self.base_url = _config.base_url(base_url)
         self.model = check_model(model)
         self.auth_scheme = auth_scheme
-        self._made_headers: tuple[str, list[tuple[bytes, bytes]], httpx.Headers] | None = None
+        # The headers of every request, and what they were made from (see _headers).
+        self._made_headers: (
+            tuple[tuple[str, bytes, list[tuple[bytes, bytes]]], httpx.Headers] | None
+        ) = None
         self.uploader = uploader
         self.on_retry = on_retry
         self.retry_policy = RetryPolicy(max_retries, retry_on_ambiguous)
@@ -209,12 +212,14 @@ class _BaseClient(Generic[HttpClient]):
         """The HTTP request: the spec's method and path, the body, the call's options, and the
         recipe of what it asks for (``extensions``, read back by ``_result``).
 
-        Built as ``httpx.Client.build_request`` builds it (the ``http_client``'s headers, then
-        this client's, then the call's; the timeout as an extension), from headers merged once
-        (:meth:`_headers`): httpx merges them again for every request, which costs more than the
-        rest of the request together. A body with inline images (a ``RequestBody`` stream, sent
-        with its ``Content-Length``, which httpx would send chunked) and an ``http_client`` with
-        cookies or query parameters of its own are left to httpx to build.
+        The request is what ``httpx.Client.build_request`` makes (the ``http_client``'s
+        headers, then this client's, then the call's; ``Host`` and ``Content-Length``; the
+        timeout as an extension), built from headers merged once (:meth:`_headers`): httpx
+        merges and prepares them again for every request, which costs more than the rest of the
+        request together. The body is a stream with its length, as httpx documents
+        ``Request(stream=...)``: a ``RequestBody`` when it has inline images (httpx would send
+        an iterator chunked), else the bytes. An ``http_client`` with cookies or query
+        parameters of its own has its part merged by httpx.
         """
         operation = spec()
         options: RequestOptions = prepared.options
@@ -223,41 +228,46 @@ class _BaseClient(Generic[HttpClient]):
         client = self._http
         timeout = client.timeout if options.timeout is None else httpx.Timeout(options.timeout)
         extensions = {"timeout": timeout.as_dict(), _RECIPE: prepared.recipe()}
-        if isinstance(content, bytes) and not (client.cookies or client.params):
-            headers = self._headers()
-            if options.headers:  # after the client's own, so that they replace them (not the key)
-                headers = headers.copy()
-                headers.update(options.headers)
-            return httpx.Request(
-                method, url, content=content, headers=headers, extensions=extensions
+        if client.cookies or client.params:
+            built = client.build_request(
+                method, url, headers={**self._own_headers(), **options.headers}
             )
-        request = client.build_request(
-            method,
-            url,
-            content=content if isinstance(content, bytes) else None,
-            headers={**self._own_headers(), **options.headers},
-            extensions=extensions,
-        )
+            url, headers = built.url, built.headers  # its Content-Length is replaced below
+        else:
+            headers = self._headers(url).copy()
+            if options.headers:  # after the client's own, so that they replace them (not the key)
+                headers.update(options.headers)
         if isinstance(content, bytes):
+            headers["Content-Length"] = str(len(content))
+            request = httpx.Request(
+                method,
+                url,
+                headers=headers,
+                stream=httpx.ByteStream(content),
+                extensions=extensions,
+            )
+            request.read()  # as httpx reads a body it holds: ``request.content`` is there
             return request
-        request.headers["Content-Length"] = str(content.length)
-        return httpx.Request(
-            method, request.url, headers=request.headers, stream=content, extensions=extensions
-        )
+        headers["Content-Length"] = str(content.length)
+        return httpx.Request(method, url, headers=headers, stream=content, extensions=extensions)
 
-    def _headers(self) -> httpx.Headers:
-        """The headers of every request: the ``http_client``'s own, then :meth:`_own_headers`.
+    def _headers(self, url: httpx.URL) -> httpx.Headers:
+        """The headers of every request to ``url``: its ``Host``, the ``http_client``'s own
+        headers, then :meth:`_own_headers`, in the order httpx gives them.
 
-        Merged once, and again only when the ``http_client``'s headers or the auth scheme
-        change; ``httpx.Request`` copies them, so that each request has its own.
+        Merged once, and again only when the host, the ``http_client``'s headers or the auth
+        scheme change.
         """
-        scheme, defaults = self.auth_scheme, self._http.headers.raw
+        key = (self.auth_scheme, url.netloc, self._http.headers.raw)
         made = self._made_headers
-        if made is None or made[0] != scheme or made[1] != defaults:
-            headers = httpx.Headers(self._http.headers)
-            headers.update(self._own_headers())
-            made = self._made_headers = (scheme, defaults, headers)
-        return made[2]
+        if made is None or made[0] != key:
+            merged: httpx.Headers = httpx.Headers(self._http.headers)
+            merged.update(self._own_headers())
+            if "Host" not in merged:  # first, where httpx puts it
+                merged = httpx.Headers([(b"Host", url.netloc), *merged.raw])
+            made = (key, merged)
+            self._made_headers = made
+        return made[1]
 
     def _own_headers(self) -> dict[str, str]:
         """What this client adds to every request's headers: the key, the JSON body, its name."""

@@ -147,6 +147,38 @@ def test_an_injected_clients_headers_cookies_and_params_reach_the_api(kind, serv
     assert [post.path for post in posts] == [spec().path] * 3 + [f"{spec().path}?tenant=t1"]
 
 
+@pytest.mark.parametrize("http_class", [httpx.Client, httpx.AsyncClient])
+@pytest.mark.parametrize(
+    ("client_headers", "extra_headers"),
+    [({}, None), ({"X-Trace": "t", "User-Agent": "theirs/1.0"}, {"X-Call": "c"})],
+)
+def test_the_request_is_what_httpx_build_request_makes(http_class, client_headers, extra_headers):
+    """The facade builds its request from headers merged once; the result must be the request
+    httpx's own ``build_request`` makes of the same parts, header for header, body for body."""
+    from reve_remix._runner import Call
+
+    http = http_class(headers=client_headers)
+    client_class = ReveRemix if http_class is httpx.Client else AsyncReveRemix
+    client = client_class(API_KEY, base_url="https://api.example.test", http_client=http)
+    prepared = client._prepare(Call("<img>0</img>", [IMAGE_URL], extra_headers=extra_headers))
+    for _ in range(2):  # the merged headers are made on the first call and reused
+        request = client._build_request(prepared, list(prepared.images))
+        expected = http.build_request(
+            "POST",
+            f"https://api.example.test{spec().path}",
+            content=request.content,
+            headers={**client._own_headers(), **(extra_headers or {})},
+            timeout=http.timeout,
+        )
+        assert request.headers.raw == expected.headers.raw
+        assert (request.method, request.url, request.content) == (
+            expected.method,
+            expected.url,
+            expected.content,
+        )
+        assert request.extensions["timeout"] == expected.extensions["timeout"]
+
+
 def test_injected_http_client_is_used_and_left_open(reve_remix_mock):
     with httpx.Client(transport=reve_remix_mock.transport) as http:
         client = ReveRemix(http_client=http)

@@ -69,6 +69,9 @@ class RequestOptions:
     timeout: float | httpx.Timeout | None = None
 
 
+_NO_OPTIONS = RequestOptions()  # frozen, so one serves every call without options
+
+
 @dataclass(slots=True)
 class PreparedRemix:
     """A validated remix whose local images still have to become URLs (see ``LocalImage``)."""
@@ -112,24 +115,58 @@ class PreparedRemix:
         The images do not go through the model: :func:`encode_body` writes them itself, so what
         the body carries never depends on what a regenerated model does with a string.
         """
-        from reve_remix_api.models import RemixRequest
-
-        fields: dict[str, Any] = {
-            "model": self.model,
-            "prompt": self.prompt,
-            IMAGES_FIELD: [],  # required by the model; the images are encode_body's
-            "output_format": self.output_format.value,
-        }
-        if self.aspect_ratio is not None:
-            fields["aspect_ratio"] = self.aspect_ratio.value
-        try:
-            checked = RemixRequest.from_dict(
-                {**default_fields(), **self.extra_body, **fields}
-            ).to_dict()
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            raise ValidationError(f"extra_body: does not fit the spec's request: {exc}") from None
-        del checked[IMAGES_FIELD]
+        if self.extra_body:
+            checked = _through_model(
+                {**default_fields(), **self.extra_body, **_own_fields(self.model, self.prompt,
+                 self.aspect_ratio, self.output_format)}
+            )  # fmt: skip
+        else:  # the prompt is only carried: the other fields are checked once for each value
+            checked = _checked_fields(self.model, self.aspect_ratio, self.output_format).copy()
+            checked["prompt"] = self.prompt
         return encode_body(checked, images)
+
+
+def _own_fields(
+    model: str, prompt: str, aspect_ratio: AspectRatio | None, output_format: OutputFormat
+) -> dict[str, Any]:
+    """The request fields ``remix`` has arguments for; the images are :func:`encode_body`'s."""
+    fields: dict[str, Any] = {
+        "model": model,
+        "prompt": prompt,
+        IMAGES_FIELD: [],  # required by the model
+        "output_format": output_format.value,
+    }
+    if aspect_ratio is not None:
+        fields["aspect_ratio"] = aspect_ratio.value
+    return fields
+
+
+def _through_model(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` read and written by the generated ``RemixRequest``, without the images."""
+    from reve_remix_api.models import RemixRequest
+
+    try:
+        checked = RemixRequest.from_dict(fields).to_dict()
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ValidationError(f"extra_body: does not fit the spec's request: {exc}") from None
+    del checked[IMAGES_FIELD]
+    return checked
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_fields(
+    model: str, aspect_ratio: AspectRatio | None, output_format: OutputFormat
+) -> dict[str, Any]:
+    """The fields of a request without ``extra_body``, through the model once for each value.
+
+    The generated model only carries the prompt (it has no check for it), so its place is kept
+    with an empty one: copied and filled for each request, the fields are what the model makes
+    of them, in its order, without reading and writing a model per request. A copy, never this
+    dict, is changed.
+    """
+    return _through_model(
+        {**default_fields(), **_own_fields(model, "", aspect_ratio, output_format)}
+    )
 
 
 def prepare_remix(
@@ -179,7 +216,11 @@ def prepare_remix(
     check_image_count(len(items))
     extras = check_extra_body(extra_body)
     check_required(extras)
-    options = RequestOptions(check_extra_headers(extra_headers), check_timeout(timeout))
+    options = (
+        _NO_OPTIONS
+        if extra_headers is None and timeout is None
+        else RequestOptions(check_extra_headers(extra_headers), check_timeout(timeout))
+    )
     for warning in check_prompt(prompt, len(items)):
         logger.warning("prompt: %s", warning)
     load = prepare_image if load_images else check_image
@@ -333,13 +374,16 @@ def check_model(model: object) -> str:
     """
     if not isinstance(model, str) or not model.strip():
         raise ValidationError("model: expected a non-empty string")
-    control = next((i for i, char in enumerate(model) if char < " " or char == "\x7f"), None)
+    control = _CONTROL.search(model)
     if control is not None:  # a name is one line: a newline in one is a paste gone wrong
         raise ValidationError(
-            f"model: character {control + 1} is a control character ({model[control]!r}); "
-            "a model name is one line of text"
+            f"model: character {control.start() + 1} is a control character "
+            f"({control.group()!r}); a model name is one line of text"
         )
     return sendable(model, "model")
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def sendable(text: str, name: str) -> str:

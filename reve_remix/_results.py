@@ -259,38 +259,28 @@ def parse_response(
     from reve_remix_api.models import RemixResponse
 
     request_id = request_id_of(response.headers)
-
-    def unreadable(reason: str, body: object) -> APIError:
-        if isinstance(body, dict) and isinstance(body.get("error"), dict):
-            # An error object in a 2xx (OneRouter documents it): the vendor's words and type, in
-            # an error that is an APIResponseValidationError too (see status_error).
-            return status_error(response)
-        return APIResponseValidationError(
-            f"the API answered {response.status_code}, so the image was generated "
-            f"({JobState.PAID.value}), but its images cannot be found in the response: {reason}",
-            response=response,
-            body=body,
-        )
-
     try:
         body = json.loads(response.content)
     except (ValueError, UnicodeDecodeError):
         preview = response.content[:2000].decode("utf-8", errors="replace")
-        raise unreadable("the body is not JSON", preview) from None
+        raise _unreadable(response, "the body is not JSON", preview) from None
     if not isinstance(body, dict):
-        raise unreadable(f"expected an object, got {type(body).__name__}", body)
+        raise _unreadable(response, f"expected an object, got {type(body).__name__}", body)
     items = body.get("data")
     if isinstance(items, dict):
         items = [items]  # one image sent bare rather than in a list
     if not isinstance(items, list):
-        raise unreadable("no 'data' array", body)
+        raise _unreadable(response, "no 'data' array", body)
     image_checks, response_checks = _field_checks()
     data = [_typed_fields(item, image_checks) for item in items if isinstance(item, dict)]
-    if not any(_string(item.get("url")) or _string(item.get("b64_json")) for item in data):
-        raise unreadable("no item of 'data' has a 'url' or 'b64_json' string", body)
+    for item in data:
+        if _string(item.get("url")) or _string(item.get("b64_json")):
+            break
+    else:
+        raise _unreadable(response, "no item of 'data' has a 'url' or 'b64_json' string", body)
     # ``data`` and ``created`` were read above; the other fields are checked against the spec.
     rest = {name: value for name, value in body.items() if name not in (DATA_FIELD, "created")}
-    fields = _typed_fields(rest, response_checks)
+    fields = _typed_fields(rest, response_checks) if rest else rest
     created = _created(body.get("created"))
     raw = RemixResponse.from_dict({**fields, "created": created, DATA_FIELD: data})
     images = [
@@ -311,6 +301,20 @@ def parse_response(
         status_code=response.status_code,
         headers=response.headers,
         raw=raw,
+    )
+
+
+def _unreadable(response: httpx.Response, reason: str, body: object) -> APIError:
+    """The error of a 2xx whose images cannot be found, for ``reason``."""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        # An error object in a 2xx (OneRouter documents it): the vendor's words and type, in an
+        # error that is an APIResponseValidationError too (see status_error).
+        return status_error(response)
+    return APIResponseValidationError(
+        f"the API answered {response.status_code}, so the image was generated "
+        f"({JobState.PAID.value}), but its images cannot be found in the response: {reason}",
+        response=response,
+        body=body,
     )
 
 

@@ -28,7 +28,7 @@ import httpx
 from . import _config
 from ._exceptions import ValidationError
 from ._images import ImageInput, LocalImage, check_image, data_url_head, prepare_image
-from ._recipe import Recipe, reference
+from ._recipe import SentRecipe, reference
 from ._spec import ARGUMENT_FIELDS, IMAGES_FIELD, problem, spec
 from ._tags import bind_images, check_image_count, check_prompt, refuse_image_names
 
@@ -88,17 +88,16 @@ class PreparedRemix:
     references: tuple[Mapping[str, str], ...] = ()
     """How the recipe names each image (``_recipe.reference``), in the order sent."""
 
-    def recipe(self) -> Recipe:
+    def recipe(self) -> SentRecipe:
         """What a saved image's recipe says of this request (the answer's parts added later)."""
-
-        return Recipe(
-            prompt=self.written_prompt or self.prompt,
-            prompt_sent=self.prompt,
-            model=self.model,
-            aspect_ratio=None if self.aspect_ratio is None else self.aspect_ratio.value,
-            output_format=self.output_format.value,
-            references=self.references,
-            extra_body=dict(self.extra_body),
+        return SentRecipe(
+            self.written_prompt or self.prompt,
+            self.prompt,
+            self.model,
+            None if self.aspect_ratio is None else self.aspect_ratio.value,
+            self.output_format.value,
+            self.references,
+            dict(self.extra_body),
         )
 
     sources: list[object] = field(default_factory=list)

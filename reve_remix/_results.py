@@ -41,7 +41,7 @@ from ._exceptions import (
 )
 from ._files import write_atomic
 from ._lifecycle import JobState
-from ._recipe import Recipe, write_with_recipe
+from ._recipe import Recipe, SentRecipe, write_with_recipe
 from ._spec import DATA_FIELD, conforms, spec
 
 if TYPE_CHECKING:
@@ -67,9 +67,20 @@ class RemixImage:
     raw: RawImage
     request_id: str | None
     _downloader: Downloader
-    recipe: Recipe | None = None
-    """What made this image (the request and the answer), written into the files it is saved as;
-    ``None`` for an image rebuilt from a record (``paid_image``)."""
+    _request: SentRecipe | None = None  # what was sent: the recipe without the answer's parts
+    _created: int | None = None  # the response's, for the recipe
+
+    @property
+    def recipe(self) -> Recipe | None:
+        """What made this image (the request and the answer), written into the files it is
+        saved as; ``None`` for an image rebuilt from a record (``paid_image``).
+
+        Completed with the answer's parts when read, not for every paid image: most are never
+        saved with it.
+        """
+        if self._request is None:
+            return None
+        return self._request.answered(self.revised_prompt, self.request_id, self._created)
 
     @property
     def url(self) -> str | None:
@@ -247,11 +258,11 @@ class RemixResult:
 
 
 def parse_response(
-    response: httpx.Response, downloader: Downloader, recipe: Recipe | None = None
+    response: httpx.Response, downloader: Downloader, recipe: SentRecipe | None = None
 ) -> RemixResult:
     """Find the images of a 2xx and build the result, tolerating every field it does not need.
 
-    ``recipe`` is what was sent; each image gets it completed with what the API answered.
+    ``recipe`` is what was sent; each image's ``recipe`` completes it with what the API answered.
 
     Raises ``APIResponseValidationError`` (status, raw body, request id; the message says the
     image may have been billed) only when no image can be found.
@@ -283,17 +294,7 @@ def parse_response(
     fields = _typed_fields(rest, response_checks) if rest else rest
     created = _created(body.get("created"))
     raw = RemixResponse.from_dict({**fields, "created": created, DATA_FIELD: data})
-    images = [
-        RemixImage(
-            image,
-            request_id,
-            downloader,
-            None
-            if recipe is None
-            else recipe.answered(_string(_read(image, "revised_prompt")), request_id, created),
-        )
-        for image in raw.data
-    ]
+    images = [RemixImage(image, request_id, downloader, recipe, created) for image in raw.data]
     return RemixResult(
         created=created,
         images=images,

@@ -439,6 +439,8 @@ class AdaptiveRate:
         """Seconds until the next slot at the pace and holds of now; 0: it is now, and taken."""
         with self._lock:
             now = time.monotonic()
+            if not self._rate:  # unpaced (no 429 yet, or since a pause): only holds apply
+                return self._beat.take(now, 0.0)
             self._grow(now)
             return self._beat.take(now, self.interval)
 
@@ -446,7 +448,8 @@ class AdaptiveRate:
         """Note an attempt going out now; returns the moment, for :meth:`on_rate_limited`."""
         with self._lock:
             now = time.monotonic()
-            if self._sent and now - self._sent[-1] > self._pause():
+            idle = now - self._sent[-1] if self._sent else 0.0
+            if idle > self.PAUSE and idle > self._pause():  # a pause is never under PAUSE
                 self._sent.clear()
                 self._refused.clear()
                 self._measured = False

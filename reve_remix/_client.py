@@ -234,22 +234,19 @@ class _BaseClient(Generic[HttpClient]):
             )
             url, headers = built.url, built.headers  # its Content-Length is replaced below
         else:
-            headers = self._headers(url).copy()
+            headers = self._headers(url)
             if options.headers:  # after the client's own, so that they replace them (not the key)
+                headers = headers.copy()
                 headers.update(options.headers)
-        if isinstance(content, bytes):
-            headers["Content-Length"] = str(len(content))
-            request = httpx.Request(
-                method,
-                url,
-                headers=headers,
-                stream=httpx.ByteStream(content),
-                extensions=extensions,
-            )
+        stream = httpx.ByteStream(content) if isinstance(content, bytes) else content
+        request = httpx.Request(method, url, headers=headers, stream=stream, extensions=extensions)
+        # On the request's own copy of the headers (httpx.Request copies them).
+        request.headers["Content-Length"] = str(
+            len(content) if isinstance(content, bytes) else content.length
+        )
+        if isinstance(stream, httpx.ByteStream):
             request.read()  # as httpx reads a body it holds: ``request.content`` is there
-            return request
-        headers["Content-Length"] = str(content.length)
-        return httpx.Request(method, url, headers=headers, stream=content, extensions=extensions)
+        return request
 
     def _headers(self, url: httpx.URL) -> httpx.Headers:
         """The headers of every request to ``url``: its ``Host``, the ``http_client``'s own
@@ -312,6 +309,8 @@ class _BaseClient(Generic[HttpClient]):
         (``RateLimiter.on_sent``). Raises ``APIConnectionError`` when a transport error is final.
         """
         if isinstance(outcome, httpx.Response):
+            if outcome.is_success:  # what was asked for: never sent again
+                return outcome
             event = self.retry_policy.after_response(outcome, retries)
             limiter = self._rate_limiter
             if outcome.status_code == 429 and limiter is not None:  # retried or not: it learns

@@ -228,11 +228,10 @@ class RemixResult:
         ``parse_response`` never builds a result without one; an item of ``data`` with neither
         (a server's stray entry) is never chosen over an image that can be had.
         """
-        readable = (image for image in self.images if image.url or image.b64_json)
-        found = next(readable, None)
-        if found is None:
-            raise ReveRemixError("the response contained no images")
-        return found
+        for image in self.images:
+            if image.url or image.b64_json:
+                return image
+        raise ReveRemixError("the response contained no images")
 
     def read(self) -> bytes:
         """The first image's bytes. Example: ``png = result.read()``."""

@@ -20,7 +20,7 @@ Every public name says it lives here (``reve_remix.ValidationError``, not
 import types
 from typing import TYPE_CHECKING
 
-from ._budget import Budget
+from ._budget import Budget, Hold
 from ._client import AsyncReveRemix, ReveRemix
 from ._exceptions import (
     APIConnectionError,
@@ -116,6 +116,7 @@ __all__ = [
     "Budget",
     "BudgetExceededError",
     "ContentPolicyError",
+    "Hold",
     "ImageInput",
     "ImageNotSavedError",
     "InternalServerError",

@@ -243,8 +243,8 @@ def remix_rows(
     reported until :meth:`PaidStore.resend_ambiguous` releases them.
 
     ``max_generations`` and ``max_cost`` (USD, at ``price`` or ``$REVE_REMIX_PRICE`` a
-    generation) cap the requests that may be billed in this call, across its threads, kept in
-    the store (``StoreBudget``); rows that do not fit end *pending*, unsent, and the next call
+    generation) cap the requests that may be billed in this call, across its threads and
+    workers, counted in the store; rows that do not fit end *pending*, unsent, and the next call
     sends them.
 
     Example::

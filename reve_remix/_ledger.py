@@ -46,8 +46,9 @@ BODY_CHARS = 20_000
 class JobRecord:
     """What a ledger knows about one job at one moment: its state and where its image is.
 
-    - ``fingerprint``: what would be sent (see ``_identity.fingerprint``); a record whose id comes
-      back with another fingerprint is a conflict, never "done";
+    - ``fingerprint``: a digest of what would be sent (the request's fields, and local images by
+      the hash of their content); a record whose id comes back with another fingerprint is a
+      conflict, never "done";
     - ``attempt``: how many times the job was claimed for sending;
     - ``url`` / ``spool``: where a *paid* image can be had again without paying: the URL the API
       gave, or the file an inline image's bytes were kept in before any save was tried;

@@ -225,8 +225,8 @@ class RemixResult:
     def image(self) -> RemixImage:
         """The first image that has a ``url`` or ``b64_json``: the one that was paid for.
 
-        ``parse_response`` never builds a result without one; an item of ``data`` with neither
-        (a server's stray entry) is never chosen over an image that can be had.
+        A client never returns a result without one; an item of ``data`` with neither (a
+        server's stray entry) is never chosen over an image that can be had.
         """
         for image in self.images:
             if image.url or image.b64_json:

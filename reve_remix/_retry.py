@@ -162,7 +162,8 @@ class RetryEvent:
     retry: int
     """Which retry this is, from 1, of its kind: 429s are counted apart from other failures."""
     max_retries: int
-    """The most retries of its kind the call may make (``RetryPolicy.limit``)."""
+    """The most retries of its kind the call may make: ``max_retries``, or for 429s an allowance
+    of their own, as large or larger (a refused request made nothing)."""
 
     @property
     def rate_limited(self) -> bool:

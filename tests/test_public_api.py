@@ -47,6 +47,7 @@ PUBLIC_NAMES = [
     "Budget",
     "BudgetExceededError",
     "ContentPolicyError",
+    "Hold",
     "ImageInput",
     "ImageNotSavedError",
     "InternalServerError",

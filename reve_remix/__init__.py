@@ -9,8 +9,9 @@ Example::
 
 The offline mock server for tests lives in :mod:`reve_remix.testing`.
 
-``AspectRatio``, ``OutputFormat`` (from the generated package), ``RemixJob`` and
-``BatchProgress`` are loaded when first used, to keep ``import reve_remix`` fast.
+``AspectRatio``, ``OutputFormat`` and their values as ``Literal`` types, ``AspectRatioValue`` and
+``OutputFormatValue`` (all from the generated package, which regeneration writes from the spec),
+``RemixJob`` and ``BatchProgress`` are loaded when first used, to keep ``import reve_remix`` fast.
 
 Every public name says it lives here (``reve_remix.ValidationError``, not
 ``reve_remix._exceptions.ValidationError``): the private modules are free to move.
@@ -19,7 +20,7 @@ Every public name says it lives here (``reve_remix.ValidationError``, not
 import types
 from typing import TYPE_CHECKING
 
-from ._budget import Budget
+from ._budget import Budget, Hold
 from ._client import AsyncReveRemix, ReveRemix
 from ._exceptions import (
     APIConnectionError,
@@ -60,6 +61,7 @@ from ._tags import (
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from reve_remix_api._literals import AspectRatioValue, OutputFormatValue
     from reve_remix_api.models import AspectRatio, OutputFormat
 
     from ._engine import RowOutcome, remix_rows
@@ -68,7 +70,9 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "AspectRatio": "reve_remix_api.models",
+    "AspectRatioValue": "reve_remix_api._literals",
     "OutputFormat": "reve_remix_api.models",
+    "OutputFormatValue": "reve_remix_api._literals",
     "BatchProgress": "reve_remix._jobs",
     "RemixJob": "reve_remix._jobs",
     "PaidStore": "reve_remix._store",
@@ -104,6 +108,7 @@ __all__ = [
     "APITimeoutError",
     "AdaptiveRate",
     "AspectRatio",
+    "AspectRatioValue",
     "AsyncReveRemix",
     "AuthenticationError",
     "BadRequestError",
@@ -111,6 +116,7 @@ __all__ = [
     "Budget",
     "BudgetExceededError",
     "ContentPolicyError",
+    "Hold",
     "ImageInput",
     "ImageNotSavedError",
     "InternalServerError",
@@ -119,6 +125,7 @@ __all__ = [
     "LedgerError",
     "NotFoundError",
     "OutputFormat",
+    "OutputFormatValue",
     "PaidStore",
     "PayloadTooLargeError",
     "PaymentRequiredError",

@@ -8,8 +8,9 @@ can ask the same question. For each line it decides:
   is identified by the first 16 hex digits of it, so key order, ``./cat.png`` vs ``cat.png`` vs
   its absolute path, or an explicit ``null`` equal to the default are one job, and a new
   ``output`` name is the same job placed at a new file. Two lines with one identity are one job
-  (the second is a note, not an error). A line whose id is known with another fingerprint is a
-  *conflict*, sent only under ``Policy.replace_changed``.
+  (the second is a note, not an error): paid once, and saved at each line's file when their
+  ``output`` differs (the later lines are the job's *copies*). A line whose id is known with
+  another fingerprint is a *conflict*, sent only under ``Policy.replace_changed``.
 - **action**: ``_runner.plan`` against the job's latest record (send, fetch, place, skip, hold,
   conflict);
 - **problems**: a line that is not a valid job, a target outside ``--out``, in a folder that
@@ -20,20 +21,28 @@ can ask the same question. For each line it decides:
 from __future__ import annotations
 
 import dataclasses
+import errno
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ._exceptions import ValidationError
+from ._exceptions import ReveRemixError, ValidationError
+from ._identity import Identity
 from ._images import is_known_image
-from ._jobs_file import JobLine, LineProblem, Target, target_problems
+from ._jobs_file import JobLine, LineProblem, Target, target_problems, unwritable
 from ._ledger import JobRecord
 from ._lifecycle import JobState
-from ._recipe import save_image
-from ._runner import Action, PaidJob, Policy, plan
+from ._recipe import read_recipe, save_image
+from ._runner import Action, PaidJob, Policy, changed, plan
+
+if TYPE_CHECKING:
+    from reve_remix_api._literals import AspectRatioValue, OutputFormatValue
 
 ID_DIGITS = 16
 """Hex digits of the fingerprint that name a job whose line has no ``id``."""
+_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+"""Save failures of the whole disk (full, over quota, read-only): every file would fail."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,25 +56,61 @@ class OutputFile:
     target: Target
     metadata: bool = True
     """Whether saved images carry their recipe (``--no-metadata`` turns it off)."""
+    copies: tuple[Target, ...] = ()
+    """Where later lines of the same job save it too: written with ``target``, paid once. The
+    record names ``target``'s file; a copy is the job's when its bytes are the same."""
 
     def holds(self, record: JobRecord) -> bool:
         path = self._saved(record)
-        return path is not None and path in self.target.candidates()
+        if path is None or path not in self.target.candidates():
+            return False
+        if not self.copies:
+            return True
+        data = _image_at(path)
+        return data is not None and all(_image_at(copy.existing()) == data for copy in self.copies)
 
     def saved_bytes(self, record: JobRecord) -> bytes | None:
-        path = self._saved(record)
-        if path is None:
-            return None
-        try:
-            data = path.read_bytes()
-        except OSError:
-            return None
-        return data if is_known_image(data) else None
+        """The image ``record`` saved: its file, else a copy whose recipe names its request."""
+        data = _image_at(self._saved(record))
+        if data is not None or record.request_id is None:
+            return data
+        for copy in self.copies:
+            path = copy.existing()
+            if path is not None and _saved_for(path, record.request_id):
+                return _image_at(path)
+        return None
 
     def save(self, record: JobRecord, data: bytes) -> str:
         recipe = record.recipe if self.metadata else None
         path = save_image(self.target.path_for(data), data, recipe)
+        for copy in self.copies:
+            save_image(copy.path_for(data), data, recipe)
         return path.relative_to(self.out_dir).as_posix()
+
+    def mine(self, path: Path, record: JobRecord | None) -> bool:
+        """Whether the file at ``path`` may be overwritten by this job without ``--force``: a
+        killed run of it saved it (the job is *paid*), its record names it, or it holds the
+        job's image."""
+        if record is None:
+            return False
+        if record.status is JobState.PAID or self._saved(record) == path:
+            return True
+        saved = self.saved_bytes(record)
+        return saved is not None and _image_at(path) == saved
+
+    def cannot_save(self, cause: OSError) -> str | None:
+        """Why no image can be saved where this job saves, now that a save failed with
+        ``cause``: the disk is full or read-only, or a folder of its files cannot be written
+        (tried for real). ``None`` when the failure is this file's own (a folder where the image
+        goes, a name the file system refuses): another job's image may still be saved.
+        """
+        if cause.errno in _DISK_ERRORS:
+            return f"cannot write in {self.target.path.parent}: {cause.strerror or cause}"
+        for target in (self.target, *self.copies):
+            blocked = unwritable(target.path.parent)
+            if blocked is not None:
+                return blocked
+        return None
 
     def _saved(self, record: JobRecord) -> Path | None:
         if record.file is None:
@@ -74,16 +119,39 @@ class OutputFile:
         return path if path.is_file() else None
 
 
+def _image_at(path: Path | None) -> bytes | None:
+    """The image in the file at ``path``, or ``None`` (no file, unreadable, not an image)."""
+    if path is None:
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data if is_known_image(data) else None
+
+
+def _saved_for(path: Path, request_id: str) -> bool:
+    """Whether the image at ``path`` carries the recipe of the answer ``request_id``."""
+    try:
+        recipe = read_recipe(path)
+    except (OSError, ReveRemixError):
+        return False
+    return recipe is not None and recipe.request_id == request_id
+
+
 @dataclass(frozen=True, slots=True)
 class Defaults:
     """What the command line gives the lines that leave a field out, and how to run them."""
 
     model: str
     """The client's model: what a line without ``model`` sends."""
-    aspect_ratio: str | None = None
-    output_format: str | None = None
+    aspect_ratio: AspectRatioValue | None = None
+    """``--aspect-ratio``: one of the spec's values (the parser's choices), or ``None``."""
+    output_format: OutputFormatValue | None = None
     line_model: str | None = None
     """``--model``: what a line without ``model`` says (``None``: the client's)."""
+    fields: Mapping[str, Any] | None = None
+    """``--field``: request fields for every line; a line's ``extra_body`` wins field by field."""
     fit: bool = False
     force: bool = False
     """Overwrite files in the output folder that no finished job wrote."""
@@ -99,6 +167,8 @@ class Planned:
     job: PaidJob
     action: Action
     previous: JobRecord | None
+    copies: tuple[JobLine, ...] = ()
+    """Later lines of the same job with another ``output``: saved there too, paid once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +188,17 @@ class BatchPlan:
     def to_run(self) -> list[Planned]:
         """The jobs this run hands to the runner."""
         return self.having(Action.SEND, Action.FETCH, Action.PLACE)
+
+    def capped(self, limit: int | None) -> list[Planned]:
+        """The jobs a run allowed ``limit`` generations leaves pending, if every request is
+        answered: those that would send, after the first ``limit`` of them in file order (the
+        order ``BatchRun`` starts them in). ``None``: no cap.
+
+        Example::
+
+            left = plan.capped(budget.limit)  # not sent by this run: pending for the next
+        """
+        return [] if limit is None else self.having(Action.SEND)[limit:]
 
 
 def plan_batch(
@@ -143,70 +224,142 @@ def plan_batch(
     """
     found: list[LineProblem] = list(problems)
     notes: list[str] = []
-    first: dict[str, tuple[int, str | None]] = {}  # job id -> (line, fingerprint)
-    identified: list[tuple[JobLine, str | None]] = []
+    jobs: dict[str, _Job] = {}  # by id, in file order
     for raw in lines:
         line = raw.with_defaults(
             aspect_ratio=defaults.aspect_ratio,
             output_format=defaults.output_format,
             model=defaults.line_model,
+            extra_body=defaults.fields,
         )
         try:
-            fingerprint = line.fingerprint(defaults.model, fit=defaults.fit)
+            identity = line.identity(defaults.model, fit=defaults.fit)
         except ValidationError as exc:
             if not _finished(line, records, out_dir):  # its inputs may be gone: it is done
                 found.append(LineProblem(line.number, str(exc)))
                 continue
-            fingerprint = None
+            identity = None
         except Exception as exc:  # a bug here must not sink the other lines: report and go on
             found.append(LineProblem(line.number, f"unexpected {type(exc).__name__}: {exc}"))
             continue
+        fingerprint = None if identity is None else identity.fingerprint
         line = dataclasses.replace(line, id=_job_id(line, fingerprint, records))
-        if line.id in first:
-            earlier, earlier_fingerprint = first[line.id]
-            if earlier_fingerprint == fingerprint:
-                notes.append(f"line {line.number} is the same job as line {earlier}: run once")
-            else:
-                found.append(
-                    LineProblem(
-                        line.number,
-                        f'duplicate id "{line.id}", first on line {earlier}, with another '
-                        'request; give one of them another "id"',
-                    )
-                )
+        earlier = jobs.get(line.id)
+        if earlier is None:
+            jobs[line.id] = _Job(line, identity)
             continue
-        first[line.id] = (line.number, fingerprint)
-        identified.append((line, fingerprint))
-    clashes = target_problems((line for line, _ in identified), out_dir)
-    planned: list[Planned] = []
-    for line, fingerprint in identified:
-        if line.number in clashes:
-            found.append(LineProblem(line.number, clashes[line.number]))
-            continue
-        target = line.target(out_dir)
-        job = PaidJob(
-            line.id,
-            line.call(fit=defaults.fit),
-            fingerprint,
-            line.number,
-            OutputFile(out_dir, target, defaults.metadata),
-        )
-        previous = records.get(line.id)
-        action = plan(previous, job, policy)
-        existing = target.existing()
-        own = previous is not None and previous.status is JobState.PAID  # a killed run saved it
-        if action in (Action.SEND, Action.PLACE) and existing and not (own or defaults.force):
+        first = earlier.line
+        if earlier.fingerprint != fingerprint:
             found.append(
                 LineProblem(
                     line.number,
-                    f"{existing} exists but no finished job of this batch wrote it; remove it, "
-                    'set another "output", or pass --force to overwrite it',
+                    f'duplicate id "{line.id}", first on line {first.number}, with another '
+                    'request; give one of them another "id"',
                 )
             )
-            continue
-        planned.append(Planned(line, job, action, previous))
+        elif line.target(out_dir) == first.target(out_dir):
+            notes.append(f"line {line.number} is the same job as line {first.number}: run once")
+        else:
+            earlier.copies.append(line)
+            notes.append(
+                f"line {line.number} is the same job as line {first.number}: generated once, "
+                f"also saved as {line.target(out_dir)}"
+            )
+    every_line = sorted(
+        (line for job in jobs.values() for line in (job.line, *job.copies)),
+        key=lambda line: line.number,
+    )
+    clashes = target_problems(every_line, out_dir)  # in file order: the later line is named
+    planned: list[Planned] = []
+    for job in jobs.values():
+        made = _plan_job(job, records.get(job.line.id), clashes, out_dir, defaults, policy, found)
+        if made is not None:
+            planned.append(made)
     found.sort(key=lambda problem: problem.number)
     return BatchPlan(planned, found, notes)
+
+
+@dataclass(slots=True)
+class _Job:
+    """A job of the plan being made: its first line, identity, and the lines that copy it."""
+
+    line: JobLine
+    identity: Identity | None
+    copies: list[JobLine] = dataclasses.field(default_factory=list)
+
+    @property
+    def fingerprint(self) -> str | None:
+        return None if self.identity is None else self.identity.fingerprint
+
+    @property
+    def parts(self) -> str | None:
+        return None if self.identity is None else self.identity.parts
+
+
+def _plan_job(
+    job: _Job,
+    previous: JobRecord | None,
+    clashes: Mapping[int, str],
+    out_dir: Path,
+    defaults: Defaults,
+    policy: Policy,
+    found: list[LineProblem],
+) -> Planned | None:
+    """``job``'s action against its ``previous`` record, with the copies that can be saved;
+    ``None`` when its own file cannot be. Adds the problems of its lines to ``found``."""
+    line = job.line
+
+    def planned(copies: list[JobLine]) -> Planned:
+        targets = tuple(copy.target(out_dir) for copy in copies)
+        output = OutputFile(out_dir, line.target(out_dir), defaults.metadata, targets)
+        paid = PaidJob(
+            line.id, line.call(fit=defaults.fit), job.fingerprint, line.number, output, job.parts
+        )
+        return Planned(line, paid, plan(previous, paid, policy), previous, tuple(copies))
+
+    copies = [copy for copy in job.copies if copy.number not in clashes]
+    found.extend(LineProblem(c.number, clashes[c.number]) for c in job.copies if c not in copies)
+    made = planned(copies)
+    if line.number in clashes:
+        problem: str | None = clashes[line.number]
+    elif made.action in (Action.SEND, Action.FETCH, Action.PLACE):
+        # A file the job's previous record (of the same request) wrote may be overwritten;
+        # that of a changed job is the old request's image, kept unless --force.
+        owner = None if previous is None or changed(made.job, previous) else previous
+        output = made.job.destination
+        assert isinstance(output, OutputFile)
+        troubled = {
+            copy.number: trouble
+            for copy in copies
+            if (trouble := _overwrites(copy.target(out_dir), output, owner, defaults.force))
+        }
+        if troubled:  # a copy that would overwrite a file is left out, alone
+            found.extend(LineProblem(number, trouble) for number, trouble in troubled.items())
+            made = planned([copy for copy in copies if copy.number not in troubled])
+        problem = _overwrites(output.target, output, owner, defaults.force)
+    else:
+        problem = None
+    if problem is not None:
+        found.append(LineProblem(line.number, problem))
+        found.extend(  # the job is not run: nor are its copies
+            LineProblem(c.number, f"the same job as line {line.number}, which is not run")
+            for c in made.copies
+        )
+        return None
+    return made
+
+
+def _overwrites(
+    target: Target, output: OutputFile, owner: JobRecord | None, force: bool
+) -> str | None:
+    """Why saving at ``target`` would overwrite a file no finished job of the batch wrote."""
+    existing = target.existing()
+    if existing is None or force or output.mine(existing, owner):
+        return None
+    return (
+        f"{existing} exists but no finished job of this batch wrote it; remove it, "
+        'set another "output", or pass --force to overwrite it'
+    )
 
 
 def _job_id(line: JobLine, fingerprint: str | None, records: Mapping[str, JobRecord]) -> str:

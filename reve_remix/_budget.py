@@ -25,6 +25,7 @@ import httpx
 
 from . import _config
 from ._exceptions import BudgetExceededError, ValidationError
+from ._money import amount, usd
 from ._retry import made_nothing
 
 
@@ -75,7 +76,7 @@ class Budget:
         self.max_cost: Decimal | None = None
         """The most to spend in USD, or ``None`` for no cap on cost."""
         if max_cost is not None:
-            self.max_cost = _config.amount(max_cost, "max_cost")
+            self.max_cost = amount(max_cost, "max_cost")
             if self.price is None:
                 raise ValidationError(
                     "max_cost: needs the price of a generation: pass price=... or set "
@@ -162,7 +163,7 @@ class Budget:
         if self.max_generations is not None:
             caps.append(f"max_generations={self.max_generations}")
         if self.max_cost is not None:
-            caps.append(f"max_cost={self.max_cost} USD at {self.price} USD a generation")
+            caps.append(f"max_cost={usd(self.max_cost)} at {usd(self.price or 0)} a generation")
         in_flight = f", {self._reserved} more in flight" if self._reserved else ""
         return (
             f"budget spent: {self._spent} generation(s) may have been billed{in_flight} of the "

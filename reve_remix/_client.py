@@ -17,6 +17,7 @@ import inspect
 import logging
 import platform
 import time
+import weakref
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -61,6 +62,7 @@ from ._urls import http_url_problem
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from reve_remix_api._literals import AspectRatioValue, OutputFormatValue
     from reve_remix_api.models import AspectRatio, OutputFormat
 
     from ._jobs import BatchProgress, Outcome
@@ -137,11 +139,14 @@ class _BaseClient(Generic[HttpClient]):
         self.base_url = _config.base_url(base_url)
         self.model = check_model(model)
         self.auth_scheme = auth_scheme
-        self._made_headers: tuple[str, httpx.Headers] | None = None
+        # The headers of every request, and what they were made from (see _headers).
+        self._made_headers: (
+            tuple[tuple[str, bytes, list[tuple[bytes, bytes]]], httpx.Headers] | None
+        ) = None
         self.uploader = uploader
         self.on_retry = on_retry
         self.retry_policy = RetryPolicy(max_retries, retry_on_ambiguous)
-        self.budget = Budget() if budget is None else budget
+        self.budget: Budget = Budget() if budget is None else budget
         """What this client may spend and has spent (without ``budget=``, counted, not capped)."""
         self._rate_limiter = check_rate_limiter(rate_limiter)
         # Awaited instead of next_slot by the async client, if the limiter waits on I/O.
@@ -158,6 +163,8 @@ class _BaseClient(Generic[HttpClient]):
         else:
             self._http = http_client
         self._downloader = Downloader(self._http)  # results fetch their URLs through the pool
+        # The iter_remix loops not yet finished: closing the client settles them first.
+        self._open_runs: weakref.WeakSet[Any] = weakref.WeakSet()
 
     @staticmethod
     def _new_http(
@@ -185,6 +192,8 @@ class _BaseClient(Generic[HttpClient]):
 
     def _prepare(self, call: Call) -> PreparedRemix:
         self._authorization()  # fail on a missing key before reading any image
+        if self._http.is_closed:  # httpx's RuntimeError would read as "may have been generated"
+            raise ValidationError(f"{type(self).__name__} is closed: make a new client to send")
         return prepare_remix(
             call.prompt,
             call.images,
@@ -203,50 +212,67 @@ class _BaseClient(Generic[HttpClient]):
         """The HTTP request: the spec's method and path, the body, the call's options, and the
         recipe of what it asks for (``extensions``, read back by ``_result``).
 
-        A body with inline images is a ``RequestBody`` stream. httpx's ``content=`` would take it
-        for a sync-only iterator sent chunked, so the request is built without a body and made
-        again around the stream, with its ``Content-Length``.
+        The request is what ``httpx.Client.build_request`` makes (the ``http_client``'s
+        headers, then this client's, then the call's; ``Host`` and ``Content-Length``; the
+        timeout as an extension), built from headers merged once (:meth:`_headers`): httpx
+        merges and prepares them again for every request, which costs more than the rest of the
+        request together. The body is a stream with its length, as httpx documents
+        ``Request(stream=...)``: a ``RequestBody`` when it has inline images (httpx would send
+        an iterator chunked), else the bytes. An ``http_client`` with cookies or query
+        parameters of its own has its part merged by httpx.
         """
         operation = spec()
         options: RequestOptions = prepared.options
         content = prepared.body(images)
-        headers = self._headers()
-        if options.headers:  # after the client's own, so that they replace them (not the key)
-            headers = headers.copy()
-            headers.update(options.headers)
-        request = self._http.build_request(
-            operation.method,
-            _parsed_url(self.base_url + operation.path),
-            content=content if isinstance(content, bytes) else None,
-            headers=headers,
-            timeout=httpx.USE_CLIENT_DEFAULT if options.timeout is None else options.timeout,
-            extensions={_RECIPE: prepared.recipe()},
-        )
-        if isinstance(content, bytes):
-            return request
-        request.headers["Content-Length"] = str(content.length)
-        return httpx.Request(
-            request.method,
-            request.url,
-            headers=request.headers,
-            stream=content,
-            extensions=request.extensions,
-        )
-
-    def _headers(self) -> httpx.Headers:
-        """The headers of every request, made once: httpx reads a ready ``Headers`` as a copy,
-        where a ``dict`` is checked and encoded header by header on every call."""
-        scheme = self.auth_scheme
-        if self._made_headers is None or self._made_headers[0] != scheme:
-            headers = httpx.Headers(
-                {
-                    "Content-Type": "application/json",
-                    "User-Agent": USER_AGENT,
-                    "Authorization": self._authorization(),
-                }
+        method, url = operation.method, _parsed_url(self.base_url + operation.path)
+        client = self._http
+        timeout = client.timeout if options.timeout is None else httpx.Timeout(options.timeout)
+        extensions = {"timeout": timeout.as_dict(), _RECIPE: prepared.recipe()}
+        if client.cookies or client.params:
+            built = client.build_request(
+                method, url, headers={**self._own_headers(), **options.headers}
             )
-            self._made_headers = (scheme, headers)
-        return self._made_headers[1]
+            url, headers = built.url, built.headers  # its Content-Length is replaced below
+        else:
+            headers = self._headers(url)
+            if options.headers:  # after the client's own, so that they replace them (not the key)
+                headers = headers.copy()
+                headers.update(options.headers)
+        stream = httpx.ByteStream(content) if isinstance(content, bytes) else content
+        request = httpx.Request(method, url, headers=headers, stream=stream, extensions=extensions)
+        # On the request's own copy of the headers (httpx.Request copies them).
+        request.headers["Content-Length"] = str(
+            len(content) if isinstance(content, bytes) else content.length
+        )
+        if isinstance(stream, httpx.ByteStream):
+            request.read()  # as httpx reads a body it holds: ``request.content`` is there
+        return request
+
+    def _headers(self, url: httpx.URL) -> httpx.Headers:
+        """The headers of every request to ``url``: its ``Host``, the ``http_client``'s own
+        headers, then :meth:`_own_headers`, in the order httpx gives them.
+
+        Merged once, and again only when the host, the ``http_client``'s headers or the auth
+        scheme change.
+        """
+        key = (self.auth_scheme, url.netloc, self._http.headers.raw)
+        made = self._made_headers
+        if made is None or made[0] != key:
+            merged: httpx.Headers = httpx.Headers(self._http.headers)
+            merged.update(self._own_headers())
+            if "Host" not in merged:  # first, where httpx puts it
+                merged = httpx.Headers([(b"Host", url.netloc), *merged.raw])
+            made = (key, merged)
+            self._made_headers = made
+        return made[1]
+
+    def _own_headers(self) -> dict[str, str]:
+        """What this client adds to every request's headers: the key, the JSON body, its name."""
+        return {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "Authorization": self._authorization(),
+        }
 
     def _redacted(self, response: httpx.Response) -> httpx.Response:
         """A 2xx that echoes the key (a proxy repeating the request's headers), without it: no
@@ -283,6 +309,8 @@ class _BaseClient(Generic[HttpClient]):
         (``RateLimiter.on_sent``). Raises ``APIConnectionError`` when a transport error is final.
         """
         if isinstance(outcome, httpx.Response):
+            if outcome.is_success:  # what was asked for: never sent again
+                return outcome
             event = self.retry_policy.after_response(outcome, retries)
             limiter = self._rate_limiter
             if outcome.status_code == 429 and limiter is not None:  # retried or not: it learns
@@ -308,6 +336,12 @@ class _BaseClient(Generic[HttpClient]):
         result = parse_response(response, self._downloader, recipe)
         logger.debug("remix done (request id %s)", result.request_id)
         return result
+
+    def _runs_to_settle(self) -> list[Any]:
+        """The ``iter_remix`` loops to settle before the pool closes (each settled once)."""
+        runs = list(self._open_runs)
+        self._open_runs.clear()
+        return runs
 
     def paid_image(
         self, url: str, *, request_id: str | None = None, revised_prompt: str | None = None
@@ -384,8 +418,8 @@ class ReveRemix(_BaseClient[httpx.Client]):
         prompt: str,
         images: Images,
         *,
-        aspect_ratio: AspectRatio | str | None = None,
-        output_format: OutputFormat | str | None = None,
+        aspect_ratio: AspectRatio | AspectRatioValue | None = None,
+        output_format: OutputFormat | OutputFormatValue | None = None,
         model: str | None = None,
         fit: bool = False,
         extra_body: Mapping[str, Any] | None = None,
@@ -472,7 +506,9 @@ class ReveRemix(_BaseClient[httpx.Client]):
         ``concurrency`` jobs in flight. ``job`` is the item as given; ``outcome`` its
         ``RemixResult`` or the ``ReveRemixError`` that ended it. A job's slot is handed on
         once the loop body has dealt with its outcome. Leaving the loop early (``break``, an
-        exception) starts nothing more and waits for the running jobs.
+        exception) starts nothing more and waits for the running jobs; a paid result the loop
+        did not deliver is logged at WARNING with its URL and request id. Closing the client
+        under a loop left with ``break`` but still referenced settles it the same way first.
 
         Example::
 
@@ -490,7 +526,9 @@ class ReveRemix(_BaseClient[httpx.Client]):
         run = iter_in_threads(
             work, enumerate(jobs), concurrency=self._batch_concurrency(concurrency)
         )
-        return _delivered(run, ledger)
+        delivered = _delivered(run, ledger)
+        self._open_runs.add(delivered)
+        return delivered
 
     def _remix_job(
         self, ledger: MemoryLedger, numbered: tuple[int, RemixJob | Mapping[str, Any]]
@@ -555,7 +593,21 @@ class ReveRemix(_BaseClient[httpx.Client]):
             time.sleep(decision)
 
     def close(self) -> None:
-        """Close the connection pool (only if this client created it)."""
+        """Settle the client's open ``iter_remix`` loops, then close the connection pool (only if
+        this client created it).
+
+        A loop left with ``break`` while its iterator is still referenced has requests out: they
+        are answered over the pool before it closes, and each paid result the loop did not
+        deliver is logged at WARNING with its URL and request id (see :meth:`iter_remix`).
+        """
+        self._close(None)
+
+    def _close(self, exc: BaseException | None) -> None:
+        paid: list[RemixResult] = []
+        for run in self._runs_to_settle():
+            with _settling(paid, run) as closing:
+                run.throw(closing)
+        _attach_on_close(exc, paid)
         if self._owns_http:
             self._http.close()
 
@@ -568,7 +620,7 @@ class ReveRemix(_BaseClient[httpx.Client]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        self._close(exc)
 
 
 class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
@@ -597,8 +649,8 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
         prompt: str,
         images: Images,
         *,
-        aspect_ratio: AspectRatio | str | None = None,
-        output_format: OutputFormat | str | None = None,
+        aspect_ratio: AspectRatio | AspectRatioValue | None = None,
+        output_format: OutputFormat | OutputFormatValue | None = None,
         model: str | None = None,
         fit: bool = False,
         extra_body: Mapping[str, Any] | None = None,
@@ -655,8 +707,9 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
     ) -> AsyncIterator[tuple[JobT, Outcome]]:
         """Async twin of :meth:`ReveRemix.iter_remix`: ``async for job, outcome in ...``.
 
-        Leaving the loop early cancels the jobs still running (close the iterator with
-        ``contextlib.aclosing`` to do it at once rather than when it is collected).
+        Leaving the loop early starts nothing more and waits for the jobs still running, when
+        the iterator is closed: with ``contextlib.aclosing``, when it is collected, or when the
+        client closes, whichever comes first.
 
         Example::
 
@@ -669,7 +722,9 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
         ledger = MemoryLedger()
         work = functools.partial(self._remix_job, ledger)
         run = iter_in_tasks(work, enumerate(jobs), concurrency=self._batch_concurrency(concurrency))
-        return _adelivered(run, ledger)
+        delivered = _adelivered(run, ledger)
+        self._open_runs.add(delivered)
+        return delivered
 
     async def _remix_job(
         self, ledger: MemoryLedger, numbered: tuple[int, RemixJob | Mapping[str, Any]]
@@ -742,7 +797,15 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
         return limiter.next_slot()
 
     async def aclose(self) -> None:
-        """Close the connection pool (only if this client created it)."""
+        """Async twin of :meth:`ReveRemix.close`: open ``iter_remix`` loops are settled first."""
+        await self._aclose(None)
+
+    async def _aclose(self, exc: BaseException | None) -> None:
+        paid: list[RemixResult] = []
+        for run in self._runs_to_settle():
+            with _settling(paid, run) as closing:
+                await run.athrow(closing)
+        _attach_on_close(exc, paid)
         if self._owns_http:
             await self._http.aclose()
 
@@ -755,7 +818,7 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        await self._aclose(exc)
 
 
 def _discard(awaitable: Awaitable[object]) -> None:
@@ -832,8 +895,49 @@ def _abandoned_on_exit(ledger: MemoryLedger, why: str) -> Iterator[None]:
     try:
         yield
     except BaseException as exc:
-        _attach(exc, ledger.abandon(why))
+        closed = " (its client was closed)" if isinstance(exc, _ClientClosing) else ""
+        _attach(exc, ledger.abandon(why + closed))
         raise
+
+
+class _ClientClosing(BaseException):
+    """Thrown into an ``iter_remix`` loop the caller still holds when its client closes.
+
+    The loop stops as a ``break`` would (nothing more starts, the requests out are answered),
+    its undelivered paid results are logged and attached here, and ``close()`` collects them.
+    A ``BaseException`` so that no ``except Exception`` in between takes it for a failure.
+    """
+
+
+@contextlib.contextmanager
+def _settling(paid: list[RemixResult], run: object) -> Iterator[_ClientClosing]:
+    """Settle one open loop, ``run`` (the body throws the signal in): its paid results join
+    ``paid``.
+
+    A loop another thread or task is stepping at that moment cannot be entered: it is left to
+    that thread, whose requests the closing pool cuts off, and said so (close a client once the
+    loops using it have stopped).
+    """
+    closing = _ClientClosing()
+    try:
+        yield closing
+    except _ClientClosing as settled:
+        paid.extend(getattr(settled, "paid_results", ()))
+    except (ValueError, RuntimeError) as exc:  # "generator already executing", and only that
+        if not (getattr(run, "gi_running", False) or getattr(run, "ag_running", False)):
+            raise
+        logger.warning(
+            "iter_remix was running in another thread or task when its client closed: "
+            "its requests still out may have been generated (%s)",
+            exc,
+        )
+
+
+def _attach_on_close(exc: BaseException | None, paid: list[RemixResult]) -> None:
+    """Put the paid results of loops settled by closing on the exception leaving ``with``, if
+    one is; otherwise their WARNING lines are their record."""
+    if exc is not None:
+        _attach(exc, paid)
 
 
 def _attach(exc: BaseException, results: list[RemixResult]) -> None:

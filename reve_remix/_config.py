@@ -22,13 +22,14 @@ from __future__ import annotations
 import math
 import os
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from numbers import Real
 from urllib.parse import urlsplit
 
 import httpx
 
 from ._exceptions import ValidationError
+from ._money import amount
 from ._urls import http_url_problem
 
 API_KEY_ENV = "ONEROUTER_API_KEY"
@@ -147,28 +148,6 @@ def price(value: object) -> Decimal | None:
             return None
         return amount(value, PRICE_ENV)
     return amount(value, "price")
-
-
-def amount(value: object, name: str) -> Decimal:
-    """``value`` as an amount of USD: a finite number (or its text) of 0 or more, exact.
-
-    A float is read as the decimal it prints as (``0.1`` is ``Decimal('0.1')``), so that three
-    generations at 0.1 cost exactly 0.3.
-
-    Example::
-
-        >>> amount("0.25", "max_cost")
-        Decimal('0.25')
-    """
-    parsed: Decimal | None = None
-    if isinstance(value, Decimal | int | float | str) and not isinstance(value, bool):
-        try:
-            parsed = Decimal(str(value).strip())
-        except InvalidOperation:
-            parsed = None
-    if parsed is None or not parsed.is_finite() or parsed < 0:
-        raise ValidationError(f"{name}: expected an amount in USD of 0 or more, got {value!r}")
-    return parsed
 
 
 def _seconds(value: object, name: str) -> float:

@@ -32,7 +32,7 @@ from typing import Any
 
 from ._client import ReveRemix
 from ._exceptions import BudgetExceededError, ValidationError
-from ._identity import fingerprint
+from ._identity import identity, what_changed
 from ._jobs import check_concurrency
 from ._ledger import JobRecord, LedgerError
 from ._lifecycle import JobState
@@ -125,7 +125,15 @@ class RowRemixer:
             return RowOutcome(str(row.get("id")), JobState.FAILED.value, error=str(exc))
         try:
             call = _call(row)
-            job = PaidJob(key, call, fingerprint(call, self.client.model), None, self._images)
+            found = identity(call, self.client.model)
+            job = PaidJob(
+                key,
+                call,
+                None if found is None else found.fingerprint,
+                None,
+                self._images,
+                None if found is None else found.parts,
+            )
         except ValidationError as exc:
             return RowOutcome(key, JobState.FAILED.value, error=str(exc))
         return self._run(job)
@@ -169,9 +177,9 @@ class RowRemixer:
         if settled.action is Action.CONFLICT:
             assert previous is not None
             conflict = (
-                f"id {record.id} is in the store for another job (another prompt, images or "
-                f"options; {previous.status.value} there): refused, not sent; give this row "
-                "its own id, or use another store"
+                f"id {record.id} is in the store for another job "
+                f"({what_changed(previous.parts, record.parts)}; {previous.status.value} there): "
+                "refused, not sent; give this row its own id, or use another store"
             )
             return RowOutcome(record.id, JobState.FAILED.value, error=conflict)
         status = record.status
@@ -235,8 +243,8 @@ def remix_rows(
     reported until :meth:`PaidStore.resend_ambiguous` releases them.
 
     ``max_generations`` and ``max_cost`` (USD, at ``price`` or ``$REVE_REMIX_PRICE`` a
-    generation) cap the requests that may be billed in this call, across its threads, kept in
-    the store (``StoreBudget``); rows that do not fit end *pending*, unsent, and the next call
+    generation) cap the requests that may be billed in this call, across its threads and
+    workers, counted in the store; rows that do not fit end *pending*, unsent, and the next call
     sends them.
 
     Example::

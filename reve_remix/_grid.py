@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._client import DEFAULT_MODEL
 from ._exceptions import ValidationError
@@ -32,6 +32,8 @@ from ._tags import IMAGE_NAME, field_names, fill_fields
 
 if TYPE_CHECKING:
     from PIL import Image, ImageDraw, ImageFont
+    from reve_remix_api._literals import AspectRatioValue, OutputFormatValue
+    from reve_remix_api.models import AspectRatio, OutputFormat
 
     from ._sheet import Card
 
@@ -59,7 +61,7 @@ class GridJob:
         """The job as a line of a batch file (local image paths absolute)."""
         job = self.job
         line: dict[str, Any] = {"id": self.id, "prompt": job.prompt, "images": job.images}
-        for name in GRID_FIELDS:
+        for name in (*GRID_FIELDS, "extra_body"):
             if getattr(job, name) is not None:
                 line[name] = getattr(job, name)
         return line
@@ -89,11 +91,6 @@ class Grid:
         """Write the jobs as a batch file (JSONL, one job a line) at ``path``; its path."""
         return write_atomic(path, self.jobs_text().encode("utf-8"))
 
-    def job_lines(self) -> tuple[list[JobLine], list[LineProblem]]:
-        """The jobs as the batch reads them from the file :meth:`write_jobs` writes: what a
-        dry run plans with, the same lines a real run has."""
-        return parse_jobs(self.jobs_text(), Path.cwd())  # every local image path is absolute
-
     def cells(self, cards: Iterable[Card]) -> dict[tuple[str, ...], Card]:
         """The card of each cell that ``cards`` has, by the cell's values."""
         by_id = {card.id: card for card in cards}
@@ -113,22 +110,31 @@ class Grid:
         )
 
 
+def job_lines(grid: Grid) -> tuple[list[JobLine], list[LineProblem]]:
+    """The grid's jobs as the batch reads them from the file ``Grid.write_jobs`` writes: what a
+    dry run plans with, the same lines a real run has (a helper of ``reve-remix grid``, kept off
+    ``Grid``, whose users get public types only)."""
+    return parse_jobs(grid.jobs_text(), Path.cwd())  # every local image path is absolute
+
+
 def prompt_grid(
     prompt: str,
     images: Sequence[str | os.PathLike[str]] | Mapping[str, str | os.PathLike[str]],
     axes: Mapping[str, Sequence[str]],
     *,
-    aspect_ratio: str | None = None,
-    output_format: str | None = None,
+    aspect_ratio: AspectRatio | AspectRatioValue | None = None,
+    output_format: OutputFormat | OutputFormatValue | None = None,
     model: str | None = None,
     fit: bool = False,
+    extra_body: Mapping[str, Any] | None = None,
 ) -> Grid:
     """The jobs of a prompt matrix: one per combination of the values of ``axes``.
 
     An axis is the name of a ``{NAME}`` placeholder of ``prompt`` or one of ``aspect_ratio``,
     ``model`` and ``output_format``; the other fields take the value given here (or the
-    client's default). ``images`` are paths or URLs, a list (``<img>N</img>`` in the prompt) or a
-    mapping of names (``{name}``). Every job is checked as ``remix`` would check it (with
+    client's default); ``extra_body`` is sent with every job, as ``remix`` sends it. ``images``
+    are paths or URLs, a list (``<img>N</img>`` in the prompt) or a mapping of names
+    (``{name}``). Every job is checked as ``remix`` would check it (with
     ``fit``, as ``remix(..., fit=True)`` would), local images by their size and leading bytes;
     raises ``ValidationError`` before anything is sent.
 
@@ -143,6 +149,8 @@ def prompt_grid(
         raise ValidationError(f"prompt: expected a string, got {type(prompt).__name__}")
     named = isinstance(images, Mapping)
     sources = _sources(images)
+    if isinstance(extra_body, Mapping):  # written into the jobs file as JSON; else refused below
+        extra_body = dict(extra_body) or None
     fixed = {"aspect_ratio": aspect_ratio, "output_format": output_format, "model": model}
     checked = _checked_axes(prompt, axes, fixed, names=list(sources) if named else [])
     jobs: list[GridJob] = []
@@ -153,8 +161,12 @@ def prompt_grid(
             prompt, {k: v for k, v in cell.items() if k not in GRID_FIELDS}, escape_braces=named
         )
         job_images: list[str] | dict[str, str] = sources if named else list(sources.values())
-        ratio, output, chosen = fields["aspect_ratio"], fields["output_format"], fields["model"]
-        call = Call(text, job_images, ratio, output, chosen, fit=fit)
+        # An axis's values are any strings: typed as the spec's values here because the
+        # fingerprint just below checks them as remix does, before a job is made of them.
+        ratio = cast("AspectRatioValue | None", fields["aspect_ratio"])
+        output = cast("OutputFormatValue | None", fields["output_format"])
+        chosen = fields["model"]
+        call = Call(text, job_images, ratio, output, chosen, fit=fit, extra_body=extra_body)
         try:
             # checked as remix checks it, and identified as the batch identifies it
             identity = fingerprint(call, DEFAULT_MODEL)
@@ -168,7 +180,7 @@ def prompt_grid(
                 # again) when the axes are given the other way round to turn the grid
                 id=_job_id([cell[name] for name in sorted(cell)], identity),
                 values=values,
-                job=RemixJob(text, job_images, ratio, output, chosen),
+                job=RemixJob(text, job_images, ratio, output, chosen, extra_body=extra_body),
             )
         )
     return Grid(axes=checked, jobs=tuple(jobs))

@@ -8,6 +8,10 @@ another ``--format`` never pays for an image it already has.
 So key order, ``"cat.png"`` vs ``./cat.png`` vs its absolute path, an explicit ``null`` equal to
 the default, or a new output name are the same job, and a ledger that knows the job's id with
 another fingerprint reports a conflict instead of calling it done.
+
+A fingerprint cannot say what changed, so a job's :class:`Identity` also keeps each part (the
+prompt, each image, the model, ...) digested on its own: a ledger records them with the job,
+and :func:`changed_parts` names the parts of a conflict that differ.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import functools
 import hashlib
 import json
 import os
+from dataclasses import dataclass
+from typing import Any
 
 from ._exceptions import ValidationError
 from ._images import url_scheme
@@ -24,6 +30,23 @@ from ._runner import Call
 
 FINGERPRINT_CHARS = 32
 """Hex digits kept of the SHA-256 (128 bits: no two jobs of any real ledger share one)."""
+
+
+PART_CHARS = 8
+"""Hex digits kept of each part's digest: enough to tell a changed part from an equal one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A job's fingerprint, and the digest of each of its parts (``parts``, compact JSON: the
+    part's name to its digest), so that a conflict can say what changed.
+
+    The parts are ``prompt``, ``image 0``, ``image 1``... (in the order sent), ``model``,
+    ``aspect_ratio``, ``extra_body.<field>`` (every field sent, defaults included) and ``fit``.
+    """
+
+    fingerprint: str
+    parts: str
 
 
 def fingerprint(call: Call, model: str) -> str | None:
@@ -39,6 +62,20 @@ def fingerprint(call: Call, model: str) -> str | None:
         ...                      output_format="url"), "m")
         >>> a == b, len(a)
         (True, 32)
+    """
+    found = identity(call, model)
+    return None if found is None else found.fingerprint
+
+
+def identity(call: Call, model: str) -> Identity | None:
+    """The :class:`Identity` of ``call`` (``fingerprint`` and its ``parts``), or ``None`` as for
+    :func:`fingerprint`. Raises ``ValidationError`` for a call ``remix`` would refuse.
+
+    Example::
+
+        >>> found = identity(Call("<img>0</img> at dusk", ["https://example.com/a.png"]), "m")
+        >>> list(json.loads(found.parts))[:3]
+        ['prompt', 'image 0', 'model']
     """
     prepared = prepare_remix(
         call.prompt,
@@ -61,9 +98,71 @@ def fingerprint(call: Call, model: str) -> str | None:
         "fields": {**default_fields(), **prepared.extra_body},
         "fit": call.fit,
     }
-    text = json.dumps(what, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    return digest[:FINGERPRINT_CHARS]
+    return Identity(_digest(what)[:FINGERPRINT_CHARS], _parts(what))
+
+
+def _parts(what: dict[str, Any]) -> str:
+    """Each part of ``what`` digested on its own, by the name a message gives it."""
+    named: dict[str, object] = {"prompt": what["prompt"]}
+    named.update((f"image {index}", image) for index, image in enumerate(what["images"]))
+    named.update(model=what["model"], aspect_ratio=what["aspect_ratio"])
+    named.update((f"extra_body.{name}", value) for name, value in what["fields"].items())
+    named["fit"] = what["fit"]
+    digests = {name: _digest(value)[:PART_CHARS] for name, value in named.items()}
+    return json.dumps(digests, separators=(",", ":"))
+
+
+def changed_parts(old: str | None, new: str | None) -> list[str] | None:
+    """The names of the parts that differ between two records' ``parts``, in ``new``'s order
+    (then parts only ``old`` has); ``None`` when it cannot be said: a record written before parts
+    were kept, or no part differs (the fingerprint changed in a way no part shows).
+
+    Example::
+
+        >>> changed_parts('{"prompt":"1a","model":"2b"}', '{"prompt":"3c","model":"2b"}')
+        ['prompt']
+    """
+    before, after = _read_parts(old), _read_parts(new)
+    if before is None or after is None:
+        return None
+    names = [*after, *(name for name in before if name not in after)]
+    changed = [name for name in names if before.get(name) != after.get(name)]
+    return changed or None
+
+
+def what_changed(old: str | None, new: str | None) -> str:
+    """What a conflict's message says changed: ``changed: prompt, image 0``, or only
+    ``changed`` with why no more can be said.
+
+    Example::
+
+        >>> what_changed('{"prompt":"1a","model":"2b"}', '{"prompt":"3c","model":"4d"}')
+        'changed: prompt, model'
+        >>> what_changed(None, '{"prompt":"3c"}')
+        'changed; this record is too old to say what'
+    """
+    names = changed_parts(old, new)
+    if names is not None:
+        return f"changed: {', '.join(names)}"
+    if old is None or new is None:
+        return "changed; this record is too old to say what"
+    return "changed"
+
+
+def _read_parts(text: str | None) -> dict[str, object] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _digest(value: object) -> str:
+    """SHA-256 of ``value`` as canonical JSON (the text fingerprints have always hashed)."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def image_identity(image: object) -> str | None:

@@ -17,6 +17,7 @@ from ._request import Images
 from ._results import RemixResult
 
 if TYPE_CHECKING:
+    from reve_remix_api._literals import AspectRatioValue, OutputFormatValue
     from reve_remix_api.models import AspectRatio, OutputFormat
 
 Outcome = RemixResult | ReveRemixError
@@ -43,8 +44,8 @@ class RemixJob:
 
     prompt: str
     images: Images
-    aspect_ratio: AspectRatio | str | None = None
-    output_format: OutputFormat | str | None = None
+    aspect_ratio: AspectRatio | AspectRatioValue | None = None
+    output_format: OutputFormat | OutputFormatValue | None = None
     model: str | None = None
     id: str | None = None
     extra_body: Mapping[str, Any] | None = None

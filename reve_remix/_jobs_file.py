@@ -22,15 +22,19 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ValidationError
 from ._files import PART_FILE
-from ._identity import fingerprint
+from ._identity import Identity, identity
 from ._images import IMAGE_FORMATS, UNKNOWN_EXTENSION, image_extension, url_scheme
 from ._jobs import JOB_FIELDS, RemixJob, check_job_keys
 from ._lifecycle import JOB_ID, JOB_ID_RULE
 from ._runner import Call
 from ._tags import strip_tags
+
+if TYPE_CHECKING:
+    from reve_remix_api._literals import AspectRatioValue, OutputFormatValue
 
 MANIFEST_NAME = "manifest.jsonl"
 STATE_DIR = ".reve-remix"
@@ -91,6 +95,11 @@ class Target:
             return [self.path]
         return [self.path.with_name(self.path.name + ext) for ext in _ALL_EXTENSIONS]
 
+    def __str__(self) -> str:
+        """The path a message names: the file, or its stem with ``.*`` when the image's bytes
+        decide the extension."""
+        return f"{self.path}.*" if self.add_extension else str(self.path)
+
     def existing(self) -> Path | None:
         """The first candidate that already exists, if any."""
         return next((path for path in self.candidates() if path.exists()), None)
@@ -148,10 +157,17 @@ class JobLine:
         return Target(out_dir / stem, add_extension=True)
 
     def with_defaults(
-        self, *, aspect_ratio: str | None, output_format: str | None, model: str | None
+        self,
+        *,
+        aspect_ratio: AspectRatioValue | None,
+        output_format: OutputFormatValue | None,
+        model: str | None,
+        extra_body: Mapping[str, Any] | None = None,
     ) -> JobLine:
-        """This job, with the options its line leaves out taken from the command line."""
+        """This job, with the options its line leaves out taken from the command line
+        (``extra_body``: ``--field``, under the line's own ``extra_body``, field by field)."""
         job = self.job
+        fields = {**extra_body, **(job.extra_body or {})} if extra_body else job.extra_body
         # Only a missing key (or null) takes the default: an empty string is refused later, as
         # remix refuses it.
         return dataclasses.replace(
@@ -161,6 +177,7 @@ class JobLine:
                 aspect_ratio=aspect_ratio if job.aspect_ratio is None else job.aspect_ratio,
                 output_format=output_format if job.output_format is None else job.output_format,
                 model=model if job.model is None else job.model,
+                extra_body=fields,
             ),
         )
 
@@ -178,13 +195,18 @@ class JobLine:
         )
 
     def fingerprint(self, default_model: str, *, fit: bool = False) -> str | None:
-        """What this job would send, fingerprinted (``_identity.fingerprint``).
+        """What this job would send, fingerprinted: :meth:`identity`'s fingerprint."""
+        found = self.identity(default_model, fit=fit)
+        return None if found is None else found.fingerprint
+
+    def identity(self, default_model: str, *, fit: bool = False) -> Identity | None:
+        """What this job would send, fingerprinted, and its parts (``_identity.identity``).
 
         Validates the job as ``remix`` would, without sending it (``ValidationError`` if not):
         local images by their size and leading bytes, and their content hashed, so that a bad
         file is reported with its line before any job of the batch is paid for.
         """
-        return fingerprint(self.call(fit=fit), default_model)
+        return identity(self.call(fit=fit), default_model)
 
 
 @dataclass(frozen=True, slots=True)

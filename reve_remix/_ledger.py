@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import operator
 import os
 import tempfile
 import threading
@@ -45,8 +46,9 @@ BODY_CHARS = 20_000
 class JobRecord:
     """What a ledger knows about one job at one moment: its state and where its image is.
 
-    - ``fingerprint``: what would be sent (see ``_identity.fingerprint``); a record whose id comes
-      back with another fingerprint is a conflict, never "done";
+    - ``fingerprint``: a digest of what would be sent (the request's fields, and local images by
+      the hash of their content); a record whose id comes back with another fingerprint is a
+      conflict, never "done";
     - ``attempt``: how many times the job was claimed for sending;
     - ``url`` / ``spool``: where a *paid* image can be had again without paying: the URL the API
       gave, or the file an inline image's bytes were kept in before any save was tried;
@@ -57,7 +59,9 @@ class JobRecord:
       reports and the contact sheet;
     - ``recipe``: what made the image (``Recipe`` as JSON), written into the saved file, so that
       an image saved by a later run (a resumed download) carries it too;
-    - ``time``: when the record was written (ISO 8601, UTC), for ``spend --by day``.
+    - ``time``: when the record was written (ISO 8601, UTC), for ``spend --by day``;
+    - ``parts``: each part of what would be sent (the prompt, each image, the model...),
+      digested on its own (``_identity.Identity``), so that a conflict can say what changed.
 
     Example::
 
@@ -81,6 +85,7 @@ class JobRecord:
     body: str | None = None
     recipe: str | None = None
     time: str | None = None
+    parts: str | None = None
 
     @property
     def where(self) -> str:
@@ -93,14 +98,24 @@ class JobRecord:
         return bool(self.url or self.spool)
 
     def evolve(self, status: JobState | None = None, **changes: Any) -> JobRecord:  # noqa: ANN401 - any field
-        """A copy with ``status`` and ``changes``."""
+        """A copy with ``status`` and ``changes`` (``TypeError`` for a name that is no field).
+
+        Built from the fields' values in one call: ``dataclasses.replace`` reads the class's
+        fields anew on every call, and the runner makes a record at every step of every job.
+        """
+        values = list(_values(self))
         if status is not None:
-            changes["status"] = status
-        return dataclasses.replace(self, **changes)
+            values[_INDEX["status"]] = status
+        for name, value in changes.items():
+            index = _INDEX.get(name)
+            if index is None:
+                raise TypeError(f"JobRecord has no field {name!r}")
+            values[index] = value
+        return JobRecord(*values)
 
     def stamped(self) -> JobRecord:
         """A copy stamped with the time now: what a durable ledger writes."""
-        return dataclasses.replace(self, time=_now())
+        return self.evolve(time=_now())
 
     def to_json(self) -> str:
         """The record as one line of compact JSON (no newline), empty fields left out.
@@ -147,6 +162,8 @@ class JobRecord:
 
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(JobRecord))
+_values = operator.attrgetter(*_FIELDS)
+_INDEX = {name: index for index, name in enumerate(_FIELDS)}
 _INT_FIELDS = ("attempt", "line", "status_code")
 _TEXT_FIELDS = tuple(name for name in _FIELDS if name not in ("id", "status", *_INT_FIELDS))
 _STATES = frozenset(state.value for state in JobState)
@@ -314,9 +331,7 @@ class MemoryLedger:
                 inline = result.image.b64_json
                 if record.url is None and inline is not None:
                     spool_dir = spool_dir or tempfile.mkdtemp(prefix="reve-remix-unreceived-")
-                    record = dataclasses.replace(
-                        record, spool=_spool_inline(spool_dir, record.id, result)
-                    )
+                    record = record.evolve(spool=_spool_inline(spool_dir, record.id, result))
             logger.warning(
                 "%s: job %s was %s and not received (%s)",
                 why, record.id, GENERATED_NOT_SAVED, record.where,

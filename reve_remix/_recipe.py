@@ -34,7 +34,7 @@ import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote_to_bytes
 
 from ._files import write_atomic
@@ -138,6 +138,34 @@ class Recipe:
         separators = (",", ":") if indent is None else None
         text = json.dumps(self.to_dict(), ensure_ascii=False, indent=indent, separators=separators)
         return text.encode("utf-8", "backslashreplace")
+
+
+class SentRecipe(NamedTuple):
+    """What a request sent, as the recipes of its images tell it: a :class:`Recipe` without the
+    answer's parts, which :meth:`answered` adds for one image.
+
+    Every request makes one (a tuple, a fraction of a ``Recipe``'s cost); a ``Recipe`` is made
+    only for an image whose recipe is read or saved.
+
+    Example::
+
+        >>> SentRecipe("a", "a", "m", None, "url", (), {}).answered("a cat", "req-1", 7).created
+        7
+    """
+
+    prompt: str
+    prompt_sent: str
+    model: str
+    aspect_ratio: str | None
+    output_format: str
+    references: tuple[Mapping[str, str], ...]
+    extra_body: Mapping[str, Any]
+
+    def answered(
+        self, revised_prompt: str | None, request_id: str | None, created: int | None
+    ) -> Recipe:
+        """The recipe of one image of this request: what was sent, and what the API answered."""
+        return Recipe(*self, revised_prompt, request_id, created)
 
 
 def reference(item: object, sent: str | LocalImage, name: str | None) -> dict[str, str]:

@@ -28,7 +28,7 @@ import httpx
 from . import _config
 from ._exceptions import ValidationError
 from ._images import ImageInput, LocalImage, check_image, data_url_head, prepare_image
-from ._recipe import Recipe, reference
+from ._recipe import SentRecipe, reference
 from ._spec import ARGUMENT_FIELDS, IMAGES_FIELD, problem, spec
 from ._tags import bind_images, check_image_count, check_prompt, refuse_image_names
 
@@ -69,6 +69,9 @@ class RequestOptions:
     timeout: float | httpx.Timeout | None = None
 
 
+_NO_OPTIONS = RequestOptions()  # frozen, so one serves every call without options
+
+
 @dataclass(slots=True)
 class PreparedRemix:
     """A validated remix whose local images still have to become URLs (see ``LocalImage``)."""
@@ -85,17 +88,16 @@ class PreparedRemix:
     references: tuple[Mapping[str, str], ...] = ()
     """How the recipe names each image (``_recipe.reference``), in the order sent."""
 
-    def recipe(self) -> Recipe:
+    def recipe(self) -> SentRecipe:
         """What a saved image's recipe says of this request (the answer's parts added later)."""
-
-        return Recipe(
-            prompt=self.written_prompt or self.prompt,
-            prompt_sent=self.prompt,
-            model=self.model,
-            aspect_ratio=None if self.aspect_ratio is None else self.aspect_ratio.value,
-            output_format=self.output_format.value,
-            references=self.references,
-            extra_body=dict(self.extra_body),
+        return SentRecipe(
+            self.written_prompt or self.prompt,
+            self.prompt,
+            self.model,
+            None if self.aspect_ratio is None else self.aspect_ratio.value,
+            self.output_format.value,
+            self.references,
+            dict(self.extra_body),
         )
 
     sources: list[object] = field(default_factory=list)
@@ -112,24 +114,58 @@ class PreparedRemix:
         The images do not go through the model: :func:`encode_body` writes them itself, so what
         the body carries never depends on what a regenerated model does with a string.
         """
-        from reve_remix_api.models import RemixRequest
-
-        fields: dict[str, Any] = {
-            "model": self.model,
-            "prompt": self.prompt,
-            IMAGES_FIELD: [],  # required by the model; the images are encode_body's
-            "output_format": self.output_format.value,
-        }
-        if self.aspect_ratio is not None:
-            fields["aspect_ratio"] = self.aspect_ratio.value
-        try:
-            checked = RemixRequest.from_dict(
-                {**default_fields(), **self.extra_body, **fields}
-            ).to_dict()
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            raise ValidationError(f"extra_body: does not fit the spec's request: {exc}") from None
-        del checked[IMAGES_FIELD]
+        if self.extra_body:
+            checked = _through_model(
+                {**default_fields(), **self.extra_body, **_own_fields(self.model, self.prompt,
+                 self.aspect_ratio, self.output_format)}
+            )  # fmt: skip
+        else:  # the prompt is only carried: the other fields are checked once for each value
+            checked = _checked_fields(self.model, self.aspect_ratio, self.output_format).copy()
+            checked["prompt"] = self.prompt
         return encode_body(checked, images)
+
+
+def _own_fields(
+    model: str, prompt: str, aspect_ratio: AspectRatio | None, output_format: OutputFormat
+) -> dict[str, Any]:
+    """The request fields ``remix`` has arguments for; the images are :func:`encode_body`'s."""
+    fields: dict[str, Any] = {
+        "model": model,
+        "prompt": prompt,
+        IMAGES_FIELD: [],  # required by the model
+        "output_format": output_format.value,
+    }
+    if aspect_ratio is not None:
+        fields["aspect_ratio"] = aspect_ratio.value
+    return fields
+
+
+def _through_model(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` read and written by the generated ``RemixRequest``, without the images."""
+    from reve_remix_api.models import RemixRequest
+
+    try:
+        checked = RemixRequest.from_dict(fields).to_dict()
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ValidationError(f"extra_body: does not fit the spec's request: {exc}") from None
+    del checked[IMAGES_FIELD]
+    return checked
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_fields(
+    model: str, aspect_ratio: AspectRatio | None, output_format: OutputFormat
+) -> dict[str, Any]:
+    """The fields of a request without ``extra_body``, through the model once for each value.
+
+    The generated model only carries the prompt (it has no check for it), so its place is kept
+    with an empty one: copied and filled for each request, the fields are what the model makes
+    of them, in its order, without reading and writing a model per request. A copy, never this
+    dict, is changed.
+    """
+    return _through_model(
+        {**default_fields(), **_own_fields(model, "", aspect_ratio, output_format)}
+    )
 
 
 def prepare_remix(
@@ -179,7 +215,11 @@ def prepare_remix(
     check_image_count(len(items))
     extras = check_extra_body(extra_body)
     check_required(extras)
-    options = RequestOptions(check_extra_headers(extra_headers), check_timeout(timeout))
+    options = (
+        _NO_OPTIONS
+        if extra_headers is None and timeout is None
+        else RequestOptions(check_extra_headers(extra_headers), check_timeout(timeout))
+    )
     for warning in check_prompt(prompt, len(items)):
         logger.warning("prompt: %s", warning)
     load = prepare_image if load_images else check_image
@@ -215,11 +255,12 @@ def default_fields() -> dict[str, Any]:
     return {name: schema["default"] for name, schema in properties.items() if "default" in schema}
 
 
-def check_extra_body(extra_body: object) -> dict[str, Any]:
+def check_extra_body(extra_body: object, label: str = "extra_body") -> dict[str, Any]:
     """``extra_body`` as request fields to send, each field the spec defines checked against it.
 
     Fields ``remix`` has an argument for are refused (pass the argument), and the whole must be
-    JSON. Raises ``ValidationError``.
+    JSON. Raises ``ValidationError``, its message starting with ``label`` (where the fields came
+    from: the CLI's ``--field`` says so).
 
     Example::
 
@@ -230,33 +271,34 @@ def check_extra_body(extra_body: object) -> dict[str, Any]:
         return {}
     if not isinstance(extra_body, Mapping):
         raise ValidationError(
-            f"extra_body: expected a mapping of request fields, got {type(extra_body).__name__}"
+            f"{label}: expected a mapping of request fields, got {type(extra_body).__name__}"
         )
     properties = spec().request_properties
     fields: dict[str, Any] = {}
     for name, value in extra_body.items():
         if not isinstance(name, str):
-            raise ValidationError(f"extra_body: field names must be strings, got {name!r}")
+            raise ValidationError(f"{label}: field names must be strings, got {name!r}")
         if name in ARGUMENT_FIELDS:
             raise ValidationError(
-                f"extra_body: {name!r} is set by remix's {ARGUMENT_FIELDS[name]}= argument"
+                f"{label}: {name!r} is set by remix's {ARGUMENT_FIELDS[name]}= argument"
             )
         found = problem(value, properties[name]) if name in properties else None
         if found:
-            raise ValidationError(f"extra_body: {name!r} {found}")
+            raise ValidationError(f"{label}: {name!r} {found}")
         fields[name] = value
     try:
         _JSON_ENCODER.encode(fields).encode()
     except (TypeError, ValueError) as exc:  # UnicodeEncodeError (a lone surrogate) included
-        raise ValidationError(f"extra_body: cannot be sent as JSON: {exc}") from None
+        raise ValidationError(f"{label}: cannot be sent as JSON: {exc}") from None
     return fields
 
 
 def check_required(extras: Mapping[str, Any]) -> None:
     """Refuse a request without a field the spec requires that ``remix`` has no argument for.
 
-    A field the vendor made required since this SDK was written is sent through ``extra_body``;
-    the error names it (and its schema), rather than let the request model fail on it.
+    A field the vendor made required since this SDK was written is sent through ``extra_body``
+    (on the command line ``--field NAME=JSON``; in a jobs file a line's ``"extra_body"``); the
+    error names it, its schema and those ways, rather than let the request model fail on it.
 
     Example::
 
@@ -267,7 +309,9 @@ def check_required(extras: Mapping[str, Any]) -> None:
         if name not in ARGUMENT_FIELDS and name not in extras and name not in default_fields():
             raise ValidationError(
                 f"{name}: the API requires this request field and remix has no argument for it "
-                f"yet: pass extra_body={{{name!r}: ...}} ({_schema_text(fields.get(name, {}))})"
+                f"yet: pass extra_body={{{name!r}: ...}} ({_schema_text(fields.get(name, {}))}); "
+                f"on the command line --field {name}=JSON, in a jobs file "
+                f'"extra_body": {{"{name}": ...}}'
             )
 
 
@@ -329,13 +373,16 @@ def check_model(model: object) -> str:
     """
     if not isinstance(model, str) or not model.strip():
         raise ValidationError("model: expected a non-empty string")
-    control = next((i for i, char in enumerate(model) if char < " " or char == "\x7f"), None)
+    control = _CONTROL.search(model)
     if control is not None:  # a name is one line: a newline in one is a paste gone wrong
         raise ValidationError(
-            f"model: character {control + 1} is a control character ({model[control]!r}); "
-            "a model name is one line of text"
+            f"model: character {control.start() + 1} is a control character "
+            f"({control.group()!r}); a model name is one line of text"
         )
     return sendable(model, "model")
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def sendable(text: str, name: str) -> str:

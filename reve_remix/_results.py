@@ -17,7 +17,6 @@ a disk error) is an ``ImageNotSavedError`` naming the request id and URL.
 from __future__ import annotations
 
 import binascii
-import dataclasses
 import functools
 import json
 import math
@@ -42,7 +41,7 @@ from ._exceptions import (
 )
 from ._files import write_atomic
 from ._lifecycle import JobState
-from ._recipe import Recipe, write_with_recipe
+from ._recipe import Recipe, SentRecipe, write_with_recipe
 from ._spec import DATA_FIELD, conforms, spec
 
 if TYPE_CHECKING:
@@ -68,9 +67,20 @@ class RemixImage:
     raw: RawImage
     request_id: str | None
     _downloader: Downloader
-    recipe: Recipe | None = None
-    """What made this image (the request and the answer), written into the files it is saved as;
-    ``None`` for an image rebuilt from a record (``paid_image``)."""
+    _request: SentRecipe | None = None  # what was sent: the recipe without the answer's parts
+    _created: int | None = None  # the response's, for the recipe
+
+    @property
+    def recipe(self) -> Recipe | None:
+        """What made this image (the request and the answer), written into the files it is
+        saved as; ``None`` for an image rebuilt from a record (``paid_image``).
+
+        Completed with the answer's parts when read, not for every paid image: most are never
+        saved with it.
+        """
+        if self._request is None:
+            return None
+        return self._request.answered(self.revised_prompt, self.request_id, self._created)
 
     @property
     def url(self) -> str | None:
@@ -215,14 +225,13 @@ class RemixResult:
     def image(self) -> RemixImage:
         """The first image that has a ``url`` or ``b64_json``: the one that was paid for.
 
-        ``parse_response`` never builds a result without one; an item of ``data`` with neither
-        (a server's stray entry) is never chosen over an image that can be had.
+        A client never returns a result without one; an item of ``data`` with neither (a
+        server's stray entry) is never chosen over an image that can be had.
         """
-        readable = (image for image in self.images if image.url or image.b64_json)
-        found = next(readable, None)
-        if found is None:
-            raise ReveRemixError("the response contained no images")
-        return found
+        for image in self.images:
+            if image.url or image.b64_json:
+                return image
+        raise ReveRemixError("the response contained no images")
 
     def read(self) -> bytes:
         """The first image's bytes. Example: ``png = result.read()``."""
@@ -248,11 +257,11 @@ class RemixResult:
 
 
 def parse_response(
-    response: httpx.Response, downloader: Downloader, recipe: Recipe | None = None
+    response: httpx.Response, downloader: Downloader, recipe: SentRecipe | None = None
 ) -> RemixResult:
     """Find the images of a 2xx and build the result, tolerating every field it does not need.
 
-    ``recipe`` is what was sent; each image gets it completed with what the API answered.
+    ``recipe`` is what was sent; each image's ``recipe`` completes it with what the API answered.
 
     Raises ``APIResponseValidationError`` (status, raw body, request id; the message says the
     image may have been billed) only when no image can be found.
@@ -260,56 +269,31 @@ def parse_response(
     from reve_remix_api.models import RemixResponse
 
     request_id = request_id_of(response.headers)
-
-    def unreadable(reason: str, body: object) -> APIError:
-        if isinstance(body, dict) and isinstance(body.get("error"), dict):
-            # An error object in a 2xx (OneRouter documents it): the vendor's words and type, in
-            # an error that is an APIResponseValidationError too (see status_error).
-            return status_error(response)
-        return APIResponseValidationError(
-            f"the API answered {response.status_code}, so the image was generated "
-            f"({JobState.PAID.value}), but its images cannot be found in the response: {reason}",
-            response=response,
-            body=body,
-        )
-
     try:
         body = json.loads(response.content)
     except (ValueError, UnicodeDecodeError):
         preview = response.content[:2000].decode("utf-8", errors="replace")
-        raise unreadable("the body is not JSON", preview) from None
+        raise _unreadable(response, "the body is not JSON", preview) from None
     if not isinstance(body, dict):
-        raise unreadable(f"expected an object, got {type(body).__name__}", body)
+        raise _unreadable(response, f"expected an object, got {type(body).__name__}", body)
     items = body.get("data")
     if isinstance(items, dict):
         items = [items]  # one image sent bare rather than in a list
     if not isinstance(items, list):
-        raise unreadable("no 'data' array", body)
+        raise _unreadable(response, "no 'data' array", body)
     image_checks, response_checks = _field_checks()
     data = [_typed_fields(item, image_checks) for item in items if isinstance(item, dict)]
-    if not any(_string(item.get("url")) or _string(item.get("b64_json")) for item in data):
-        raise unreadable("no item of 'data' has a 'url' or 'b64_json' string", body)
+    for item in data:
+        if _string(item.get("url")) or _string(item.get("b64_json")):
+            break
+    else:
+        raise _unreadable(response, "no item of 'data' has a 'url' or 'b64_json' string", body)
     # ``data`` and ``created`` were read above; the other fields are checked against the spec.
     rest = {name: value for name, value in body.items() if name not in (DATA_FIELD, "created")}
-    fields = _typed_fields(rest, response_checks)
+    fields = _typed_fields(rest, response_checks) if rest else rest
     created = _created(body.get("created"))
     raw = RemixResponse.from_dict({**fields, "created": created, DATA_FIELD: data})
-    images = [
-        RemixImage(
-            image,
-            request_id,
-            downloader,
-            None
-            if recipe is None
-            else dataclasses.replace(
-                recipe,
-                revised_prompt=_string(_read(image, "revised_prompt")),
-                request_id=request_id,
-                created=created,
-            ),
-        )
-        for image in raw.data
-    ]
+    images = [RemixImage(image, request_id, downloader, recipe, created) for image in raw.data]
     return RemixResult(
         created=created,
         images=images,
@@ -317,6 +301,20 @@ def parse_response(
         status_code=response.status_code,
         headers=response.headers,
         raw=raw,
+    )
+
+
+def _unreadable(response: httpx.Response, reason: str, body: object) -> APIError:
+    """The error of a 2xx whose images cannot be found, for ``reason``."""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        # An error object in a 2xx (OneRouter documents it): the vendor's words and type, in an
+        # error that is an APIResponseValidationError too (see status_error).
+        return status_error(response)
+    return APIResponseValidationError(
+        f"the API answered {response.status_code}, so the image was generated "
+        f"({JobState.PAID.value}), but its images cannot be found in the response: {reason}",
+        response=response,
+        body=body,
     )
 
 
@@ -365,12 +363,17 @@ def _typed_fields(item: Mapping[str, Any], checks: FieldChecks) -> dict[str, Any
     }
 
 
+_LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a datetime can show
+
+
 def _created(value: object) -> int:
     """The API's ``created`` as whole Unix seconds: an int, a float, a numeric or ISO string.
 
     Anything else (or a time no clock can show) gives the time the response was read: the field
     says when the image was made, which is not a reason to lose it.
     """
+    if type(value) is int and 0 <= value <= _LAST_SECOND:  # what the API sends: nothing to fix
+        return value
     seconds: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = value

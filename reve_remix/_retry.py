@@ -162,7 +162,8 @@ class RetryEvent:
     retry: int
     """Which retry this is, from 1, of its kind: 429s are counted apart from other failures."""
     max_retries: int
-    """The most retries of its kind the call may make (``RetryPolicy.limit``)."""
+    """The most retries of its kind the call may make: ``max_retries``, or for 429s an allowance
+    of their own, as large or larger (a refused request made nothing)."""
 
     @property
     def rate_limited(self) -> bool:
@@ -439,6 +440,8 @@ class AdaptiveRate:
         """Seconds until the next slot at the pace and holds of now; 0: it is now, and taken."""
         with self._lock:
             now = time.monotonic()
+            if not self._rate:  # unpaced (no 429 yet, or since a pause): only holds apply
+                return self._beat.take(now, 0.0)
             self._grow(now)
             return self._beat.take(now, self.interval)
 
@@ -446,7 +449,8 @@ class AdaptiveRate:
         """Note an attempt going out now; returns the moment, for :meth:`on_rate_limited`."""
         with self._lock:
             now = time.monotonic()
-            if self._sent and now - self._sent[-1] > self._pause():
+            idle = now - self._sent[-1] if self._sent else 0.0
+            if idle > self.PAUSE and idle > self._pause():  # a pause is never under PAUSE
                 self._sent.clear()
                 self._refused.clear()
                 self._measured = False

@@ -50,6 +50,7 @@ from ._lifecycle import (
 from ._retry import classify_error, classify_status
 
 if TYPE_CHECKING:
+    from reve_remix_api._literals import AspectRatioValue, OutputFormatValue
     from reve_remix_api.models import AspectRatio, OutputFormat
 
     from ._request import Images
@@ -62,8 +63,8 @@ class Call:
 
     prompt: str
     images: Images
-    aspect_ratio: AspectRatio | str | None = None
-    output_format: OutputFormat | str | None = None
+    aspect_ratio: AspectRatio | AspectRatioValue | None = None
+    output_format: OutputFormat | OutputFormatValue | None = None
     model: str | None = None
     fit: bool = False
     extra_body: Mapping[str, Any] | None = None
@@ -92,8 +93,9 @@ class PaidJob:
     """One job for the runner: its id, what to send, and where its image goes.
 
     ``fingerprint`` is what would be sent (``_identity.fingerprint``); a ledger that outlives the
-    process compares it with the record's. ``destination`` ``None`` hands the result to the
-    caller instead of saving it (``remix``, ``remix_many``).
+    process compares it with the record's, and ``parts`` (``_identity.Identity.parts``) says
+    what changed when they differ. ``destination`` ``None`` hands the result to the caller
+    instead of saving it (``remix``, ``remix_many``).
     """
 
     id: str
@@ -101,6 +103,7 @@ class PaidJob:
     fingerprint: str | None = None
     line: int | None = None
     destination: Destination | None = None
+    parts: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +198,7 @@ def plan(
     """
     if previous is None or previous.status is JobState.PENDING:
         return Action.SEND
-    changed = bool(job.fingerprint and previous.fingerprint) and (
-        job.fingerprint != previous.fingerprint
-    )
-    if changed:
+    if changed(job, previous):
         return Action.SEND if policy.replace_changed else Action.CONFLICT
     status = previous.status
     if status is JobState.DONE:
@@ -217,6 +217,14 @@ def plan(
     if status is JobState.FLAGGED:
         return Action.SEND if policy.resend_flagged else Action.HOLD
     return Action.SEND if policy.resend_ambiguous else Action.HOLD  # sent, ambiguous
+
+
+def changed(job: PaidJob, previous: JobRecord) -> bool:
+    """Whether ``previous`` is the record of another request under ``job``'s id (both have a
+    fingerprint, and they differ): a conflict, never the job's own."""
+    return (
+        bool(job.fingerprint and previous.fingerprint) and job.fingerprint != previous.fingerprint
+    )
 
 
 def state_after_error(error: BaseException) -> JobState:
@@ -276,14 +284,14 @@ def lifecycle(
         previous = ledger.lookup(job.id)
     action = plan(previous, job, policy)
     prompt = job.call.prompt if isinstance(job.call.prompt, str) else None
-    if previous is None:
-        base = JobRecord(job.id, JobState.PENDING, job.fingerprint, line=job.line, prompt=prompt)
-    else:
-        base = previous.evolve(
-            line=job.line,
-            fingerprint=job.fingerprint or previous.fingerprint,
-            prompt=prompt or previous.prompt,
-        )
+    if previous is None:  # never sent: its first record is the claim (plan says SEND)
+        return (yield from _send(job, ledger, steps, None, prompt))
+    base = previous.evolve(
+        line=job.line,
+        fingerprint=job.fingerprint or previous.fingerprint,
+        prompt=prompt or previous.prompt,
+        parts=job.parts if job.fingerprint else previous.parts,  # the fingerprint's parts
+    )
     if action in (Action.SKIP, Action.HOLD, Action.CONFLICT):
         return Settled(base, action)
     if action is Action.PLACE:
@@ -292,27 +300,14 @@ def lifecycle(
         settled = yield from _fetch(job, ledger, steps, base)
         if settled.record.status is JobState.DONE or not policy.regenerate_paid:
             return settled
-    return (yield from _send(job, ledger, steps, base))
+    return (yield from _send(job, ledger, steps, base, prompt))
 
 
-def _send(job: PaidJob, ledger: Ledger, steps: Steps, base: JobRecord) -> Lifecycle:
-    fresh = (
-        _first_attempt(base)
-        if base.attempt == 0
-        else base.evolve(
-            JobState.SENT,
-            attempt=base.attempt + 1,
-            request_id=None,
-            status_code=None,
-            url=None,
-            spool=None,
-            revised_prompt=None,
-            file=None,
-            error=None,
-            body=None,
-            recipe=None,
-        )
-    )
+def _send(
+    job: PaidJob, ledger: Ledger, steps: Steps, base: JobRecord | None, prompt: str | None
+) -> Lifecycle:
+    """Claim, send, and on a 2xx go on to :func:`_paid`; ``base``: the last record, if any."""
+    fresh = _next_attempt(job, base, prompt)
     try:
         request = yield Build(job.call)
     except Exception as exc:  # nothing was sent: bad input, or the caller's uploader raising
@@ -322,9 +317,11 @@ def _send(job: PaidJob, ledger: Ledger, steps: Steps, base: JobRecord) -> Lifecy
         claimed = ledger.claim(fresh)
     except OSError as exc:
         error = LedgerError(_ledger_location(ledger), exc, None)
-        return Settled(base, Action.SEND, error=error)
+        return Settled(base or _unclaimed(fresh), Action.SEND, error=error)
     if not claimed:
-        held = base.evolve(error="claimed by another run that is still sending it")
+        held = (base or _unclaimed(fresh)).evolve(
+            error="claimed by another run that is still sending it"
+        )
         return Settled(held, Action.HOLD)
     try:
         response = yield Send(request)
@@ -342,10 +339,34 @@ def _send(job: PaidJob, ledger: Ledger, steps: Steps, base: JobRecord) -> Lifecy
 _INTERRUPTED = f"{MAY_HAVE_BEEN_GENERATED}: interrupted while the request was out"
 
 
-def _first_attempt(base: JobRecord) -> JobRecord:
-    """The *sent* record of a job never sent before: nothing of an earlier answer to clear."""
-    return JobRecord(
-        base.id, JobState.SENT, base.fingerprint, 1, base.line, base.prompt, time=base.time
+def _unclaimed(fresh: JobRecord) -> JobRecord:
+    """What a job never sent before is while its claim is not written: pending."""
+    return fresh.evolve(JobState.PENDING, attempt=0)
+
+
+def _next_attempt(job: PaidJob, base: JobRecord | None, prompt: str | None) -> JobRecord:
+    """The *sent* record of the job's next attempt, keeping nothing of an earlier answer."""
+    if base is None:  # never recorded: built outright, the one record of most jobs' claim
+        return JobRecord(
+            job.id, JobState.SENT, job.fingerprint, 1, job.line, prompt, parts=job.parts
+        )
+    if base.attempt == 0:  # recorded, never sent: nothing of an earlier answer to clear
+        return JobRecord(
+            base.id, JobState.SENT, base.fingerprint, 1, base.line, base.prompt, time=base.time,
+            parts=base.parts,
+        )  # fmt: skip
+    return base.evolve(
+        JobState.SENT,
+        attempt=base.attempt + 1,
+        request_id=None,
+        status_code=None,
+        url=None,
+        spool=None,
+        revised_prompt=None,
+        file=None,
+        error=None,
+        body=None,
+        recipe=None,
     )
 
 

@@ -29,6 +29,7 @@ from ._exceptions import ValidationError
 from ._files import write_atomic
 from ._images import url_scheme
 from ._lifecycle import GENERATED_NOT_SAVED, MAY_HAVE_BEEN_GENERATED
+from ._money import usd
 from ._tags import marked_spans
 
 SHEET_NAME = "index.html"
@@ -247,10 +248,6 @@ def highlighted(prompt: str) -> str:
     return "".join(pieces) + _text(prompt[last:])
 
 
-def _money(value: Decimal) -> str:
-    return f"${value:,.3f}".rstrip("0").rstrip(".") if value < 1 else f"${value:,.2f}"
-
-
 class _CardHTML:
     """A card's figure and details, rendered once and placed in both orders of the page."""
 
@@ -295,7 +292,7 @@ def _card_body(card: Card, assets: _Assets) -> str:
         rows.append(("request id", f"<code>{_text(card.request_id)}</code>"))
     if card.cost is not None and card.status in BILLED:
         maybe = " if it was billed" if BILLED[card.status] == "maybe" else ""
-        rows.append(("cost", f"{_money(card.cost)}{maybe}"))
+        rows.append(("cost", f"{usd(card.cost)}{maybe}"))
     details = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows)
     return f"{''.join(parts)}<dl>{details}</dl>"
 
@@ -409,7 +406,7 @@ def _summary(cards: Sequence[_CardHTML], counts: Counter[CardStatus]) -> str:
     if billed:
         spent = sum((c.cost or Decimal() for c in billed if BILLED[c.status] == "yes"), Decimal())
         maybe = sum((c.cost or Decimal() for c in billed if BILLED[c.status] == "maybe"), Decimal())
-        text += f"; cost {_money(spent)}" + (f" (up to {_money(spent + maybe)})" if maybe else "")
+        text += f"; cost {usd(spent)}" + (f" (up to {usd(spent + maybe)})" if maybe else "")
     return _text(text)
 
 

@@ -210,8 +210,8 @@ class PaidStore:
 
     What users call: :meth:`records`, :meth:`resend_ambiguous`, :meth:`regenerate_paid`,
     :meth:`image_location`. ``lookup``, ``claim``, ``write``, ``keep`` and ``unspool`` are the
-    ledger protocol the runner drives (``reve_remix._ledger.Ledger``): documented for authors of
-    other stores, not meant to be called by hand.
+    ledger protocol the SDK's runner drives: documented for authors of other stores, not meant
+    to be called by hand.
 
     Example::
 

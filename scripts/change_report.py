@@ -225,7 +225,8 @@ def _compare(report: Report, where: str, old: dict | None, new: dict | None) -> 
         if required and where.startswith("request."):
             name = where.removeprefix("request.")
             line += (
-                f": remix has no argument for it; callers must pass extra_body={{{name!r}: ...}}"
+                f": remix has no argument for it; callers must pass extra_body={{{name!r}: ...}} "
+                f"(the CLI: --field {name}=JSON)"
             )
         report.add(BREAKING if required else ADDITIVE, line)
         return

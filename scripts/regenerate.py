@@ -14,7 +14,9 @@ key-sorted so that a reordering changes nothing downstream, in ``openapi/correct
 pinned in pyproject.toml's ``dev`` extra, configured by ``openapi/generator-config.yaml`` and
 formatted by the pinned ruff → a temporary folder, which then replaces
 ``generated/reve_remix_api`` whole (the generator's own ``--overwrite`` leaves stray files
-behind). The same inputs always give the same bytes.
+behind). Beside the generator's output the package gets ``_provenance.py`` (what it was made
+from) and ``_literals.py`` (the enums' values as ``Literal`` types, for the facade's signatures).
+The same inputs always give the same bytes.
 
 ``--from`` prints what changed (``scripts/change_report.py``: the corrected specs compared,
 the vendor's own difference beside it) and exits 0 (no change), 3 (additive) or 4 (breaking) once
@@ -279,6 +281,33 @@ def provenance_module(spec_text: str, vendor: bytes, pins: dict[str, str]) -> st
     )
 
 
+def literals_module(spec_text: str) -> str:
+    """A module of the request's enumerated strings as ``Literal`` types, for type checkers.
+
+    ``remix(aspect_ratio=...)`` takes the enum or its value as a string; typed as these, an IDE
+    completes the string and mypy refuses one the spec does not list. A ``Literal`` must be
+    written out to be read by a type checker, so it is written here, from what ``_spec`` reads
+    (the values the facade checks at run time), and ``--check`` fails when it is stale.
+    """
+    read = facade_spec.read(json.loads(spec_text))
+    aliases = {
+        "AspectRatioValue": (read.aspect_ratios, "``aspect_ratio``", "AspectRatio"),
+        "OutputFormatValue": (read.output_formats, "``output_format``", "OutputFormat"),
+    }
+    parts = [
+        '"""The values of the request\'s enums as ``Literal`` types. Written by '
+        'scripts/regenerate.py\nfrom the spec: do not edit."""\n\n'
+        "from typing import Literal, TypeAlias\n"
+    ]
+    for name, (values, argument, enum) in aliases.items():
+        listed = "".join(f"    {json.dumps(value)},\n" for value in values)
+        parts.append(
+            f"\n{name}: TypeAlias = Literal[\n{listed}]\n"
+            f'"""{argument} as a string: a value of ``{enum}``, as the spec lists them."""\n'
+        )
+    return "".join(parts)
+
+
 def generate(spec_text: str, vendor: bytes, pins: dict[str, str], workdir: Path) -> Path:
     """Run the generator into ``workdir``, check its enums, return the package folder."""
     spec_path = workdir / "openapi.json"
@@ -305,6 +334,7 @@ def generate(spec_text: str, vendor: bytes, pins: dict[str, str], workdir: Path)
     (out / "_provenance.py").write_text(
         provenance_module(spec_text, vendor, pins), encoding="utf-8"
     )
+    (out / "_literals.py").write_text(literals_module(spec_text), encoding="utf-8")
     (out / "py.typed").write_text("# Marker file for PEP 561\n", encoding="utf-8")
     return out
 

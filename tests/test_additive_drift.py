@@ -71,3 +71,6 @@ def test_an_additive_change_fails_no_test_but_the_pinned_values(tmp_path):
     assert regenerate(tree, "--check").returncode == 0
     enum = json.loads((tree / "openapi" / "corrected.openapi.json").read_text())
     assert NEW_FORMAT in enum["components"]["schemas"]["OutputFormat"]["enum"]
+    # The Literal that remix's output_format takes lists it too: an IDE offers it.
+    literals = (tree / "generated" / "reve_remix_api" / "_literals.py").read_text()
+    assert f'"{NEW_FORMAT}",' in literals

@@ -65,6 +65,22 @@ def batch(server: PaidServer, jobs: Path, out: Path, *extra: str):
     return run_cli("batch", jobs, "--out", out, "--base-url", server.base_url, *extra)
 
 
+@contextlib.contextmanager
+def held_back(server: PaidServer, gate: threading.Lock, jobs: Path, out: Path, *extra: str):
+    """``batch`` on a thread while ``gate`` holds the server's answers back (the server must have
+    been made with it): yields a list that holds the run's ``CliRun`` once the block has ended,
+    the gate has been released and the run has finished."""
+    finished: list = []
+    gate.acquire()
+    runner = threading.Thread(target=lambda: finished.append(batch(server, jobs, out, *extra)))
+    runner.start()
+    try:
+        yield finished
+    finally:
+        gate.release()
+        runner.join(WAIT)
+
+
 def posted(server: PaidServer) -> int:
     with server.lock:
         return sum(server.posted.values())
@@ -249,16 +265,9 @@ def test_an_inline_image_whose_save_fails_is_kept_and_a_plain_resume_saves_it(tm
     png = gradient_png(16, 16, seed=seed("inline"))
     gate = threading.Lock()
     with PaidServer(post_body=b64_body(png), gate=gate) as server:
-        finished: list = []
-        gate.acquire()
-        runner = threading.Thread(target=lambda: finished.append(batch(server, jobs, out)))
-        runner.start()
-        try:
+        with held_back(server, gate, jobs, out) as finished:
             until(lambda: posted(server) == 1, "the request")
             (out / "cat.png").mkdir()  # the save will fail: a folder where the image goes
-        finally:
-            gate.release()
-            runner.join(WAIT)
         code, _, err = finished[0]
         assert code == 1
         record = latest(out)["cat"]
@@ -319,20 +328,11 @@ def test_a_manifest_that_fails_mid_run_stops_sending_and_saves_what_was_paid(
 
     monkeypatch.setattr(Manifest, "_append", failing)
     with PaidServer(gate=gate) as server:
-        finished: list = []
-        gate.acquire()
-        runner = threading.Thread(
-            target=lambda: finished.append(batch(server, jobs, out, "--concurrency", "2"))
-        )
-        runner.start()
-        try:
+        with held_back(server, gate, jobs, out, "--concurrency", "2") as finished:
             until(lambda: posted(server) == 2, "two requests in flight")
             broken.set()
             if how == "deleted":
                 (out / "manifest.jsonl").unlink()
-        finally:
-            gate.release()
-            runner.join(WAIT)
         code, _, err = finished[0]
         assert server.generations == 2  # nothing sent after the manifest failed
     assert code == 1

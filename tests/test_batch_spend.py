@@ -80,8 +80,12 @@ def test_a_dry_run_text_says_what_each_job_would_do_and_the_cap(tmp_path):
             "--dry-run", "--max-generations", "2", env={"REVE_REMIX_PRICE": "0.5"},
         )  # fmt: skip
     assert code == 1  # one job would be left pending by the cap
-    assert stdout.splitlines()[:3] == [f"send     j{n} (line {n + 1})" for n in range(3)]
-    assert "would send 2 of 3 job(s) (2 generation(s), 1.0 USD at 0.5 USD each)" in stdout
+    assert stdout.splitlines()[:3] == [
+        "send     j0 (line 1)",
+        "send     j1 (line 2)",
+        "pending  j2 (line 3): left pending by --max-generations 2",
+    ]
+    assert "would send 2 of 3 job(s) (2 generation(s), 1.00 USD at 0.50 USD each)" in stdout
     assert "1 left pending by --max-generations 2" in stdout
     assert posted(server) == 0
 
@@ -166,7 +170,7 @@ def test_max_cost_at_a_price_allows_what_it_pays_for(tmp_path):
         )
     assert code == 1
     assert server.generations == 2
-    assert "--max-cost 0.10 at 0.04 USD a generation" in err
+    assert "--max-cost 0.10 USD at 0.04 USD a generation" in err
 
 
 def test_max_cost_without_a_price_is_a_usage_error_before_anything_is_sent(tmp_path):
@@ -268,7 +272,7 @@ def test_spend_counts_every_attempt_a_regenerated_job_paid_twice(tmp_path):
     code, stdout, _ = run_cli("spend", out, env={"REVE_REMIX_PRICE": "0.5"})
     assert code == 0
     assert stdout.splitlines()[0].split()[:2] == ["paid:", "3"]
-    assert "1.5 USD at 0.5 USD a generation" in stdout
+    assert "1.50 USD at 0.50 USD a generation (1.50 USD for the paid ones)" in stdout
 
 
 def test_spend_counts_a_budget_refusal_as_nothing_and_reads_a_running_batch(tmp_path):

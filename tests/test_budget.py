@@ -208,10 +208,11 @@ async def test_a_cancelled_attempt_counts_and_holds_nothing():
 
 
 def test_max_cost_allows_what_it_pays_for(server, twin):
-    twin.client.budget = budget = Budget(max_cost="0.10", price="0.04")
+    twin.client.budget = budget = Budget(max_cost="0.1", price="0.040")
     for _ in range(2):
         twin.remix(PROMPT, [IMAGE_URL])
-    with pytest.raises(BudgetExceededError, match=r"max_cost=0\.10 USD"):
+    # amounts as every message writes them (reve_remix._money.usd), not as they were typed
+    with pytest.raises(BudgetExceededError, match=r"max_cost=0\.10 USD at 0\.04 USD a gen"):
         twin.remix(PROMPT, [IMAGE_URL])
     assert posts(server) == 2
     assert budget.cost == Decimal("0.08")

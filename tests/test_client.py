@@ -10,10 +10,11 @@ import httpx
 import pytest
 
 from reve_remix import AspectRatio, AsyncReveRemix, OutputFormat, ReveRemix, ValidationError
+from reve_remix._client import USER_AGENT
 from reve_remix._spec import spec
 from reve_remix.testing import MockServer
 
-from .conftest import API_KEY, IMAGE_URL
+from .conftest import API_KEY, CLIENT_KINDS, IMAGE_URL, Twin
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -116,6 +117,66 @@ def test_download_of_the_result_never_carries_the_key(server):
     download = [r for r in server.requests if r.method == "GET"]
     assert len(download) == 1
     assert "authorization" not in download[0].headers
+
+
+@pytest.mark.parametrize("kind", CLIENT_KINDS)
+def test_an_injected_clients_headers_cookies_and_params_reach_the_api(kind, server):
+    """What the injected httpx client adds to its own requests, it adds to the API's too, as it
+    is at each call (the client's headers are merged once, then again when they change); this
+    client's own headers replace the injected client's of the same name."""
+    http_class = httpx.Client if kind == "sync" else httpx.AsyncClient
+    http = http_class(headers={"X-Trace": "one", "User-Agent": "theirs/1.0"})
+    with Twin(kind, api_key=API_KEY, base_url=server.base_url, http_client=http) as twin:
+        twin.remix("<img>0</img>", [IMAGE_URL])
+        http.headers["X-Trace"] = "two"
+        twin.remix("<img>0</img>", [IMAGE_URL], extra_headers={"X-Trace": "call"})
+        twin.remix("<img>0</img>", [IMAGE_URL])
+        http.cookies.set("session", "s1", domain=httpx.URL(server.base_url).host)
+        http.params = httpx.QueryParams({"tenant": "t1"})
+        twin.remix("<img>0</img>", [IMAGE_URL])
+        if isinstance(http, httpx.AsyncClient):
+            twin._run(http.aclose())
+        else:
+            http.close()
+    posts = [request for request in server.requests if request.method == "POST"]
+    assert [post.headers["x-trace"] for post in posts] == ["one", "call", "two", "two"]
+    assert {post.headers["user-agent"] for post in posts} == {USER_AGENT}
+    assert {post.headers["authorization"] for post in posts} == {f"Bearer {API_KEY}"}
+    assert "cookie" not in posts[2].headers
+    assert posts[3].headers["cookie"] == "session=s1"
+    assert [post.path for post in posts] == [spec().path] * 3 + [f"{spec().path}?tenant=t1"]
+
+
+@pytest.mark.parametrize("http_class", [httpx.Client, httpx.AsyncClient])
+@pytest.mark.parametrize(
+    ("client_headers", "extra_headers"),
+    [({}, None), ({"X-Trace": "t", "User-Agent": "theirs/1.0"}, {"X-Call": "c"})],
+)
+def test_the_request_is_what_httpx_build_request_makes(http_class, client_headers, extra_headers):
+    """The facade builds its request from headers merged once; the result must be the request
+    httpx's own ``build_request`` makes of the same parts, header for header, body for body."""
+    from reve_remix._runner import Call
+
+    http = http_class(headers=client_headers)
+    client_class = ReveRemix if http_class is httpx.Client else AsyncReveRemix
+    client = client_class(API_KEY, base_url="https://api.example.test", http_client=http)
+    prepared = client._prepare(Call("<img>0</img>", [IMAGE_URL], extra_headers=extra_headers))
+    for _ in range(2):  # the merged headers are made on the first call and reused
+        request = client._build_request(prepared, list(prepared.images))
+        expected = http.build_request(
+            "POST",
+            f"https://api.example.test{spec().path}",
+            content=request.content,
+            headers={**client._own_headers(), **(extra_headers or {})},
+            timeout=http.timeout,
+        )
+        assert request.headers.raw == expected.headers.raw
+        assert (request.method, request.url, request.content) == (
+            expected.method,
+            expected.url,
+            expected.content,
+        )
+        assert request.extensions["timeout"] == expected.extensions["timeout"]
 
 
 def test_injected_http_client_is_used_and_left_open(reve_remix_mock):

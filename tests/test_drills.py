@@ -146,14 +146,15 @@ def test_e_a_new_required_field_is_breaking_and_named_not_blamed_on_extra_body(t
     name = NEW_REQUIRED_FIELD
     assert (
         f"- request.{name}: added (string, required): remix has no argument for it; callers "
-        f"must pass extra_body={{{name!r}: ...}}"
+        f"must pass extra_body={{{name!r}: ...}} (the CLI: --field {name}=JSON)"
     ) in result.stdout
     completed = run_python(tree, f"NAME = {name!r}\n" + USE_REQUIRED_FIELD)
     assert completed.returncode == 0, completed.stderr
     facts = json.loads(completed.stdout)
     assert facts["refused"] == (
         f"{name}: the API requires this request field and remix has no argument for it yet: "
-        f"pass extra_body={{{name!r}: ...}} (string, one of ['standard', 'high'])"
+        f"pass extra_body={{{name!r}: ...}} (string, one of ['standard', 'high']); on the "
+        f'command line --field {name}=JSON, in a jobs file "extra_body": {{"{name}": ...}}'
     )
     assert "extra_body:" not in facts["refused"]
     assert facts["sent before"] == 0
@@ -163,9 +164,12 @@ def test_e_a_new_required_field_is_breaking_and_named_not_blamed_on_extra_body(t
 # --- g: the vendor's own enum, with a new value: no silent VALUE_n renames ------------------------
 
 USE_RATIOS = """
-import json
+import json, typing
+from reve_remix import AspectRatioValue
+from reve_remix._spec import spec
 from reve_remix_api.models import AspectRatio
 print(json.dumps({member.name: member.value for member in AspectRatio}))
+print(json.dumps([typing.get_args(AspectRatioValue), spec().aspect_ratios]))
 """
 
 
@@ -210,10 +214,16 @@ def test_g_a_vendor_enum_stops_until_every_member_has_its_name(tree, tmp_path):
     assert "As the vendor publishes it (before openapi/corrections.json):" in result.stdout
     completed = run_python(tree, USE_RATIOS)
     assert completed.returncode == 0, completed.stderr
-    members = json.loads(completed.stdout)
+    enum, literal = completed.stdout.splitlines()
+    members = json.loads(enum)
     assert members["RATIO_16_9"] == "16:9"
     assert members["RATIO_21_9"] == "21:9"
     assert not [name for name in members if name.startswith("VALUE_")]
+    # The Literal the signatures take was regenerated with it: an IDE offers "21:9" too.
+    typed, read = json.loads(literal)
+    assert typed == read
+    assert "21:9" in typed
+    assert regenerate(tree, "--check").returncode == 0
 
 
 # --- i: a second operation ------------------------------------------------------------------------

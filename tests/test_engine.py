@@ -311,8 +311,7 @@ def test_a_store_reused_with_a_changed_prompt_refuses_the_row(server, tmp_path):
 
     assert first.status == "done"
     assert second.status == "failed"
-    assert "for another job" in second.error
-    assert "done there" in second.error
+    assert "for another job (changed: prompt; done there)" in second.error
     assert second.image is None
     assert len(posts(server)) == 1  # the changed prompt never reached the server
     [same] = run(server, tmp_path, rows(1))  # the original row is still done, untouched

@@ -14,8 +14,11 @@ import json
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reve_remix import APITimeoutError, AsyncReveRemix, RemixJob, ReveRemix, ValidationError
+from reve_remix._client import DEFAULT_MODEL
 from reve_remix._jobs_file import read_jobs
 from reve_remix._spec import spec
 from reve_remix.testing import Fault
@@ -190,3 +193,34 @@ def test_a_batch_sends_each_lines_extra_body(server, tmp_path, sample_png):  # n
     assert completed.returncode == 0, completed.stderr
     [sent] = [request for request in server.requests if request.method == "POST"]
     assert sent.json["seed"] == 7
+
+
+@given(
+    prompt=st.text(st.characters(exclude_categories=("Cs",)), min_size=1),
+    aspect_ratio=st.sampled_from([None, *spec().aspect_ratios]),
+    output_format=st.sampled_from(spec().output_formats),
+    model=st.sampled_from([DEFAULT_MODEL, "another-model"]),
+)
+@settings(max_examples=60, deadline=None)
+def test_a_body_without_extra_body_is_what_the_model_makes_of_it(
+    prompt, aspect_ratio, output_format, model
+):
+    """Without ``extra_body`` the fields go through the generated model once for each value
+    and the prompt is filled in: the body must be byte for byte what a request read and written
+    by the model for that very prompt gives."""
+    from reve_remix_api.models import AspectRatio, OutputFormat
+
+    from reve_remix._request import (
+        PreparedRemix,
+        _own_fields,
+        _through_model,
+        default_fields,
+        encode_body,
+    )
+
+    ratio = None if aspect_ratio is None else AspectRatio(aspect_ratio)
+    fmt = OutputFormat(output_format)
+    prepared = PreparedRemix(model, prompt, [IMAGE_URL], ratio, fmt)
+    through = _through_model({**default_fields(), **_own_fields(model, prompt, ratio, fmt)})
+    for _ in range(2):  # the second reads the fields checked the first time
+        assert prepared.body([IMAGE_URL]) == encode_body(through, [IMAGE_URL])

@@ -8,9 +8,11 @@ import asyncio
 import contextlib
 import logging
 import pickle
+import re
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
 import pytest
 
@@ -21,6 +23,7 @@ from reve_remix import (
     RemixResult,
     ReveRemix,
     ReveRemixError,
+    ValidationError,
 )
 from reve_remix.testing import Fault, MockServer
 
@@ -29,6 +32,7 @@ from .paid_server import PaidServer
 
 API_KEY = "sk-test-paid-library-0123456789"
 IMAGE_URL = "https://example.com/cat.png"
+T = TypeVar("T")
 
 
 def job(n: int) -> dict[str, object]:
@@ -164,6 +168,42 @@ class TestSync:
             assert len(caught.value.paid_results) == 2  # every generation was handed over
             assert len(warnings_about(caplog, server)) == 2
 
+    def test_closing_the_client_under_a_held_iter_remix_settles_its_requests(self, caplog):
+        # The caller breaks out but keeps the iterator (so nothing closes it), then closes the
+        # client: the three requests still out must be answered, recorded and logged with their
+        # URL and request id, not cut off by the closing pool.
+        with MockServer() as server:
+            server.enqueue(Fault())  # the first request answered at once, the others in flight
+            server.latency = HELD
+            client = ReveRemix(API_KEY, base_url=server.base_url)
+            run = client.iter_remix([job(n) for n in range(8)], concurrency=4)
+            for _job, outcome in run:
+                assert isinstance(outcome, RemixResult)
+                break
+            until(lambda: generations(server) == 4, "four requests sent")
+            client.close()
+            assert list(run) == []  # the loop was settled: resuming it starts nothing
+            assert generations(server) == 4
+            _assert_settled(caplog, server, paid=3)
+
+    def test_leaving_with_by_an_exception_attaches_the_held_loops_paid_results(self, caplog):
+        with MockServer() as server:
+            server.enqueue(Fault())
+            server.latency = HELD
+
+            def leave_with_by_an_exception() -> None:
+                with ReveRemix(API_KEY, base_url=server.base_url) as client:
+                    run = client.iter_remix([job(n) for n in range(8)], concurrency=4)
+                    for _pair in run:
+                        break
+                    until(lambda: generations(server) == 4, "four requests sent")
+                    raise RuntimeError("after the loop")
+
+            with pytest.raises(RuntimeError, match="after the loop") as caught:
+                leave_with_by_an_exception()
+            assert len(caught.value.paid_results) == 3
+            _assert_settled(caplog, server, paid=3)
+
 
 class TestAsync:
     @pytest.mark.anyio
@@ -231,6 +271,115 @@ class TestAsync:
         ]
         assert len(out) == 2
 
+    @pytest.mark.anyio
+    async def test_closing_the_client_under_a_held_iter_remix_settles_its_requests(self, caplog):
+        with MockServer() as server:
+            server.enqueue(Fault())
+            server.latency = HELD
+            client = AsyncReveRemix(API_KEY, base_url=server.base_url)
+            run = client.iter_remix([job(n) for n in range(8)], concurrency=4)
+            async for _job, outcome in run:
+                assert isinstance(outcome, RemixResult)
+                break
+            await _await(lambda: generations(server) == 4)
+            await client.aclose()
+            assert [pair async for pair in run] == []
+            assert generations(server) == 4
+            _assert_settled(caplog, server, paid=3)
+
+    @pytest.mark.anyio
+    async def test_leaving_with_by_an_exception_attaches_the_held_loops_paid_results(self, caplog):
+        with MockServer() as server:
+            server.enqueue(Fault())
+            server.latency = HELD
+
+            async def leave_with_by_an_exception() -> None:
+                async with AsyncReveRemix(API_KEY, base_url=server.base_url) as client:
+                    run = client.iter_remix([job(n) for n in range(8)], concurrency=4)
+                    async for _pair in run:
+                        break
+                    await _await(lambda: generations(server) == 4)
+                    raise RuntimeError("after the loop")
+
+            with pytest.raises(RuntimeError, match="after the loop") as caught:
+                await leave_with_by_an_exception()
+            assert len(caught.value.paid_results) == 3
+            _assert_settled(caplog, server, paid=3)
+
+
+def test_a_closed_client_refuses_to_send_and_says_nothing_was_generated():
+    with MockServer() as server:
+        client = ReveRemix(API_KEY, base_url=server.base_url)
+        client.close()
+        with pytest.raises(ValidationError, match="ReveRemix is closed"):
+            client.remix("<img>0</img> x", [IMAGE_URL])
+        [outcome] = client.remix_many([job(0)])
+        assert isinstance(outcome, ValidationError)
+        assert "may have been generated" not in str(outcome)
+        assert server.requests == []
+
+
+@pytest.mark.anyio
+async def test_a_closed_async_client_refuses_to_send_and_says_nothing_was_generated():
+    with MockServer() as server:
+        client = AsyncReveRemix(API_KEY, base_url=server.base_url)
+        await client.aclose()
+        with pytest.raises(ValidationError, match="AsyncReveRemix is closed"):
+            await client.remix("<img>0</img> x", [IMAGE_URL])
+        [outcome] = await client.remix_many([job(0)])
+        assert isinstance(outcome, ValidationError)
+        assert server.requests == []
+
+
+def test_closing_under_a_loop_another_thread_steps_says_so_and_does_not_raise(caplog):
+    entered, release = threading.Event(), threading.Event()
+
+    def uploader(data: bytes, mime: str) -> str:
+        entered.set()
+        release.wait()
+        return IMAGE_URL
+
+    with MockServer() as server:
+        client = ReveRemix(API_KEY, base_url=server.base_url, uploader=uploader)
+        run = client.iter_remix([{"prompt": "<img>0</img> x", "images": [_png()]}])
+        outcomes: list[object] = []
+        loop = threading.Thread(target=lambda: outcomes.extend(run))
+        loop.start()
+        entered.wait()  # the loop's thread is inside the iterator, waiting for the job
+        client.close()
+        release.set()
+        loop.join()
+    assert any("running in another thread" in r.getMessage() for r in caplog.records)
+    [(_job, outcome)] = outcomes
+    assert isinstance(outcome, ReveRemixError)
+    assert server.requests == []
+
+
+@pytest.mark.anyio
+async def test_closing_under_a_loop_another_task_steps_says_so_and_does_not_raise(caplog):
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def uploader(data: bytes, mime: str) -> str:
+        entered.set()
+        await release.wait()
+        return IMAGE_URL
+
+    with MockServer() as server:
+        client = AsyncReveRemix(API_KEY, base_url=server.base_url, uploader=uploader)
+        run = client.iter_remix([{"prompt": "<img>0</img> x", "images": [_png()]}])
+        loop = asyncio.ensure_future(_collect(run))
+        await entered.wait()
+        await client.aclose()
+        release.set()
+        [(_job, outcome)] = await loop
+    assert any("running in another thread" in r.getMessage() for r in caplog.records)
+    assert isinstance(outcome, ReveRemixError)
+    assert server.requests == []
+
+
+async def _collect(run: AsyncIterator[T]) -> list[T]:
+    return [item async for item in run]
+
 
 # --- what crosses a process: pickles without the key ----------------------------------------------
 
@@ -275,6 +424,35 @@ def test_an_image_not_saved_error_pickles_with_where_the_image_is():
         "req-1",
         str(error),
     )
+
+
+HELD = 0.5
+"""Seconds the mock holds each answer after the first, so requests are out when the client
+closes. Only the reproduction needs the requests still out; the fixed code passes either way."""
+
+
+async def _await(condition: Callable[[], bool]) -> None:
+    """The async twin of ``until``: poll ``condition`` (no fixed sleep); fail rather than hang."""
+    for _ in range(6000):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition never held")
+
+
+def _assert_settled(caplog: pytest.LogCaptureFixture, server: MockServer, *, paid: int) -> None:
+    """Each paid job the loop did not deliver is logged with its URL and request id, nothing is
+    left "may have been generated", and the logged images can be fetched without paying."""
+    logged = warnings_about(caplog, server)
+    assert len(logged) == paid
+    assert not [r for r in caplog.records if "may have been generated" in r.getMessage()]
+    sent = generations(server)
+    with ReveRemix(API_KEY, base_url=server.base_url) as fresh:
+        for line in logged:
+            url = re.search(r"url (\S+?)\)", line)
+            assert url is not None, line
+            assert len(fresh.paid_image(url.group(1)).read()) > 0
+    assert generations(server) == sent  # fetched, not generated again
 
 
 @contextlib.contextmanager

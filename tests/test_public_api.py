@@ -12,11 +12,24 @@ import pkgutil
 import re
 import traceback
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 import reve_remix
-from reve_remix import AsyncReveRemix, RemixImage, RemixResult, ReveRemix, ValidationError
+from reve_remix import (
+    AspectRatio,
+    AspectRatioValue,
+    AsyncReveRemix,
+    OutputFormat,
+    OutputFormatValue,
+    RemixImage,
+    RemixResult,
+    ReveRemix,
+    ValidationError,
+)
+from reve_remix._spec import spec
+from reve_remix.review import prompt_grid
 
 PUBLIC_NAMES = [
     "APIConnectionError",
@@ -26,6 +39,7 @@ PUBLIC_NAMES = [
     "APITimeoutError",
     "AdaptiveRate",
     "AspectRatio",
+    "AspectRatioValue",
     "AsyncReveRemix",
     "AuthenticationError",
     "BadRequestError",
@@ -33,6 +47,7 @@ PUBLIC_NAMES = [
     "Budget",
     "BudgetExceededError",
     "ContentPolicyError",
+    "Hold",
     "ImageInput",
     "ImageNotSavedError",
     "InternalServerError",
@@ -41,6 +56,7 @@ PUBLIC_NAMES = [
     "LedgerError",
     "NotFoundError",
     "OutputFormat",
+    "OutputFormatValue",
     "PaidStore",
     "PayloadTooLargeError",
     "PaymentRequiredError",
@@ -232,3 +248,38 @@ def test_the_api_reference_renders_every_public_name():
     reference = (PACKAGE.parent / "docs" / "reference.md").read_text(encoding="utf-8")
     rendered = set(re.findall(r"^::: reve_remix\.(\w+)$", reference, re.MULTILINE))
     assert sorted(rendered & set(PUBLIC_NAMES)) == PUBLIC_NAMES
+
+
+# --- aspect_ratio and output_format: the enum, or its value as a Literal an IDE completes ------
+
+# The annotations are strings (PEP 563) naming what their module imports for type checkers only.
+_TYPES = {
+    "AspectRatio": AspectRatio,
+    "AspectRatioValue": AspectRatioValue,
+    "OutputFormat": OutputFormat,
+    "OutputFormatValue": OutputFormatValue,
+}
+TAKES_ENUMS = {
+    "ReveRemix.remix": ReveRemix.remix,
+    "AsyncReveRemix.remix": AsyncReveRemix.remix,
+    "RemixJob": reve_remix.RemixJob,
+    "prompt_grid": prompt_grid,
+}
+
+
+def test_the_literal_types_are_the_specs_values_as_regeneration_wrote_them():
+    assert get_args(AspectRatioValue) == spec().aspect_ratios
+    assert get_args(OutputFormatValue) == spec().output_formats
+    assert {member.value for member in AspectRatio} == set(spec().aspect_ratios)
+    assert {member.value for member in OutputFormat} == set(spec().output_formats)
+
+
+@pytest.mark.parametrize("name", TAKES_ENUMS)
+def test_aspect_ratio_and_output_format_take_the_enum_or_one_of_its_values(name):
+    parameters = inspect.signature(TAKES_ENUMS[name]).parameters
+    for argument, expected in (
+        ("aspect_ratio", AspectRatio | AspectRatioValue | None),
+        ("output_format", OutputFormat | OutputFormatValue | None),
+    ):
+        annotation = parameters[argument].annotation
+        assert eval(annotation, dict(_TYPES)) == expected, (argument, annotation)

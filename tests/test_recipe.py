@@ -290,3 +290,17 @@ def test_text_that_is_not_unicode_round_trips(tmp_path, kind):
     assert read_recipe(path) == recipe
     stored = path.read_bytes() if kind != "sidecar" else sidecar_path(path).read_bytes()
     assert "日本の猫".encode() in stored  # readable, not \u escapes
+
+
+def test_a_sent_recipe_is_a_recipe_without_the_answer():
+    """``SentRecipe.answered`` fills a ``Recipe`` by position: its fields must be the recipe's
+    first fields, in order, and the answer's parts the next three."""
+    import dataclasses
+
+    from reve_remix._recipe import SentRecipe
+
+    names = [field.name for field in dataclasses.fields(Recipe)]
+    assert list(SentRecipe._fields) == names[: len(SentRecipe._fields)]
+    sent = SentRecipe("{cat}", "<img>0</img>", "m", "1:1", "url", ({"url": "u"},), {"seed": 7})
+    recipe = sent.answered("a cat", "req-1", 7)
+    assert recipe == Recipe(*sent, revised_prompt="a cat", request_id="req-1", created=7)

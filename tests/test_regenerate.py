@@ -448,7 +448,7 @@ def changed(edit) -> dict:
             ),
             "breaking",
             "request.style: added (string, required): remix has no argument for it; callers "
-            "must pass extra_body={'style': ...}",
+            "must pass extra_body={'style': ...} (the CLI: --field style=JSON)",
         ),
         (
             lambda s: request_schema(s)["properties"].pop("aspect_ratio"),

@@ -152,8 +152,8 @@ def test_a_price_costs_the_jobs_that_were_or_may_have_been_paid_for(
     }
     page = contact_sheet(folder / "out", jobs_file=folder / "jobs.jsonl", price=0.04).read_text()
     # 5 jobs certainly paid for, three more that may have been (ambiguous, sent, flagged)
-    assert "cost $0.2 (up to $0.32)" in page
-    assert "$0.04 if it was billed" in page
+    assert "cost 0.20 USD (up to 0.32 USD)" in page
+    assert "0.04 USD if it was billed" in page
 
 
 # --- the page ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .._batch_plan import BatchPlan, Defaults, plan_batch
@@ -25,7 +26,16 @@ from . import _signals
 from ._batch_dry_run import dry_run
 from ._batch_report import Report, announce
 from ._console import ACCOUNT_HINTS, EXIT_API_ERROR, EXIT_OK, EXIT_USAGE, PROG, Console, UsageError
-from ._options import NO_METADATA_HELP, Commands, SharedOptions, caps, client, folder, number
+from ._options import (
+    NO_METADATA_HELP,
+    Commands,
+    SharedOptions,
+    caps,
+    client,
+    folder,
+    number,
+    request_fields,
+)
 from ._review import refresh_sheet
 
 MAX_CONCURRENCY = 256
@@ -109,6 +119,15 @@ Exit code 0 when every job is done, 1 when some are not or some lines are invali
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``batch``: the summary on stdout; 0 only when every job is done."""
+    check_out(args)
+    lines, problems = read_jobs(Path(args.jobs))
+    if args.dry_run:
+        return plan_only(args, console, lines, problems)
+    return run_lines(args, console, lines, problems)
+
+
+def check_out(args: argparse.Namespace) -> None:
+    """Refuse an ``--out`` no run could write in, and ``--json`` without ``--dry-run``."""
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir}: not a folder")
@@ -117,9 +136,23 @@ def run(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(f"--out {out_dir}: {blocked}; nothing was sent")
     if args.json and not args.dry_run:
         raise UsageError("--json goes with --dry-run (a run prints its summary line)")
-    lines, problems = read_jobs(Path(args.jobs))
-    if args.dry_run:
-        return plan_only(args, console, lines, problems)
+
+
+def run_lines(
+    args: argparse.Namespace,
+    console: Console,
+    lines: list[JobLine],
+    problems: list[LineProblem],
+    *,
+    locked: Callable[[], object] = lambda: None,
+) -> int:
+    """Run the jobs of ``lines`` as ``batch`` runs ``args.jobs``; the exit code.
+
+    ``locked`` is called once the folder's lock is held, before anything else is written or
+    sent (``grid`` writes its jobs file there: a run refused by the lock writes nothing); an
+    ``OSError`` from it stops the run with nothing sent.
+    """
+    out_dir = Path(args.out)
     policy = policy_of(args)
     report = Report(console, out_dir)
     with client(args, console) as remixer, Manifest(out_dir) as manifest:
@@ -141,7 +174,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
         # From the lock to the summary: a signal never cuts a paid request short.
         with _signals.finishing(first, lambda signum: _quit_now(batch, signum)):
-            plan = _plan(args, console, manifest, lines, problems, policy, remixer.model)
+            plan = _plan(args, console, manifest, lines, problems, policy, remixer.model, locked)
             if isinstance(plan, int):
                 return plan
             remove_stale_parts(out_dir)
@@ -154,6 +187,14 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.say(
             f"{PROG}: stopped: {ACCOUNT_HINTS[batch.account_status]}; every other job would "
             "fail the same way, so those not started yet are left pending"
+        )
+    if batch.unsaveable is not None:
+        console.say(
+            f"{PROG}: stopped: images cannot be saved ({batch.unsaveable}); every later job "
+            f"would be paid for and not saved, so {batch.not_started} job(s) not started are left "
+            f"pending; the {report.ended[JobState.PAID]} paid image(s) not saved are kept (each "
+            "one's URL or spooled bytes are in the manifest): fix that, then run the same "
+            "command again to save them without generating them again"
         )
     if batch.budget_reached:
         console.say(
@@ -192,8 +233,10 @@ def _plan(
     problems: list[LineProblem],
     policy: Policy,
     model: str,
+    locked: Callable[[], object],
 ) -> BatchPlan | int:
-    """Lock the folder, read the manifest and plan; an exit code if nothing may be sent."""
+    """Lock the folder, call ``locked``, read the manifest and plan; an exit code if nothing
+    may be sent."""
     try:  # before anything is sent; this also cuts off a record a crash left half-written
         unreadable = manifest.open(wait=args.wait, on_wait=lambda who: _waiting(console, who))
     except LockHeld as exc:
@@ -202,6 +245,12 @@ def _plan(
     except OSError as exc:
         raise UsageError(
             f"cannot write the manifest {manifest.path}: {exc.strerror or exc}; nothing was sent"
+        ) from exc
+    try:
+        locked()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write in {manifest.out_dir}: {exc.strerror or exc}; nothing was sent"
         ) from exc
     if manifest.took_over:
         console.say(
@@ -243,6 +292,7 @@ def defaults_of(args: argparse.Namespace, model: str) -> Defaults:
         aspect_ratio=args.aspect_ratio,
         output_format=args.output_format,
         line_model=args.model,
+        fields=request_fields(args),
         fit=args.fit,
         force=args.force,
         metadata=not args.no_metadata,

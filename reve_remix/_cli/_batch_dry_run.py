@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import _config
-from .._batch_plan import BatchPlan, Defaults, plan_batch
+from .._batch_plan import BatchPlan, Defaults, Planned, plan_batch
 from .._exceptions import ReveRemixError
 from .._jobs_file import JobLine, LineProblem
 from .._manifest import lock_holder, read_history
+from .._money import usd
 from .._pool import tls_context
 from .._runner import Action, Policy
 from ._batch_report import announce
@@ -54,7 +55,8 @@ def dry_run(
     blocked = _blocked(out_dir)
     send = len(plan.having(Action.SEND))
     limit = spending.limit
-    generations = send if limit is None else min(send, limit)
+    capped = {planned.line.number for planned in plan.capped(limit)}
+    generations = send - len(capped)
     price = spending.price
     summary: dict[str, Any] = {
         "dry_run": True,
@@ -74,15 +76,13 @@ def dry_run(
         summary["price"] = float(price)
         summary["cost"] = float(generations * price)
     if args.json:
-        summary["jobs"] = [
-            {"id": p.line.id, "line": p.line.number, "action": p.action.value} for p in plan.jobs
-        ]
+        summary["jobs"] = [_job(planned, planned.line.number in capped) for planned in plan.jobs]
         summary["problems"] = [{"line": p.number, "problem": p.message} for p in plan.problems]
         print(json.dumps(summary))
     else:
         for reason in blocked:
             console.say(f"{PROG}: a real run now would not start: {reason}")
-        print(_text(plan, summary, price, caps(args)))
+        print(_text(plan, capped, summary, price, caps(args)))
     if args.strict and not clean:
         console.say(
             f"{PROG}: --strict: {len(plan.problems)} invalid line(s); nothing would be sent"
@@ -108,15 +108,43 @@ def _blocked(out_dir: Path) -> list[str]:
     return reasons
 
 
-def _text(plan: BatchPlan, summary: dict[str, Any], price: Decimal | None, cap: str) -> str:
-    """One line per job that a run would touch, then what it would cost."""
-    rows = [
-        f"{planned.action.value:<8} {planned.line.id} (line {planned.line.number})"
-        for planned in plan.jobs
-    ]
+def _job(planned: Planned, capped: bool) -> dict[str, Any]:
+    """One job of the JSON plan: ``capped`` when the cap leaves it pending, ``copies`` the lines
+    its image is also saved for."""
+    job: dict[str, Any] = {
+        "id": planned.line.id,
+        "line": planned.line.number,
+        "action": planned.action.value,
+    }
+    if capped:
+        job["capped"] = True
+    if planned.copies:
+        job["copies"] = [copy.number for copy in planned.copies]
+    return job
+
+
+def _text(
+    plan: BatchPlan,
+    capped: set[int],
+    summary: dict[str, Any],
+    price: Decimal | None,
+    cap: str,
+) -> str:
+    """One line per job that a run would touch (those the cap leaves pending said so), then what
+    it would cost."""
+    rows = []
+    for planned in plan.jobs:
+        line = planned.line
+        also = "".join(f", also line {copy.number}" for copy in planned.copies)
+        if line.number in capped:
+            rows.append(
+                f"{'pending':<8} {line.id} (line {line.number}{also}): left pending by {cap}"
+            )
+        else:
+            rows.append(f"{planned.action.value:<8} {line.id} (line {line.number}{also})")
     send, generations = summary["send"], summary["generations"]
     sending = f"{generations} of {send}" if generations < send else f"{send}"
-    cost = f", {generations * price} USD at {price} USD each" if price is not None else ""
+    cost = f", {usd(generations * price)} at {usd(price)} each" if price is not None else ""
     parts = [
         f"dry run, nothing sent: would send {sending} job(s) ({generations} generation(s){cost})"
     ]

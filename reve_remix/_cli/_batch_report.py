@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .._batch_plan import BatchPlan, Planned
 from .._exceptions import BudgetExceededError
+from .._identity import what_changed
 from .._lifecycle import (
     GENERATED_NOT_SAVED,
     MAY_HAVE_BEEN_GENERATED,
@@ -33,10 +34,11 @@ def held_reason(planned: Planned) -> str:
     assert record is not None  # held and conflicting jobs have a record
     rid = f"request id {record.request_id}" if record.request_id else "no request id"
     if planned.action is Action.CONFLICT:
+        changed = what_changed(record.parts, planned.job.parts)
         return (
             f"conflict {line.id} (line {line.number}): this id is {record.status.value} in the "
-            "manifest for another request (the prompt, an image or an option changed); not "
-            "sent: --replace-changed sends the new one (billed) in its place"
+            f"manifest for another request ({changed}); not sent: --replace-changed sends the "
+            "new one (billed) in its place"
         )
     where = f"held {line.id} (line {line.number}): "
     if record.status is JobState.PAID:
@@ -104,7 +106,11 @@ class Report:
             )
             if not self.console.live:
                 path = self.out_dir / str(record.file)
-                self.console.say(f"{PROG}: {counter} done {where} -> {path}{how}")
+                also = "".join(
+                    f", line {copy.number} -> {copy.target(self.out_dir)}"
+                    for copy in planned.copies
+                )
+                self.console.say(f"{PROG}: {counter} done {where} -> {path}{also}{how}")
             return
         status = JobState.AMBIGUOUS if settled.action is Action.HOLD else record.status
         self.ended[status] += 1

@@ -16,6 +16,7 @@ from .._recipe import data_url_bytes
 from .._request import Images, prepare_remix
 from .._spec import spec
 from ._console import EXIT_OK
+from ._options import request_fields
 
 
 def dry_run(args: argparse.Namespace, images: Images) -> int:
@@ -27,6 +28,7 @@ def dry_run(args: argparse.Namespace, images: Images) -> int:
         aspect_ratio=args.aspect_ratio,
         output_format=args.output_format,
         fit=args.fit,
+        extra_body=request_fields(args),
     )
     shown = prepared.body([_shortened(image) for image in prepared.images])
     body = json.loads(shown if isinstance(shown, bytes) else b"".join(shown))

@@ -1,8 +1,10 @@
 """``reve-remix grid PROMPT -i ... --axis NAME=V1,V2 ... --out DIR``: a prompt matrix as one image.
 
-The matrix's jobs are written as a batch file (``DIR/jobs.jsonl``) and run by the ``batch``
-command's :func:`~reve_remix._cli._batch.run` on the folder's manifest, so a grid is paid once
-and resumable as every batch is; then ``DIR/grid.png`` is drawn and the contact sheet written.
+The matrix's jobs are run by the ``batch`` command's :func:`~reve_remix._cli._batch.run_lines`
+on the folder's manifest, so a grid is paid once and resumable as every batch is; they are
+written as a batch file (``DIR/jobs.jsonl``) once the run holds the folder's lock, so a grid
+refused by another run's lock writes nothing. Then ``DIR/grid.png`` is drawn and the contact
+sheet written.
 ``--dry-run`` is the batch's own dry run of those jobs (``plan_batch``, as the run would plan
 them): it sends and writes nothing, and takes no lock. The caps (``--max-generations``,
 ``--max-cost``) are the batch's.
@@ -14,12 +16,11 @@ import argparse
 import csv
 from pathlib import Path
 
-from .._grid import pillow
-from .._jobs_file import unwritable
+from .._grid import job_lines, pillow
 from ..review import GRID_JOBS, GRID_NAME, cards_from_ledger, prompt_grid
 from . import _batch
 from ._console import Console, UsageError
-from ._options import Commands, SharedOptions
+from ._options import Commands, SharedOptions, request_fields
 from ._remix import add_images, parse_images
 from ._review import refresh_sheet
 
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         output_format=args.output_format,
         model=args.model,
         fit=args.fit,
+        extra_body=request_fields(args),
     )
     out_dir = Path(args.out)
     shape = " x ".join(f"{len(values)} {name}" for name, values in grid.axes.items())
@@ -79,12 +81,17 @@ def run(args: argparse.Namespace, console: Console) -> int:
         **{**vars(args), "jobs": str(jobs_file), "strict": True, "no_review": True}
     )
     if args.dry_run:  # the batch's own dry run of the grid's lines: nothing written
-        return _batch.plan_only(batch_args, console, *grid.job_lines())
-    blocked = unwritable(out_dir)
-    if blocked:
-        raise UsageError(f"--out {out_dir}: {blocked}; nothing was sent")
-    grid.write_jobs(jobs_file)
-    code: int = _batch.run(batch_args, console)
+        return _batch.plan_only(batch_args, console, *job_lines(grid))
+    _batch.check_out(batch_args)
+    written: list[Path] = []  # the jobs file, written once the batch holds the folder's lock
+    code = _batch.run_lines(
+        batch_args,
+        console,
+        *job_lines(grid),
+        locked=lambda: written.append(grid.write_jobs(jobs_file)),
+    )
+    if not written:  # refused (another run holds the folder): it is that run's to draw
+        return code
     cards = cards_from_ledger(out_dir, jobs_file, price=args.price)
     for page in grid.draw(cards, out_dir / GRID_NAME):
         print(f"grid: {page}")

@@ -7,6 +7,7 @@ A command module adds itself with ``add(commands, shared)`` (see ``reve_remix._c
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -18,10 +19,11 @@ from .. import _config
 from .._budget import Budget
 from .._client import BASE_URL_ENV, DEFAULT_MAX_RETRIES, ReveRemix
 from .._exceptions import ValidationError
+from .._money import amount, usd
 from .._pool import tls_context
-from .._request import check_model
+from .._request import check_extra_body, check_model
 from .._retry import RATE_LIMIT_RETRIES
-from .._spec import spec
+from .._spec import IMAGES_FIELD, spec
 from ._console import Console, UsageError
 
 MAX_RETRIES = 100
@@ -112,6 +114,15 @@ class SharedOptions:
             help="re-encode local images that are too large or in an unsupported format "
             "(needs Pillow)",
         )
+        group.add_argument(
+            "--field",
+            dest="fields",
+            action="append",
+            type=request_field,
+            metavar="NAME=JSON",
+            help="send this request field too, its value as JSON (seed=7, 'quality=\"high\"'): "
+            "one the API added since this version, checked against the spec; repeatable",
+        )
         self.price = CommandParser(add_help=False)
         add_price(self.price.add_argument_group("cost"))
         self.spending = CommandParser(add_help=False)
@@ -126,7 +137,7 @@ class SharedOptions:
         )
         group.add_argument(
             "--max-cost",
-            type=checked(lambda value: _config.amount(value, "--max-cost")),
+            type=checked(lambda value: amount(value, "--max-cost")),
             metavar="USD",
             help="spend at most this in this run, at --price USD a generation",
         )
@@ -191,6 +202,53 @@ def number(
     return parse
 
 
+# The options that set the request fields remix has an argument for: --field does not.
+_FIELD_OPTIONS = {
+    "model": "--model",
+    "prompt": "the PROMPT argument",
+    IMAGES_FIELD: "-i/--image",
+    "aspect_ratio": "--aspect-ratio",
+    "output_format": "--format",
+}
+
+
+def request_field(text: str) -> tuple[str, Any]:
+    """An argparse ``type`` for ``--field NAME=JSON``: the field, checked as ``extra_body`` is.
+
+    The value is JSON, so that a number, a boolean or an object is sent as one: a string is
+    written in quotes (``--field 'quality="high"'``).
+    """
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: write NAME=JSON, such as seed=7")
+    if name in _FIELD_OPTIONS:
+        raise argparse.ArgumentTypeError(f"{name}: set it with {_FIELD_OPTIONS[name]}")
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{name}: {value!r} is not JSON; write a string in quotes: --field '{name}=\"{value}\"'"
+        ) from None
+    except RecursionError:
+        raise argparse.ArgumentTypeError(f"{name}: nested too deeply to read") from None
+    try:
+        check_extra_body({name: parsed}, label="--field")
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc).partition(": ")[2]) from None
+    return name, parsed
+
+
+def request_fields(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The ``--field`` options as request fields (``extra_body``), ``None`` without any."""
+    given: list[tuple[str, Any]] = getattr(args, "fields", None) or []
+    fields: dict[str, Any] = {}
+    for name, value in given:
+        if name in fields:
+            raise UsageError(f"--field {name} is given twice")
+        fields[name] = value
+    return fields or None
+
+
 def folder(text: str) -> str:
     """An argparse ``type`` for a folder: not empty (``""`` would silently mean ``.``)."""
     if not text.strip():
@@ -239,7 +297,7 @@ def caps(args: argparse.Namespace) -> str:
     if getattr(args, "max_generations", None) is not None:
         given.append(f"--max-generations {args.max_generations}")
     if getattr(args, "max_cost", None) is not None:
-        given.append(f"--max-cost {args.max_cost} at {price(args)} USD a generation")
+        given.append(f"--max-cost {usd(args.max_cost)} at {usd(price(args) or 0)} a generation")
     return " and ".join(given)
 
 

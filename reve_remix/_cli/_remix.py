@@ -27,7 +27,7 @@ from .._tags import IMAGE_NAME
 from . import _signals
 from ._console import EXIT_OK, PROG, Console, UsageError, fetch_command
 from ._dry_run import dry_run
-from ._options import NO_METADATA_HELP, Commands, SharedOptions, client
+from ._options import NO_METADATA_HELP, Commands, SharedOptions, client, request_fields
 
 
 def add(commands: Commands, shared: SharedOptions) -> None:
@@ -118,8 +118,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
         args.prompt,
         images,
         aspect_ratio=args.aspect_ratio,
-        output_format=args.output_format or spec().default_output_format,
+        output_format=args.output_format,
         fit=args.fit,
+        extra_body=request_fields(args),
     )
     ledger = MemoryLedger()
     with client(args, console) as remixer:

@@ -14,6 +14,7 @@ from typing import Any
 
 from .._jobs_file import MANIFEST_NAME
 from .._manifest import read_history
+from .._money import usd
 from .._spend import Spent, spend
 from ._console import EXIT_OK, PROG, Console, UsageError
 from ._options import Commands, SharedOptions, folder, price
@@ -81,7 +82,6 @@ def _rows(spent: Spent, cost: Decimal | None) -> str:
     lines = [f"{name + ':':<11}{getattr(spent, name):>6}  {words}" for name, words in _ROWS]
     lines.append(f"{'billed:':<11}{spent.billed:>6}  generation(s) that may have been billed")
     if cost is not None:
-        paid = spent.paid * cost
-        lines.append(f"{'cost:':<11}{spent.billed * cost:>6} USD at {cost} USD a generation "
-                     f"({paid} USD for the paid ones)")  # fmt: skip
+        lines.append(f"{'cost:':<11}{usd(spent.billed * cost):>10} at {usd(cost)} a generation "
+                     f"({usd(spent.paid * cost)} for the paid ones)")  # fmt: skip
     return "\n".join(lines)

@@ -36,6 +36,18 @@ IMAGE_URL = "https://example.com/cat.png"
 WAIT = 60
 
 
+# pyproject's timeout (120 s) catches a hung test in the quick suite. A slow-marked test (deep
+# fuzzing, whole batches killed and resumed) does a fixed amount of work that takes about a
+# minute on an idle 2-core machine, and as long as other processes make it: its net is wider.
+SLOW_TEST_TIMEOUT = 900
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT))
+
+
 def claim_by_a_stopped_process(store: str, job_id: str, attempt: int = 1) -> None:
     """What a SIGKILLed engine worker leaves in a paid store: a claim by a process that no
     longer runs, with no outcome after it."""

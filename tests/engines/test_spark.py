@@ -79,7 +79,7 @@ def test_a_crashed_python_worker_costs_at_most_its_in_flight_rows(spark, tmp_pat
         killer.start()
         started = time.monotonic()
         out = df.mapInPandas(recording_pid, schema=OUTCOME_SCHEMA).collect()
-        killer.join()
+        killer.finish()
         assert_paid_once("spark", server, rows, out, started, killer, CONCURRENCY)
 
     done = next(row for row in out if row["status"] == "done")

@@ -525,15 +525,24 @@ def test_an_expired_url_says_regenerate_paid(tmp_path):
 
 
 def test_after_a_401_the_summary_counts_the_jobs_that_were_running(tmp_path):
-    from reve_remix.testing import Fault, MockServer
-
     jobs = write_jobs(tmp_path / "jobs.jsonl", [line(n, id=f"j{n}") for n in range(6)])
-    out = tmp_path / "out"
-    with MockServer() as server:
-        server.enqueue(Fault(status=401), Fault(delay=0.2), Fault(delay=0.2))
-        code, stdout, _ = run_cli(
-            "batch", jobs, "--out", out, "--base-url", server.base_url, "--concurrency", "3"
-        )
+    out, err = tmp_path / "out", tmp_path / "err"
+    refused = line(0)["prompt"]
+
+    def answer(prompt: str, nth: int) -> str:
+        # The 401 once all three are out; the other two once the batch has reported it: they
+        # were running when it came, and no job can start after it, however the threads run.
+        if prompt == refused:
+            until(lambda: posted(server) == 3, "three requests in flight")
+            return "401"
+        until(lambda: "failed j0 (line 1)" in err.read_text(), "the 401 reported")
+        return "ok"
+
+    with PaidServer(post_answer=answer) as server:
+        command = cli_command("batch", jobs, "--out", out, "--base-url", server.base_url)
+        with child([*command, "--concurrency", "3"], err) as process:
+            code = process.wait(timeout=WAIT)
+            stdout = process.stdout.read()
     assert code == 1
     done = sum(record.status is JobState.DONE for record in latest(out).values())
     assert done == 2
@@ -576,16 +585,20 @@ def test_remix_keeps_an_inline_image_whose_save_fails_and_names_where(tmp_path):
     out = tmp_path / "od"
     out.mkdir()
     body = {"created": 1, "data": [{"b64_json": base64.b64encode(png).decode()}]}
-    with PaidServer(post_latency=0.5, post_body=json.dumps(body).encode()) as server:
+    gate = threading.Lock()
+    with PaidServer(post_body=json.dumps(body).encode(), gate=gate) as server:
         env = {**os.environ, "ONEROUTER_API_KEY": API_KEY, "REVE_REMIX_BASE_URL": server.base_url}
         command = cli_command(
             "remix", "<img>0</img> x", "-i", tmp_path / "cat.png", "-o", out / "x.png"
         )
         options = {"env": env, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-        with conftest.child(command, **options) as process:
+        held = contextlib.ExitStack()
+        held.enter_context(gate)  # the answer waits until the folder has been replaced
+        with held, conftest.child(command, **options) as process:
             until(lambda: server.posted, "the POST")
             out.rmdir()
             out.write_text("a file where the folder was")
+            held.close()  # the gate opens: the answer goes out
             _, err = process.communicate(timeout=WAIT)
         assert server.generations == 1
     assert process.returncode == 1, err

@@ -192,7 +192,7 @@ def test_a_content_policy_refusal_counts(server, twin):
 
 @pytest.mark.anyio
 async def test_a_cancelled_attempt_counts_and_holds_nothing():
-    with MockServer(latency=5) as server:
+    with MockServer(latency=3600) as server:  # held until it stops: the cancel always comes first
         budget = Budget(max_generations=2)
         async with AsyncReveRemix(API_KEY, base_url=server.base_url, budget=budget) as client:
             task = asyncio.create_task(client.remix(PROMPT, [IMAGE_URL]))

@@ -285,7 +285,7 @@ def run_cli(*args: str, cwd: Path, key: str = API_KEY) -> conftest.CliRun:
         ((Fault(status=401),), 1),
         ((Fault(status=200, body=b"not json"),), 1),
         ((Fault(drop=True),), 1),
-        ((Fault(delay=2.0),), 1),
+        ((Fault(delay=3600),), 1),  # held until the server stops: the 0.5 s timeout comes first
     ],
     ids=["success", "401", "not-json", "dropped", "timeout"],
 )

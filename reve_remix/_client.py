@@ -577,7 +577,8 @@ class ReveRemix(_BaseClient[httpx.Client]):
                     while wait := limiter.next_slot():
                         time.sleep(wait)
                 sent_at = limiter.on_sent()
-            logger.debug("%s %s (attempt %d)", request.method, request.url, retries.attempt)
+            if logger.isEnabledFor(logging.DEBUG):  # the arguments cost more than the check
+                logger.debug("%s %s (attempt %d)", request.method, request.url, retries.attempt)
             # BudgetExceededError, before sending: see _budget
             with self.budget.hold(billed_before=billed) as held:
                 try:
@@ -775,7 +776,8 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
                     while wait := await self._next_slot(limiter):
                         await asyncio.sleep(wait)
                 sent_at = limiter.on_sent()
-            logger.debug("%s %s (attempt %d)", request.method, request.url, retries.attempt)
+            if logger.isEnabledFor(logging.DEBUG):  # the arguments cost more than the check
+                logger.debug("%s %s (attempt %d)", request.method, request.url, retries.attempt)
             # BudgetExceededError, before sending: see _budget
             with self.budget.hold(billed_before=billed) as held:
                 try:

@@ -331,6 +331,8 @@ def refuse_image_names(prompt: str) -> None:
 the images are a list, which names none; pass a mapping of names to images, such as {'cat': ...}
     """
     text = _text(prompt, "prompt")
+    if "{" not in text:  # no name without a brace: most prompts, checked on every call
+        return
     problems = [
         f"`{_preview(match.group())}` at position {match.start()} names an image, but the images"
         f" are a list, which names none; pass a mapping of names to images, such as"

@@ -17,6 +17,10 @@ only steps that differ between the sync and async clients. Each client drives it
 transport (``ReveRemix._drive``, ``AsyncReveRemix._drive``), so there is one lifecycle, not two.
 Ledger writes are plain calls: they are local and short, and a write must be durable before the
 next step whichever client runs it.
+
+The objects a job passes through here (``Call``, ``PaidJob``, the effects, ``Settled``) are
+slotted dataclasses that nothing changes once made, but not ``frozen``: a frozen dataclass sets
+every field through ``object.__setattr__``, and every remix makes half a dozen of them.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ if TYPE_CHECKING:
     from ._results import RemixImage, RemixResult
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Call:
     """The arguments of one remix, as ``remix`` takes them (``None``: the client's default)."""
 
@@ -88,7 +92,7 @@ class Destination(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PaidJob:
     """One job for the runner: its id, what to send, and where its image goes.
 
@@ -133,21 +137,21 @@ class Action(Enum):
         return self is Action.SEND
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Build:
     """Effect: check the call, upload its local images; answer the ``httpx.Request`` to send."""
 
     call: Call
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Send:
     """Effect: send the request with the client's retries; answer the final response."""
 
     request: httpx.Request
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Read:
     """Effect: the image's bytes (downloaded, retried, checked); ``ImageNotSavedError`` if not."""
 
@@ -157,7 +161,7 @@ class Read:
 Effect: TypeAlias = Build | Send | Read
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Settled:
     """How a job ended this run: its last record, and the result or error for the caller."""
 

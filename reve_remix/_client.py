@@ -577,8 +577,7 @@ class ReveRemix(_BaseClient[httpx.Client]):
                     while wait := limiter.next_slot():
                         time.sleep(wait)
                 sent_at = limiter.on_sent()
-            if logger.isEnabledFor(logging.DEBUG):  # the arguments cost more than the check
-                logger.debug("%s %s (attempt %d)", request.method, request.url, retries.attempt)
+            _log_attempt(request, retries)
             # BudgetExceededError, before sending: see _budget
             with self.budget.hold(billed_before=billed) as held:
                 try:
@@ -776,8 +775,7 @@ class AsyncReveRemix(_BaseClient[httpx.AsyncClient]):
                     while wait := await self._next_slot(limiter):
                         await asyncio.sleep(wait)
                 sent_at = limiter.on_sent()
-            if logger.isEnabledFor(logging.DEBUG):  # the arguments cost more than the check
-                logger.debug("%s %s (attempt %d)", request.method, request.url, retries.attempt)
+            _log_attempt(request, retries)
             # BudgetExceededError, before sending: see _budget
             with self.budget.hold(billed_before=billed) as held:
                 try:
@@ -846,6 +844,13 @@ def _acyclic(response: httpx.Response) -> httpx.Response:
 def _parsed_url(url: str) -> httpx.URL:
     """``url`` parsed once: httpx would parse a ``str`` URL again on every request."""
     return httpx.URL(url)
+
+
+def _log_attempt(request: httpx.Request, retries: CallRetries) -> None:
+    """The debug line of each attempt, made only when debug logging is on: its arguments cost
+    more than the check, on every call."""
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("%s %s (attempt %d)", request.method, request.url, retries.attempt)
 
 
 def _advance(run: Lifecycle, reply: object, failure: BaseException | None) -> Effect | Settled:
